@@ -1,0 +1,1 @@
+"""palaestra.agents (see DESIGN.md); populated by later issues."""

@@ -1,0 +1,35 @@
+"""The text-env protocol, the registry, the checker, and the built-in envs.
+
+This package imports nothing from ``palaestra.servers``, ``palaestra.agents`` or
+``palaestra.evol``.
+"""
+
+from palaestra.envs.core import CHARSET, EnvSnapshot, Outcome, TaskId, TextEnv
+from palaestra.envs.registration import (
+    ENTRY_POINT_GROUP,
+    EnvInfo,
+    env_class,
+    list_envs,
+    load_plugins,
+    register,
+    set_remote_factory,
+)
+
+__all__ = [
+    "CHARSET",
+    "ENTRY_POINT_GROUP",
+    "EnvInfo",
+    "EnvSnapshot",
+    "Outcome",
+    "TaskId",
+    "TextEnv",
+    "env_class",
+    "list_envs",
+    "load_plugins",
+    "register",
+    "set_remote_factory",
+]
+
+# Built-in envs: registered by import path, so their modules load on first use.
+register("palaestra/Maze-v0", "palaestra.envs.maze:MazeEnv")
+register("palaestra/Wordle-v0", "palaestra.envs.wordle:WordleEnv")

@@ -1,0 +1,340 @@
+"""The text-environment protocol: ``TextEnv`` and the ``Outcome`` of one action.
+
+A palaestra env is a ``gymnasium.Env[str, str]``. Subclasses write two small
+methods, :meth:`TextEnv.start` and :meth:`TextEnv.act`; the base class does the
+rest: spaces, seeding, task choice, step counting, truncation at ``max_steps``,
+the ``info`` contract (``task_id`` always; ``success`` and ``score`` on the last
+step), and the optional capabilities (``snapshot``/``restore``, ``expert_action``).
+"""
+
+from __future__ import annotations
+
+import copy
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from palaestra.errors import EpisodeOverError, NotSupportedError, UnknownTaskError
+
+__all__ = ["CHARSET", "EnvSnapshot", "Outcome", "TaskId", "TextEnv"]
+
+TaskId = int | str
+"""A task id: an ``int`` or a ``str``, stable across versions of one env id."""
+
+# gymnasium's Text space checks every character against a charset; ours is all
+# printable ASCII plus tab/newline and the few box characters envs may draw.
+CHARSET: str = string.printable + "·█░"
+
+MAX_TEXT_LENGTH = 1 << 16
+
+
+@dataclass
+class Outcome:
+    """What one action did, as returned by :meth:`TextEnv.act`.
+
+    Attributes:
+        observation: The text the agent sees next.
+        reward: The reward of this step (the env's own scale; ``score`` is the 0..1 one).
+        done: True when the task ended (won or lost): gymnasium's ``terminated``.
+        success: Whether the task was accomplished (read when the episode ends).
+        score: Progress in [0, 1] (read when the episode ends); defaults to
+            ``1.0`` on success and ``0.0`` otherwise.
+        info: Extra JSON-serialisable entries for this step's ``info``.
+    """
+
+    observation: str
+    reward: float = 0.0
+    done: bool = False
+    success: bool = False
+    score: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnvSnapshot:
+    """An opaque copy of an env's state, made by :meth:`TextEnv.snapshot`."""
+
+    env_id: str | None
+    task_id: TaskId
+    steps: int
+    over: bool
+    success: bool
+    score: float
+    observation: str
+    rng: Any
+    state: Any
+
+
+class TextEnv(gymnasium.Env[str, str]):
+    """Base class of every palaestra environment: text observations, text actions.
+
+    Subclasses set the class attributes ``instruction``, ``max_steps`` and
+    ``splits`` and implement :meth:`start` and :meth:`act`. Optional, declared by
+    overriding: :meth:`get_state`/:meth:`set_state` (enables
+    :meth:`snapshot`/:meth:`restore`), :meth:`expert_action`, and
+    :meth:`available_actions`.
+
+    Attributes:
+        instruction: The task-independent system prompt: what the world is, which
+            actions exist, and their format.
+        max_steps: Steps after which the episode is truncated.
+        splits: Task ids per split; at least ``"train"`` and ``"test"``. Ranges are
+            fine (membership is O(1)).
+        task_id: The current task (``None`` before the first reset).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
+    instruction: ClassVar[str] = ""
+    max_steps: ClassVar[int] = 50
+    splits: ClassVar[Mapping[str, Sequence[TaskId]]] = {}
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', not {render_mode!r}")
+        self.render_mode = render_mode
+        self.observation_space = spaces.Text(max_length=MAX_TEXT_LENGTH, charset=CHARSET)
+        self.action_space = spaces.Text(max_length=MAX_TEXT_LENGTH, charset=CHARSET)
+        self.task_id: TaskId | None = None
+        self._steps = 0
+        self._over = False
+        self._success = False
+        self._score = 0.0
+        self._last_observation = ""
+
+    # -- what a subclass writes ---------------------------------------------------
+
+    def start(self, task_id: TaskId) -> str:
+        """Set up ``task_id`` and return the first observation.
+
+        Use ``self.np_random`` for any randomness beyond the task itself, so that
+        ``seed`` reproduces it.
+        """
+        raise NotImplementedError
+
+    def act(self, action: str) -> Outcome:
+        """Apply one action (any string: an invalid one gets a helpful observation)."""
+        raise NotImplementedError
+
+    def available_actions(self) -> list[str] | None:
+        """The actions valid now, where the env can list them; ``None`` otherwise."""
+        return None
+
+    def expert_action(self) -> str:
+        """The next action of the env's scripted solver.
+
+        Raises:
+            NotSupportedError: The env has no expert.
+        """
+        raise NotSupportedError(f"{type(self).__name__} has no expert")
+
+    def get_state(self) -> Any:
+        """Return the env's own mutable state (override together with :meth:`set_state`).
+
+        The base class deep-copies what this returns, so returning live objects is fine.
+        """
+        raise NotSupportedError(f"{type(self).__name__} does not support snapshot/restore")
+
+    def set_state(self, state: Any) -> None:
+        """Load a state returned by :meth:`get_state` (a private copy: keep it)."""
+        raise NotSupportedError(f"{type(self).__name__} does not support snapshot/restore")
+
+    # -- declared capabilities -------------------------------------------------------
+
+    @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        """The optional capabilities this env class declares by overriding them.
+
+        Returns:
+            A subset of ``{"snapshot", "expert", "available_actions"}``.
+        """
+        declared = set()
+        if cls.get_state is not TextEnv.get_state and cls.set_state is not TextEnv.set_state:
+            declared.add("snapshot")
+        if cls.expert_action is not TextEnv.expert_action:
+            declared.add("expert")
+        if cls.available_actions is not TextEnv.available_actions:
+            declared.add("available_actions")
+        return frozenset(declared)
+
+    @classmethod
+    def tasks(cls, split: str) -> Sequence[TaskId]:
+        """The task ids of ``split`` (e.g. ``"train"`` or ``"test"``).
+
+        Raises:
+            KeyError: No such split; the message lists the env's splits.
+        """
+        try:
+            return cls.splits[split]
+        except KeyError:
+            raise KeyError(
+                f"{cls.__name__} has no split {split!r}; its splits: {sorted(cls.splits)}"
+            ) from None
+
+    @classmethod
+    def split_of(cls, task_id: object) -> str | None:
+        """The split that holds ``task_id``, or ``None`` when none does.
+
+        Only exact ``int``/``str`` ids count: ``True``, ``5.0`` or ``"5"`` never
+        stand in for the task ``5``.
+        """
+        if type(task_id) not in (int, str):
+            return None
+        for name, ids in cls.splits.items():
+            try:
+                if task_id in ids:
+                    return name
+            except TypeError:
+                continue
+        return None
+
+    # -- gymnasium API -----------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """Start an episode.
+
+        Args:
+            seed: Seeds ``self.np_random`` (randomness beyond the task). Without a
+                ``task_id`` option, it also picks a training task.
+            options: ``{"task_id": ...}`` picks the task.
+
+        Returns:
+            The first observation and ``info`` (with ``task_id``).
+
+        Raises:
+            UnknownTaskError: ``task_id`` is in none of the splits.
+        """
+        super().reset(seed=seed)
+        task_id = (options or {}).get("task_id")
+        if isinstance(task_id, np.integer):
+            task_id = int(task_id)
+        if task_id is None:
+            train = self.tasks("train")
+            task_id = train[int(self.np_random.integers(len(train)))]
+            if isinstance(task_id, np.integer):
+                task_id = int(task_id)
+        elif self.split_of(task_id) is None:
+            raise UnknownTaskError(
+                f"task_id {task_id!r} is in none of {type(self).__name__}'s splits "
+                f"({self._describe_splits()})"
+            )
+        self.task_id = task_id
+        self._steps = 0
+        self._over = False
+        self._success = False
+        self._score = 0.0
+        self._last_observation = self.start(task_id)
+        return self._last_observation, self._info({})
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Apply ``action``; gymnasium's five-tuple.
+
+        Raises:
+            EpisodeOverError: The episode already ended (or ``reset`` was never called).
+        """
+        if self.task_id is None:
+            raise EpisodeOverError("call reset() before step()")
+        if self._over:
+            raise EpisodeOverError(
+                f"the episode of task {self.task_id!r} is over after {self._steps} steps; "
+                "call reset() to start another"
+            )
+        if not isinstance(action, str):
+            raise TypeError(f"actions are strings, not {type(action).__name__}")
+        outcome = self.act(action)
+        self._steps += 1
+        terminated = bool(outcome.done)
+        truncated = not terminated and self._steps >= self.max_steps
+        info = dict(outcome.info)
+        if terminated or truncated:
+            self._over = True
+            self._success = bool(outcome.success) and terminated
+            score = outcome.score if outcome.score is not None else float(self._success)
+            self._score = min(1.0, max(0.0, float(score)))
+        self._last_observation = outcome.observation
+        return outcome.observation, float(outcome.reward), terminated, truncated, self._info(info)
+
+    def render(self) -> str | None:
+        """In ``ansi`` mode, the latest observation."""
+        if self.render_mode == "ansi":
+            return self._last_observation
+        return None
+
+    # -- snapshot / restore -------------------------------------------------------
+
+    def snapshot(self) -> EnvSnapshot:
+        """Copy the whole episode state (task, steps, env state) for search.
+
+        Raises:
+            NotSupportedError: The env does not declare snapshot support.
+        """
+        if self.task_id is None:
+            raise EpisodeOverError("call reset() before snapshot()")
+        return EnvSnapshot(
+            env_id=self.spec.id if self.spec else None,
+            task_id=self.task_id,
+            steps=self._steps,
+            over=self._over,
+            success=self._success,
+            score=self._score,
+            observation=self._last_observation,
+            rng=copy.deepcopy(self.np_random.bit_generator.state),
+            state=copy.deepcopy(self.get_state()),
+        )
+
+    def restore(self, snapshot: EnvSnapshot) -> None:
+        """Return to the state captured by :meth:`snapshot` (the snapshot stays reusable)."""
+        if not isinstance(snapshot, EnvSnapshot):
+            raise TypeError(f"restore() takes an EnvSnapshot, not {type(snapshot).__name__}")
+        # Bookkeeping first, so that set_state sees the snapshot's task.
+        self.task_id = snapshot.task_id
+        self._steps = snapshot.steps
+        self._over = snapshot.over
+        self._success = snapshot.success
+        self._score = snapshot.score
+        self._last_observation = snapshot.observation
+        # Randomness the env draws after the snapshot must repeat too.
+        self.np_random.bit_generator.state = copy.deepcopy(snapshot.rng)
+        self.set_state(copy.deepcopy(snapshot.state))
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def steps(self) -> int:
+        """Steps taken in the current episode."""
+        return self._steps
+
+    @property
+    def over(self) -> bool:
+        """True once the current episode terminated or was truncated."""
+        return self._over
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _info(self, extra: dict[str, Any]) -> dict[str, Any]:
+        info: dict[str, Any] = {"task_id": self.task_id, "step": self._steps}
+        info.update(extra)
+        if self._over:
+            info["success"] = self._success
+            info["score"] = self._score
+        else:
+            actions = self.available_actions()
+            if actions is not None:
+                info["available_actions"] = list(actions)
+        return info
+
+    @classmethod
+    def _describe_splits(cls) -> str:
+        parts = []
+        for name, ids in cls.splits.items():
+            if isinstance(ids, range) and ids.step == 1:
+                parts.append(f"{name}: {ids.start}..{ids.stop - 1}")
+            else:
+                parts.append(f"{name}: {len(ids)} ids")
+        return ", ".join(parts)

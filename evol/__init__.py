@@ -1,0 +1,1 @@
+"""palaestra.evol (see DESIGN.md); populated by later issues."""

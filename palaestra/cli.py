@@ -1,0 +1,349 @@
+"""The ``palaestra`` command line: envs, check, serve, play, demo.
+
+The CLI is the one place that sees every layer (envs, servers, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from palaestra.servers.protocol import TOKEN_ENV
+
+__all__ = ["main"]
+
+DESCRIPTION = """\
+palaestra: a gym for LLM agents.
+
+Every environment is a gymnasium env with text observations and text actions,
+served by one HTTP server and checked by one contract.
+
+examples:
+  palaestra envs                          list installed envs and their splits
+  palaestra check palaestra/Maze-v0       run the contract (in-process and over HTTP)
+  palaestra serve --port 8000             serve every installed env on 127.0.0.1:8000
+  palaestra play palaestra/Wordle-v0      play an env yourself in the terminal
+  palaestra demo                          serve the envs and let the experts play
+"""
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table with aligned columns (Markdown-compatible)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+# -- envs -----------------------------------------------------------------------------
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    """List installed envs."""
+    from palaestra.envs import list_envs
+
+    infos = list_envs()
+    if args.json:
+        print(json.dumps([info.to_json() for info in infos], indent=2))
+        return 0
+    rows = [
+        (
+            info.id,
+            ", ".join(f"{name} {size}" for name, size in info.split_sizes.items()),
+            info.max_steps,
+            ", ".join(sorted(info.capabilities)) or "-",
+        )
+        for info in infos
+    ]
+    print(format_table(["env", "splits (tasks)", "max steps", "capabilities"], rows))
+    return 0
+
+
+# -- check ----------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the contract on one env, in-process and over HTTP."""
+    import contextlib
+
+    import palaestra
+    from palaestra.envs.checker import CheckResult, check
+    from palaestra.servers import Settings, create_app, serve_in_thread
+
+    try:
+        palaestra.env_class(args.env_id)
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+
+    def show(result: CheckResult) -> None:
+        mark = "PASS" if result.passed else "FAIL"
+        print(f"  [{mark}] {result.name:<30} {result.seconds:6.2f}s  {result.detail}", flush=True)
+
+    with contextlib.ExitStack() as stack:
+        url = args.url
+        if url is None:
+            app = create_app([args.env_id], Settings(token=args.token))
+            url = stack.enter_context(serve_in_thread(app))
+            where = f"a temporary server at {url}"
+        else:
+            where = url
+        print(f"checking {args.env_id} ({args.episodes} tasks per split; HTTP via {where})")
+        results = check(
+            args.env_id,
+            episodes=args.episodes,
+            remote=lambda: palaestra.make(args.env_id, base_url=url, token=args.token),
+            seed=args.seed,
+            on_result=show,
+        )
+    failed = [r for r in results if not r.passed]
+    print(f"{args.env_id}: {len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+# -- serve ----------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve envs over HTTP until interrupted."""
+    from palaestra.envs import list_envs
+    from palaestra.servers import Settings, create_app
+    from palaestra.servers.local import run_server
+
+    if not _is_loopback(args.host) and not args.token and not args.insecure:
+        print(
+            f"error: refusing to bind {args.host} without a token; pass --token "
+            f"(or set {TOKEN_ENV}), or --insecure to serve an open API on the network",
+            file=sys.stderr,
+        )
+        return 2
+    known = {info.id for info in list_envs()}
+    env_ids = args.env_ids or sorted(known)
+    unknown = [e for e in env_ids if e not in known]
+    if unknown:
+        print(f"error: unknown env(s) {unknown}; installed: {sorted(known)}", file=sys.stderr)
+        return 2
+    settings = Settings(
+        max_sessions=args.max_sessions,
+        session_ttl=args.session_ttl,
+        step_timeout=args.step_timeout,
+        max_action_chars=args.max_action_chars,
+        threads=args.threads,
+        token=args.token,
+    )
+    app = create_app(env_ids, settings)
+    auth = "token required" if args.token else "no token"
+    print(f"palaestra serving {', '.join(env_ids)} on http://{args.host}:{args.port} ({auth})")
+    run_server(app, args.host, args.port, log_level=args.log_level)
+    return 0
+
+
+# -- play -----------------------------------------------------------------------------
+
+PLAY_HELP = """commands: :expert (the expert's next action), :actions (valid actions),
+          :reset [TASK_ID], :help, :quit (or Ctrl-D); anything else is sent as an action"""
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    """Play an env yourself in the terminal."""
+    import palaestra
+    from palaestra.errors import PalaestraError
+
+    try:
+        env = palaestra.make(
+            args.env_id, base_url=args.url, **({"token": args.token} if args.url else {})
+        )
+    except (KeyError, PalaestraError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"== {args.env_id} ==\n{env.unwrapped.instruction}\n\n{PLAY_HELP}\n")
+    task_id = (
+        args.task_id if args.task_id is None or not args.task_id.isdigit() else int(args.task_id)
+    )
+    try:
+        observation, info = env.reset(
+            seed=args.seed, options={"task_id": task_id} if task_id is not None else None
+        )
+        print(f"[task {info['task_id']}]\n{observation}")
+        total = 0.0
+        while True:
+            try:
+                line = input("> ").strip()
+            except EOFError:
+                print()
+                break
+            if line in (":quit", ":q"):
+                break
+            if line == ":help":
+                print(PLAY_HELP)
+                continue
+            if line == ":expert":
+                try:
+                    print(f"expert: {env.unwrapped.expert_action()}")
+                except (NotImplementedError, PalaestraError, AttributeError) as error:
+                    print(f"no expert: {error}")
+                continue
+            if line == ":actions":
+                print(info.get("available_actions", "this env does not list its actions"))
+                continue
+            if line.startswith(":reset"):
+                arg = line.split(maxsplit=1)[1:]
+                options = {"task_id": int(arg[0]) if arg[0].isdigit() else arg[0]} if arg else None
+                observation, info = env.reset(options=options)
+                total = 0.0
+                print(f"[task {info['task_id']}]\n{observation}")
+                continue
+            observation, reward, terminated, truncated, info = env.step(line)
+            total += reward
+            print(observation)
+            if terminated or truncated:
+                end = "terminated" if terminated else "truncated"
+                print(
+                    f"-- episode {end} after {info['step']} steps: success={info['success']} "
+                    f"score={info['score']:.2f} return={total:g}; :reset to play again, :quit ends"
+                )
+    except PalaestraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        env.close()
+    return 0
+
+
+# -- demo -----------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Serve the envs and let the experts play over HTTP; print a results table."""
+    from palaestra.demo import run_demo
+
+    return run_demo(episodes=args.episodes, concurrency=args.concurrency, out=args.out)
+
+
+# -- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="palaestra",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("envs", help="list installed envs (id, splits, max steps, capabilities)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser(
+        "check",
+        help="run the env contract (gymnasium's check_env, determinism, snapshot, expert, HTTP)",
+        description="Run gymnasium's check_env and palaestra's contract on ENV_ID. Without "
+        "--url, a temporary server on a free loopback port serves the HTTP check. "
+        "Exit status 1 when any check fails.",
+    )
+    p.add_argument("env_id", help="a registered env id, e.g. palaestra/Maze-v0")
+    p.add_argument("--url", help="check against this running server instead of a temporary one")
+    p.add_argument("--episodes", type=int, default=3, help="tasks sampled per split (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of task sampling (default 0)")
+    p.add_argument(
+        "--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (default ${TOKEN_ENV})"
+    )
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve envs over HTTP (FastAPI + uvicorn)",
+        description="Serve ENV_IDs (default: every installed env) on one HTTP API. Binds "
+        "127.0.0.1 by default; a non-loopback address needs --token or --insecure.",
+    )
+    p.add_argument("env_ids", nargs="*", metavar="ENV_ID", help="envs to serve (default: all)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"require this bearer token (default ${TOKEN_ENV})",
+    )
+    p.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback bind without a token"
+    )
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=4096,
+        help="open sessions at most; more get 429 (default 4096)",
+    )
+    p.add_argument(
+        "--session-ttl",
+        type=float,
+        default=600.0,
+        help="seconds idle before a session is reaped (default 600)",
+    )
+    p.add_argument(
+        "--step-timeout",
+        type=float,
+        default=30.0,
+        help="seconds per env call before 504 (default 30)",
+    )
+    p.add_argument(
+        "--max-action-chars", type=int, default=4096, help="longest accepted action (default 4096)"
+    )
+    p.add_argument("--threads", type=int, default=16, help="threads running env code (default 16)")
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("play", help="play an env yourself in the terminal")
+    p.add_argument("env_id", help="a registered env id")
+    p.add_argument("--task-id", help="task to play (default: a train task drawn from the seed)")
+    p.add_argument("--seed", type=int, default=None, help="reset seed")
+    p.add_argument("--url", help="play on this server instead of in-process")
+    p.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="bearer token for --url")
+    p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser(
+        "demo",
+        help="serve every env and let the experts play over HTTP; print a results table",
+    )
+    p.add_argument(
+        "--episodes", type=int, default=20, help="episodes per env and split (default 20)"
+    )
+    p.add_argument("--concurrency", type=int, default=16, help="concurrent sessions (default 16)")
+    p.add_argument(
+        "--out", default="runs/demo", help="where results.json/results.md go (default runs/demo)"
+    )
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``palaestra`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

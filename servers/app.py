@@ -1,0 +1,301 @@
+"""The FastAPI app that serves any set of registered text envs.
+
+``create_app(["palaestra/Maze-v0", ...], Settings(...))`` gives an ASGI app with
+the routes of DESIGN.md; ``palaestra serve`` runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from palaestra.envs.registration import list_envs
+from palaestra.servers.metrics import Metrics
+from palaestra.servers.sessions import ApiError, Session, SessionStore, Settings
+from palaestra.servers.wire import (
+    CreateSession,
+    EnvSpec,
+    ExpertAction,
+    Forked,
+    Health,
+    Problem,
+    ResetRequest,
+    ResetResult,
+    SessionCreated,
+    SessionStatus,
+    StepRequest,
+    StepResult,
+    TaskList,
+)
+
+__all__ = ["create_app"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": text}
+    for status, text in {
+        404: "No such session",
+        409: "Episode over, session broken, or capability not declared",
+        413: "Request body too large",
+        422: "Bad body, unknown env or task, or action too long",
+        429: "Session capacity reached",
+        500: "The env raised; the session is now broken",
+        504: "The env call exceeded the per-call timeout; the session is now broken",
+    }.items()
+}
+
+
+def problem(status: int, error: str, detail: str) -> JSONResponse:
+    """A JSON problem response (the body of every error)."""
+    return JSONResponse({"status": status, "error": error, "detail": detail}, status_code=status)
+
+
+class _Guard:
+    """Pure ASGI middleware: bearer token on every route but /health, body-size cap.
+
+    Written as raw ASGI rather than ``BaseHTTPMiddleware`` to stay off the hot
+    path's cost (no extra task or stream wrapping per request).
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.expected = f"Bearer {settings.token}".encode() if settings.token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.expected is not None and scope["path"] != "/health":
+            given = headers.get(b"authorization", b"")
+            # Constant-time: the comparison time must not reveal how much of a guess was right.
+            if not hmac.compare_digest(given, self.expected):
+                status = 401 if not given else 403
+                detail = "missing bearer token" if not given else "wrong bearer token"
+                await problem(status, "unauthorized", detail)(scope, receive, send)
+                return
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.settings.max_body_bytes:
+            await problem(
+                413, "body_too_large", f"request body over {self.settings.max_body_bytes} bytes"
+            )(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(env_ids: list[str] | None = None, settings: Settings | None = None) -> FastAPI:
+    """Build the HTTP app serving ``env_ids`` (default: every registered palaestra env).
+
+    Args:
+        env_ids: Registered env ids to serve.
+        settings: Limits and the token; defaults are safe for loopback use.
+
+    Returns:
+        The FastAPI app; its ``state.store`` is the :class:`SessionStore`.
+    """
+    settings = settings or Settings()
+    if env_ids is None:
+        env_ids = [info.id for info in list_envs()]
+    store = SessionStore(list(env_ids), settings)
+    metrics = Metrics(CollectorRegistry())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        store.start()
+        try:
+            yield
+        finally:
+            await store.stop()
+
+    app = FastAPI(
+        title="palaestra",
+        summary="Text environments for LLM agents, behind one gymnasium-style HTTP API.",
+        version="1",
+        lifespan=lifespan,
+        responses=_ERRORS,
+    )
+    app.state.store = store
+    app.state.metrics = metrics
+    app.add_middleware(_Guard, settings=settings)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, error: ApiError) -> JSONResponse:
+        metrics.errors.labels(error.error).inc()
+        return problem(error.status, error.error, error.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        parts = []
+        for item in error.errors():
+            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+            parts.append(f"{where or 'body'}: {item.get('msg')}")
+        metrics.errors.labels("invalid_request").inc()
+        return problem(422, "invalid_request", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return problem(error.status_code, code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        # Never a stack trace on the wire; the log has it.
+        metrics.errors.labels("internal").inc()
+        return problem(500, "internal", f"internal server error ({type(error).__name__})")
+
+    def locked(
+        handler: Callable[[Session], Awaitable[Any]],
+    ) -> Callable[[str], Awaitable[Any]]:
+        async def run(session_id: str) -> Any:
+            session = store.get(session_id)
+            async with session.lock:
+                if store.sessions.get(session_id) is not session:
+                    raise ApiError(404, "session_not_found", f"session {session_id!r} was closed")
+                try:
+                    return await handler(session)
+                finally:
+                    session.last_used = time.monotonic()
+
+        return run
+
+    # -- envs -----------------------------------------------------------------------
+
+    @app.get("/v1/envs", response_model=list[EnvSpec], tags=["envs"])
+    async def get_envs() -> list[EnvSpec]:
+        """The envs served here, with their instructions, splits and capabilities."""
+        return [
+            EnvSpec(
+                id=env_id,
+                instruction=cls.instruction,
+                splits={name: len(ids) for name, ids in cls.splits.items()},
+                max_steps=cls.max_steps,
+                capabilities=sorted(cls.capabilities()),
+            )
+            for env_id, cls in store.classes.items()
+        ]
+
+    @app.get("/v1/tasks", response_model=TaskList, tags=["envs"])
+    async def get_tasks(env: str = Query(), split: str = Query()) -> TaskList:
+        """The task ids of one split of one env."""
+        cls = store.env_class_of(env)
+        if split not in cls.splits:
+            raise ApiError(422, "unknown_split", f"{env} has splits {sorted(cls.splits)}")
+        return TaskList(env=env, split=split, task_ids=list(cls.splits[split]))
+
+    # -- sessions -------------------------------------------------------------------
+
+    @app.post("/v1/sessions", response_model=SessionCreated, status_code=201, tags=["sessions"])
+    async def create_session(body: CreateSession) -> SessionCreated:
+        """Open a session on an env and reset it to a task."""
+        session, observation, info = await store.create(body.env, body.task_id, body.seed)
+        metrics.created.labels(body.env).inc()
+        metrics.active.set(len(store.sessions))
+        return SessionCreated(session_id=session.id, observation=observation, info=info)
+
+    @app.post("/v1/sessions/{session_id}/step", response_model=StepResult, tags=["sessions"])
+    async def step(session_id: str, body: StepRequest) -> StepResult:
+        """Apply one action; gymnasium's five-tuple."""
+        if len(body.action) > settings.max_action_chars:
+            raise ApiError(
+                422,
+                "action_too_long",
+                f"action of {len(body.action)} characters; the cap is {settings.max_action_chars}",
+            )
+
+        async def run(session: Session) -> StepResult:
+            started = time.perf_counter()
+            observation, reward, terminated, truncated, info = await store.step(
+                session, body.action
+            )
+            metrics.steps.labels(session.env_id).inc()
+            metrics.step_seconds.observe(time.perf_counter() - started)
+            return StepResult(
+                observation=observation,
+                reward=reward,
+                terminated=terminated,
+                truncated=truncated,
+                info=info,
+            )
+
+        return await locked(run)(session_id)
+
+    @app.post("/v1/sessions/{session_id}/reset", response_model=ResetResult, tags=["sessions"])
+    async def reset(session_id: str, body: ResetRequest | None = None) -> ResetResult:
+        """Start a new episode in the session (a broken session gets a fresh env)."""
+        body = body or ResetRequest()
+
+        async def run(session: Session) -> ResetResult:
+            observation, info = await store.reset(session, body.task_id, body.seed)
+            return ResetResult(observation=observation, info=info)
+
+        return await locked(run)(session_id)
+
+    @app.post(
+        "/v1/sessions/{session_id}/fork", response_model=Forked, status_code=201, tags=["sessions"]
+    )
+    async def fork(session_id: str) -> Forked:
+        """Clone the session into a new, independent one (snapshot/restore, else replay)."""
+
+        async def run(session: Session) -> Forked:
+            twin, method = await store.fork(session)
+            metrics.created.labels(session.env_id).inc()
+            metrics.active.set(len(store.sessions))
+            return Forked(session_id=twin.id, method=method)
+
+        return await locked(run)(session_id)
+
+    @app.get("/v1/sessions/{session_id}/expert", response_model=ExpertAction, tags=["sessions"])
+    async def expert(session_id: str) -> ExpertAction:
+        """The next action of the env's scripted expert (where the env declares one)."""
+
+        async def run(session: Session) -> ExpertAction:
+            return ExpertAction(action=await store.expert(session))
+
+        return await locked(run)(session_id)
+
+    @app.get("/v1/sessions/{session_id}", response_model=SessionStatus, tags=["sessions"])
+    async def status(session_id: str) -> SessionStatus:
+        """Env, task, step count, and whether the episode is done or the session broken."""
+        session = store.get(session_id)
+        return SessionStatus(
+            session_id=session.id,
+            env=session.env_id,
+            task_id=session.task_id,
+            steps=session.env.steps,
+            done=session.done,
+            broken=session.broken,
+            idle_seconds=round(time.monotonic() - session.last_used, 3),
+        )
+
+    @app.delete("/v1/sessions/{session_id}", status_code=204, tags=["sessions"])
+    async def delete(session_id: str) -> Response:
+        """Close the session and free its env."""
+        session = store.get(session_id)
+        await store.close(session)
+        metrics.active.set(len(store.sessions))
+        return Response(status_code=204)
+
+    # -- operations -------------------------------------------------------------------
+
+    @app.get("/health", response_model=Health, tags=["operations"])
+    async def health() -> Health:
+        """Liveness: always open, even when a token is set."""
+        return Health(status="ok", sessions=len(store.sessions), envs=sorted(store.classes))
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def get_metrics() -> Response:
+        """Prometheus metrics: steps, sessions, errors, step latency."""
+        metrics.active.set(len(store.sessions))
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,68 @@
+"""Running a server: under uvicorn in the foreground, or in a background thread.
+
+The thread form serves ``palaestra check`` (its over-HTTP check without
+``--url``) and the tests: a real uvicorn on a real loopback socket, stopped on exit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+__all__ = ["KEEP_ALIVE_SECONDS", "run_server", "serve_in_thread"]
+
+# Longer than the clients' pooled-connection expiry (30 s), so a client never
+# reuses a connection the server has just closed.
+KEEP_ALIVE_SECONDS = 60
+
+
+def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        access_log=False,
+    )
+
+
+def run_server(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
+    """Serve ``app`` in the foreground until interrupted."""
+    uvicorn.Server(_config(app, host, port, log_level)).run()
+
+
+@contextmanager
+def serve_in_thread(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> Iterator[str]:
+    """Serve ``app`` on a background thread; yields its base URL, stops it on exit.
+
+    Args:
+        app: The ASGI app.
+        host: Interface to bind (loopback by default).
+        port: Port; 0 picks a free one.
+        log_level: uvicorn's log level.
+
+    Yields:
+        ``"http://HOST:PORT"`` once the server accepts connections.
+    """
+    server = uvicorn.Server(_config(app, host, port, log_level))
+    thread = threading.Thread(target=server.run, name="palaestra-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()
+    try:
+        yield f"http://{bound[0]}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

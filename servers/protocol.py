@@ -1,0 +1,182 @@
+"""The client side of the wire, shared by the sync and async clients.
+
+Both clients build the same requests, retry by the same policy and turn error
+answers into the same exceptions; they differ only at the I/O edge (httpx for
+``RemoteEnv``, aiohttp for ``AsyncEnvClient``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from palaestra.envs import TaskId
+from palaestra.errors import (
+    BadRequestError,
+    CapacityError,
+    EnvFailedError,
+    ServerError,
+    ServerUnavailableError,
+    SessionConflictError,
+    SessionNotFoundError,
+    StepTimeoutError,
+    UnauthorizedError,
+)
+
+__all__ = [
+    "Request",
+    "RetryPolicy",
+    "Step",
+    "Timeouts",
+    "auth_headers",
+    "create_request",
+    "error_for",
+    "fork_request",
+    "reset_request",
+    "step_request",
+]
+
+TOKEN_ENV = "PALAESTRA_TOKEN"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-phase client timeouts, in seconds.
+
+    Attributes:
+        connect: Establishing a connection.
+        read: Waiting for the answer (covers the env's step time).
+        write: Sending the request.
+        pool: Waiting for a free pooled connection.
+    """
+
+    connect: float = 5.0
+    read: float = 120.0
+    write: float = 10.0
+    pool: float = 60.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries with exponential backoff and jitter.
+
+    Only requests that the server cannot have applied are retried: connection
+    failures before the request was sent, and 503 answers. A step whose answer
+    was lost mid-way is never re-sent, since it may have been applied.
+
+    Attributes:
+        attempts: Tries in all (1 = no retry).
+        backoff: The first delay; each later one doubles, up to ``max_backoff``.
+        max_backoff: The longest delay.
+    """
+
+    attempts: int = 5
+    backoff: float = 0.1
+    max_backoff: float = 2.0
+
+    def delays(self) -> Iterator[float]:
+        """The sleeps between attempts (``attempts - 1`` of them), jittered to ±50%."""
+        for attempt in range(self.attempts - 1):
+            delay = min(self.max_backoff, self.backoff * 2**attempt)
+            yield delay * random.uniform(0.5, 1.5)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One API call, transport-independent."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    params: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """Gymnasium's step five-tuple as an object (what ``AsyncEnvClient.step`` returns)."""
+
+    observation: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Step:
+        """Read a ``StepResult`` body."""
+        return cls(
+            observation=data["observation"],
+            reward=float(data["reward"]),
+            terminated=bool(data["terminated"]),
+            truncated=bool(data["truncated"]),
+            info=data["info"],
+        )
+
+    def as_tuple(self) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """The gymnasium five-tuple."""
+        return self.observation, self.reward, self.terminated, self.truncated, self.info
+
+
+def _reset_body(task_id: TaskId | None, seed: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if task_id is not None:
+        body["task_id"] = task_id
+    if seed is not None:
+        body["seed"] = int(seed)
+    return body
+
+
+def create_request(env_id: str, task_id: TaskId | None, seed: int | None) -> Request:
+    """``POST /v1/sessions``."""
+    return Request("POST", "/v1/sessions", {"env": env_id, **_reset_body(task_id, seed)})
+
+
+def reset_request(session_id: str, task_id: TaskId | None, seed: int | None) -> Request:
+    """``POST /v1/sessions/{id}/reset``."""
+    return Request("POST", f"/v1/sessions/{session_id}/reset", _reset_body(task_id, seed))
+
+
+def step_request(session_id: str, action: str) -> Request:
+    """``POST /v1/sessions/{id}/step``."""
+    if not isinstance(action, str):
+        raise TypeError(f"actions are strings, not {type(action).__name__}")
+    return Request("POST", f"/v1/sessions/{session_id}/step", {"action": action})
+
+
+def fork_request(session_id: str) -> Request:
+    """``POST /v1/sessions/{id}/fork``."""
+    return Request("POST", f"/v1/sessions/{session_id}/fork")
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The Authorization header for ``token`` (none when ``token`` is None)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+_BY_STATUS: dict[int, type[ServerError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: UnauthorizedError,
+    404: SessionNotFoundError,
+    409: SessionConflictError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: CapacityError,
+    500: EnvFailedError,
+    503: ServerUnavailableError,
+    504: StepTimeoutError,
+}
+
+
+def error_for(status: int, body: Any) -> ServerError:
+    """The exception for an error answer (``body``: the parsed JSON, or raw text)."""
+    if isinstance(body, dict):
+        detail = str(body.get("detail", body))
+        code = body.get("error")
+        if code:
+            detail = f"{code}: {detail}"
+    else:
+        detail = str(body)[:500] or "(empty body)"
+    return _BY_STATUS.get(status, ServerError)(status, detail)

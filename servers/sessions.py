@@ -1,0 +1,327 @@
+"""Sessions: one env instance each, its lock, its history, and the store that reaps them.
+
+Env code runs on a thread pool, never on the event loop; each session has an
+``asyncio.Lock`` so its calls run one at a time. A call that raises marks its
+session broken; one that exceeds the per-call timeout is abandoned (the thread
+finishes on its own) and its session is marked broken too. A broken session
+answers 409 until it is reset (which builds a fresh env) or deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from palaestra.envs import TaskId, TextEnv
+from palaestra.envs.registration import env_class
+from palaestra.errors import EpisodeOverError, NotSupportedError, UnknownTaskError
+
+__all__ = ["ApiError", "Session", "SessionStore", "Settings"]
+
+log = logging.getLogger("palaestra.server")
+T = TypeVar("T")
+
+
+class ApiError(Exception):
+    """An error answered to the client as a JSON problem body."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+@dataclass
+class Settings:
+    """Server limits (the ``palaestra serve`` flags).
+
+    Attributes:
+        max_sessions: Open sessions allowed at once; one more is answered 429.
+        session_ttl: Seconds a session may idle before the reaper closes it.
+        step_timeout: Seconds one env call may take before it is answered 504.
+        max_action_chars: Longest accepted action; longer is answered 422.
+        max_body_bytes: Largest accepted request body; larger is answered 413.
+        threads: Size of the thread pool that runs env code.
+        token: Bearer token required on every route but /health (None = open).
+    """
+
+    max_sessions: int = 4096
+    session_ttl: float = 600.0
+    step_timeout: float = 30.0
+    max_action_chars: int = 4096
+    max_body_bytes: int = 64 * 1024
+    threads: int = 16
+    token: str | None = None
+
+
+@dataclass
+class Session:
+    """One client's env and what the server knows of it."""
+
+    id: str
+    env_id: str
+    env: TextEnv
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_used: float = field(default_factory=time.monotonic)
+    broken: str | None = None
+    task_id: TaskId | None = None
+    seed: int | None = None
+    actions: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """True once the episode terminated or was truncated."""
+        return self.env.over
+
+
+class SessionStore:
+    """All open sessions of one server, the thread pool they run on, and the reaper."""
+
+    def __init__(self, env_ids: list[str], settings: Settings) -> None:
+        self.settings = settings
+        self.classes: dict[str, type[TextEnv]] = {env_id: env_class(env_id) for env_id in env_ids}
+        self.sessions: dict[str, Session] = {}
+        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="palaestra-env")
+        self._reaper: asyncio.Task[None] | None = None
+        self._reserved = 0  # sessions being created, counted against the cap
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the idle-session reaper (call from the running event loop)."""
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    async def stop(self) -> None:
+        """Stop the reaper, close every env, and shut the pool down."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for session in list(self.sessions.values()):
+            await self.close(session)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- running env code -----------------------------------------------------------
+
+    async def run(self, session: Session | None, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the pool with the per-call timeout; map env errors to API errors."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.pool, fn)
+        try:
+            return await asyncio.wait_for(future, self.settings.step_timeout)
+        except TimeoutError:
+            if session is not None:
+                session.broken = f"an env call exceeded the {self.settings.step_timeout:g}s timeout"
+            raise ApiError(
+                504,
+                "step_timeout",
+                f"the env call took longer than {self.settings.step_timeout:g}s; "
+                "the session is marked broken (reset or delete it)",
+            ) from None
+        except (ApiError, UnknownTaskError, EpisodeOverError, NotSupportedError):
+            raise
+        except Exception as error:
+            log.exception("env error in session %s", session.id if session else "-")
+            if session is not None:
+                session.broken = f"{type(error).__name__}: {error}"
+            raise ApiError(
+                500,
+                "env_error",
+                f"the env raised {type(error).__name__}: {error}; the session is marked broken",
+            ) from None
+
+    # -- sessions -------------------------------------------------------------------
+
+    def env_class_of(self, env_id: str) -> type[TextEnv]:
+        """The class served as ``env_id``, or a 422 naming the served envs."""
+        try:
+            return self.classes[env_id]
+        except KeyError:
+            served = ", ".join(sorted(self.classes))
+            raise ApiError(
+                422, "unknown_env", f"env {env_id!r} is not served here; served: {served}"
+            ) from None
+
+    def get(self, session_id: str) -> Session:
+        """The open session ``session_id``, or a 404."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise ApiError(
+                404,
+                "session_not_found",
+                f"no session {session_id!r} (never created, deleted, or reaped after "
+                f"{self.settings.session_ttl:g}s idle)",
+            )
+        return session
+
+    async def create(
+        self, env_id: str, task_id: TaskId | None, seed: int | None
+    ) -> tuple[Session, str, dict[str, Any]]:
+        """Open a session on ``env_id`` and reset it; 429 when full."""
+        cls = self.env_class_of(env_id)
+        if len(self.sessions) + self._reserved >= self.settings.max_sessions:
+            raise ApiError(
+                429,
+                "capacity",
+                f"the server holds its maximum of {self.settings.max_sessions} sessions; "
+                "close some or retry later",
+            )
+        self._reserved += 1
+        try:
+            env = await self.run(None, lambda: _make_env(env_id, cls))
+            session = Session(id=secrets.token_urlsafe(16), env_id=env_id, env=env)
+            try:
+                observation, info = await self._reset(session, task_id, seed)
+            except BaseException:
+                self.pool.submit(env.close)
+                raise
+            self.sessions[session.id] = session
+        finally:
+            self._reserved -= 1
+        return session, observation, info
+
+    async def reset(
+        self, session: Session, task_id: TaskId | None, seed: int | None
+    ) -> tuple[str, dict[str, Any]]:
+        """Reset ``session`` (a broken one gets a fresh env first)."""
+        if session.broken is not None:
+            old = session.env
+            cls = self.classes[session.env_id]
+            session.env = await self.run(None, lambda: _make_env(session.env_id, cls))
+            session.broken = None
+            self.pool.submit(old.close)
+        return await self._reset(session, task_id, seed)
+
+    async def _reset(
+        self, session: Session, task_id: TaskId | None, seed: int | None
+    ) -> tuple[str, dict[str, Any]]:
+        options = None if task_id is None else {"task_id": task_id}
+        try:
+            observation, info = await self.run(
+                session, lambda: session.env.reset(seed=seed, options=options)
+            )
+        except UnknownTaskError as error:
+            raise ApiError(422, "unknown_task", str(error)) from None
+        session.task_id = info.get("task_id")
+        session.seed = seed
+        session.actions = []
+        return observation, info
+
+    async def step(
+        self, session: Session, action: str
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """One step of ``session``'s env."""
+        self.check_usable(session)
+        if session.env.over:
+            raise ApiError(
+                409,
+                "episode_over",
+                f"the episode of task {session.task_id!r} is over after "
+                f"{session.env.steps} steps; reset the session to play again",
+            )
+        result = await self.run(session, lambda: session.env.step(action))
+        session.actions.append(action)
+        return result
+
+    async def fork(self, session: Session) -> tuple[Session, str]:
+        """A new session in the same state: by snapshot/restore, else by replay."""
+        self.check_usable(session)
+        if session.task_id is None:
+            raise ApiError(409, "not_started", "the session has no episode to fork")
+        if len(self.sessions) + self._reserved >= self.settings.max_sessions:
+            raise ApiError(
+                429, "capacity", f"the server holds its maximum of {self.settings.max_sessions}"
+            )
+        cls = self.classes[session.env_id]
+        method = "snapshot" if "snapshot" in cls.capabilities() else "replay"
+
+        def clone() -> TextEnv:
+            env = _make_env(session.env_id, cls)
+            if method == "snapshot":
+                env.reset(seed=session.seed, options={"task_id": session.task_id})
+                env.restore(session.env.snapshot())
+            else:
+                env.reset(seed=session.seed, options={"task_id": session.task_id})
+                for action in session.actions:
+                    env.step(action)
+            return env
+
+        self._reserved += 1
+        try:
+            env = await self.run(session, clone)
+        finally:
+            self._reserved -= 1
+        twin = Session(
+            id=secrets.token_urlsafe(16),
+            env_id=session.env_id,
+            env=env,
+            task_id=session.task_id,
+            seed=session.seed,
+            actions=list(session.actions),
+        )
+        self.sessions[twin.id] = twin
+        return twin, method
+
+    async def expert(self, session: Session) -> str:
+        """The env expert's next action for ``session``."""
+        self.check_usable(session)
+        if "expert" not in self.classes[session.env_id].capabilities():
+            raise ApiError(409, "not_supported", f"{session.env_id} has no expert")
+        if session.task_id is None or session.env.over:
+            raise ApiError(409, "episode_over", "the episode is over; reset first")
+        return await self.run(session, session.env.expert_action)
+
+    async def close(self, session: Session) -> None:
+        """Forget ``session`` and close its env (on the pool)."""
+        if self.sessions.pop(session.id, None) is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.get_running_loop().run_in_executor(self.pool, session.env.close)
+
+    def check_usable(self, session: Session) -> None:
+        """409 when ``session`` is broken."""
+        if session.broken is not None:
+            raise ApiError(
+                409,
+                "session_broken",
+                f"session {session.id} is broken ({session.broken}); reset or delete it",
+            )
+
+    # -- reaper ---------------------------------------------------------------------
+
+    async def reap(self) -> int:
+        """Close every session idle for longer than the TTL; returns how many."""
+        deadline = time.monotonic() - self.settings.session_ttl
+        stale = [
+            s for s in self.sessions.values() if s.last_used < deadline and not s.lock.locked()
+        ]
+        for session in stale:
+            await self.close(session)
+        if stale:
+            log.info("reaped %d idle sessions", len(stale))
+        return len(stale)
+
+    async def _reap_forever(self) -> None:
+        interval = min(30.0, max(0.05, self.settings.session_ttl / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reap()
+            except Exception:  # the reaper must outlive any one bad close
+                log.exception("reaper failed")
+
+
+def _make_env(env_id: str, cls: type[TextEnv]) -> TextEnv:
+    import gymnasium
+
+    env = gymnasium.make(env_id).unwrapped
+    if not isinstance(env, cls):
+        raise TypeError(f"{env_id} built a {type(env).__name__}, expected {cls.__name__}")
+    return env
