@@ -277,18 +277,22 @@ def check(
                 if target is other:
                     other.reset(seed=episode.seed + 1, options={"task_id": task_id})
                 target.restore(snap)
-                if target.render_mode is None and hasattr(target, "_last_observation"):
-                    if target._last_observation != episode.steps[cut - 1][0]:
-                        _fail(f"task {task_id!r}: restore() did not bring back the observation")
-                got = [target.step(a) for a in tail]
-                if got != expected:
-                    index = next(
-                        i for i, (x, y) in enumerate(zip(got, expected, strict=True)) if x != y
-                    )
-                    _fail(
-                        f"task {task_id!r}: after restore, step {cut + index + 1} differs:\n"
-                        f"  {_short(got[index])}\n  vs {_short(expected[index])}"
-                    )
+                if target._last_observation != episode.steps[cut - 1][0]:
+                    _fail(f"task {task_id!r}: restore() did not bring back the observation")
+                for index, action in enumerate(tail):
+                    number = cut + index + 1
+                    try:
+                        got = target.step(action)
+                    except Exception as error:
+                        _fail(
+                            f"task {task_id!r}: after restore, step {number} raised "
+                            f"{type(error).__name__}: {error}"
+                        )
+                    if got != expected[index]:
+                        _fail(
+                            f"task {task_id!r}: after restore, step {number} differs:\n"
+                            f"  {_short(got)}\n  vs {_short(expected[index])}"
+                        )
         return f"{len(recorded)} episodes continued identically after restore"
 
     def expert() -> str:

@@ -3,12 +3,12 @@ import string
 import warnings
 
 import gymnasium
-import palaestra.envs
 import pytest
 from gymnasium.utils.env_checker import check_env
+
+import palaestra.envs
 from palaestra.envs.maze import MAX_STEPS, SIZES, MazeEnv, maze_for_task
 from palaestra.envs.maze.generator import DIRECTIONS, size_of_task
-
 from palaestra.errors import UnknownTaskError
 
 ENV_ID = "palaestra/Maze-v0"

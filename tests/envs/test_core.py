@@ -1,0 +1,98 @@
+import json
+
+import gymnasium
+import pytest
+import toy_envs
+
+import palaestra
+from palaestra.errors import EpisodeOverError, NotSupportedError, UnknownTaskError
+
+
+def make_counter() -> toy_envs.Counter:
+    return palaestra.make("toy/Counter-v0")
+
+
+def test_info_contract_and_termination():
+    env = make_counter()
+    observation, info = env.reset(seed=1, options={"task_id": 3})
+    assert observation.startswith("task 3")
+    assert info == {"task_id": 3, "step": 0}
+    for _ in range(2):
+        _, reward, terminated, truncated, info = env.step("inc")
+        assert (reward, terminated, truncated) == (0.0, False, False)
+        assert "success" not in info and "score" not in info
+    observation, reward, terminated, truncated, info = env.step("inc")
+    assert (reward, terminated, truncated) == (1.0, True, False)
+    assert info == {"task_id": 3, "step": 3, "success": True, "score": 1.0}
+    json.dumps(info)
+    with pytest.raises(EpisodeOverError, match="over after 3 steps"):
+        env.step("inc")
+
+
+def test_truncation_at_max_steps_reports_failure():
+    env = make_counter()
+    env.reset(options={"task_id": 0})
+    for _i in range(env.max_steps):
+        _, _, terminated, truncated, info = env.step("wait")
+    assert (terminated, truncated) == (False, True)
+    assert info["success"] is False and info["score"] == 0.0 and info["step"] == 5
+
+
+def test_seed_controls_randomness_and_task_choice():
+    env = make_counter()
+    first = env.reset(seed=7)
+    assert env.reset(seed=7) == first
+    assert first[1]["task_id"] in env.tasks("train")
+    others = {env.reset(seed=s, options={"task_id": 1})[0] for s in range(20)}
+    assert len(others) > 1  # the seed reaches the env's own randomness
+
+
+@pytest.mark.parametrize("bad", [99, -1, "3", True, 3.0])
+def test_unknown_or_mistyped_task_ids_are_rejected(bad):
+    env = make_counter()
+    with pytest.raises(UnknownTaskError, match="none of Counter's splits"):
+        env.reset(options={"task_id": bad})
+
+
+def test_step_before_reset_and_non_string_action():
+    env = make_counter()
+    with pytest.raises(EpisodeOverError, match="reset"):
+        env.step("inc")
+    env.reset(options={"task_id": 0})
+    with pytest.raises(TypeError, match="strings"):
+        env.step(3)
+
+
+def test_capabilities_are_declared_by_overriding():
+    assert toy_envs.Counter.capabilities() == frozenset({"expert"})
+    env = make_counter()
+    env.reset(options={"task_id": 0})
+    with pytest.raises(NotSupportedError):
+        env.snapshot()
+    maze = palaestra.env_class("palaestra/Maze-v0")
+    assert {"snapshot", "expert", "available_actions"} <= maze.capabilities()
+
+
+def test_snapshot_restores_bookkeeping_observation_and_rng():
+    env = palaestra.make("palaestra/Maze-v0")
+    env.reset(seed=3, options={"task_id": 4})
+    env.step(env.expert_action())
+    snap = env.snapshot()
+    before = env.np_random.random()
+    tail = [env.step(env.expert_action()) for _ in range(3)]
+    env.restore(snap)
+    assert env.steps == 1 and not env.over
+    assert env.np_random.random() == before
+    assert [env.step(env.expert_action()) for _ in range(3)] == tail
+
+
+def test_tasks_names_the_splits_on_a_typo():
+    with pytest.raises(KeyError, match="splits: \\['test', 'train'\\]"):
+        toy_envs.Counter.tasks("tset")
+
+
+def test_gymnasium_make_and_unknown_id():
+    env = gymnasium.make("palaestra/Maze-v0")
+    assert isinstance(env.unwrapped, palaestra.TextEnv)
+    with pytest.raises(KeyError, match=r"registered palaestra envs: .*palaestra/Maze-v0"):
+        palaestra.make("palaestra/Nope-v0")

@@ -1,0 +1,303 @@
+"""The HTTP API against a real uvicorn server on a free loopback port."""
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+import toy_envs
+
+import palaestra
+from palaestra.errors import (
+    CapacityError,
+    EnvFailedError,
+    SessionConflictError,
+    SessionNotFoundError,
+    StepTimeoutError,
+    UnauthorizedError,
+    UnknownTaskError,
+)
+
+
+def test_same_seeded_episode_in_process_and_over_http(maze_url):
+    local = palaestra.make("palaestra/Maze-v0")
+    remote = palaestra.make("palaestra/Maze-v0", base_url=maze_url)
+    assert isinstance(remote, palaestra.RemoteEnv)
+    assert local.reset(seed=11, options={"task_id": 3005}) == remote.reset(
+        seed=11, options={"task_id": 3005}
+    )
+    actions = ["move up", "jump", "move left"]
+    steps = 0
+    while True:
+        action = actions[steps] if steps < len(actions) else local.expert_action()
+        assert remote.expert_action() == local.expert_action()
+        expected = local.step(action)
+        got = remote.step(action)
+        assert got == expected  # observation, reward, terminated, truncated, info
+        steps += 1
+        if expected[2] or expected[3]:
+            break
+    assert got[4]["success"] is True and got[2] is True
+    remote.close()
+
+
+def test_envs_tasks_status_and_health(maze_url):
+    specs = httpx.get(f"{maze_url}/v1/envs").json()
+    maze = next(s for s in specs if s["id"] == "palaestra/Maze-v0")
+    assert maze["splits"] == {"train": 3000, "test": 300}
+    assert set(maze["capabilities"]) == {"available_actions", "expert", "snapshot"}
+    tasks = httpx.get(f"{maze_url}/v1/tasks", params={"env": "toy/Counter-v0", "split": "test"})
+    assert tasks.json()["task_ids"] == [10, 11]
+    created = httpx.post(f"{maze_url}/v1/sessions", json={"env": "toy/Counter-v0", "task_id": 2})
+    assert created.status_code == 201
+    sid = created.json()["session_id"]
+    httpx.post(f"{maze_url}/v1/sessions/{sid}/step", json={"action": "inc"})
+    status = httpx.get(f"{maze_url}/v1/sessions/{sid}").json()
+    assert status["task_id"] == 2 and status["steps"] == 1 and not status["done"]
+    assert httpx.get(f"{maze_url}/health").json()["sessions"] == 1
+    assert httpx.delete(f"{maze_url}/v1/sessions/{sid}").status_code == 204
+    assert httpx.get(f"{maze_url}/health").json()["sessions"] == 0
+    metrics = httpx.get(f"{maze_url}/metrics").text
+    assert 'palaestra_steps_total{env="toy/Counter-v0"} 1.0' in metrics
+
+
+def problem(response: httpx.Response, status: int, error: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["status"] == status and body["error"] == error, body
+    return body["detail"]
+
+
+def test_404_unknown_and_deleted_sessions(maze_url):
+    assert "no session" in problem(
+        httpx.post(f"{maze_url}/v1/sessions/nope/step", json={"action": "x"}),
+        404,
+        "session_not_found",
+    )
+    env = palaestra.make("toy/Counter-v0", base_url=maze_url)
+    env.reset(options={"task_id": 0})
+    sid = env.session_id
+    httpx.delete(f"{maze_url}/v1/sessions/{sid}")
+    with pytest.raises(SessionNotFoundError):
+        env.step("inc")
+    problem(httpx.get(f"{maze_url}/v1/nowhere"), 404, "not_found")
+
+
+def test_409_step_after_episode_end(maze_url):
+    sid = httpx.post(f"{maze_url}/v1/sessions", json={"env": "toy/Counter-v0"}).json()["session_id"]
+    for _ in range(3):
+        httpx.post(f"{maze_url}/v1/sessions/{sid}/step", json={"action": "inc"})
+    detail = problem(
+        httpx.post(f"{maze_url}/v1/sessions/{sid}/step", json={"action": "inc"}),
+        409,
+        "episode_over",
+    )
+    assert "reset" in detail
+    reset = httpx.post(f"{maze_url}/v1/sessions/{sid}/reset", json={"task_id": 1})
+    assert reset.status_code == 200 and reset.json()["info"]["task_id"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"actoin": "inc"}, "invalid_request"),
+        ({"action": 3}, "invalid_request"),
+        ({}, "invalid_request"),
+        ({"action": "x" * 5000}, "action_too_long"),
+    ],
+)
+def test_422_bad_step_bodies(maze_url, body, error):
+    sid = httpx.post(f"{maze_url}/v1/sessions", json={"env": "toy/Counter-v0"}).json()["session_id"]
+    problem(httpx.post(f"{maze_url}/v1/sessions/{sid}/step", json=body), 422, error)
+    # the session is untouched and still usable
+    ok = httpx.post(f"{maze_url}/v1/sessions/{sid}/step", json={"action": "inc"})
+    assert ok.status_code == 200 and ok.json()["info"]["step"] == 1
+
+
+def test_422_malformed_json_unknown_env_and_task(maze_url):
+    bad = httpx.post(
+        f"{maze_url}/v1/sessions",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    problem(bad, 422, "invalid_request")
+    assert "palaestra/Maze-v0" in problem(
+        httpx.post(f"{maze_url}/v1/sessions", json={"env": "palaestra/Nope-v0"}), 422, "unknown_env"
+    )
+    problem(
+        httpx.post(f"{maze_url}/v1/sessions", json={"env": "toy/Counter-v0", "task_id": 99}),
+        422,
+        "unknown_task",
+    )
+    problem(
+        httpx.post(f"{maze_url}/v1/sessions", json={"env": "toy/Counter-v0", "seed": -1}),
+        422,
+        "invalid_request",
+    )
+    remote = palaestra.make("toy/Counter-v0", base_url=maze_url)
+    with pytest.raises(UnknownTaskError):
+        remote.reset(options={"task_id": 99})
+    assert httpx.get(f"{maze_url}/health").json()["sessions"] == 0  # nothing leaked
+
+
+def test_413_oversized_body(serve):
+    with serve(["toy/Counter-v0"], max_body_bytes=1024) as url:
+        problem(
+            httpx.post(f"{url}/v1/sessions/x/step", json={"action": "y" * 2000}),
+            413,
+            "body_too_large",
+        )
+
+
+def test_429_at_capacity_and_room_again_after_close(serve):
+    with serve(["toy/Counter-v0"], max_sessions=2) as url:
+        envs = [palaestra.make("toy/Counter-v0", base_url=url) for _ in range(3)]
+        envs[0].reset()
+        envs[1].reset()
+        with pytest.raises(CapacityError, match="maximum of 2"):
+            envs[2].reset()
+        fork = httpx.post(f"{url}/v1/sessions/{envs[0].session_id}/fork")
+        problem(fork, 429, "capacity")
+        envs[0].close()
+        envs[2].reset()
+        for env in envs:
+            env.close()
+
+
+def test_504_step_timeout_marks_only_that_session_broken(serve):
+    with serve(["toy/Counter-v0"], step_timeout=0.2) as url:
+        slow = palaestra.make("toy/Counter-v0", base_url=url)
+        other = palaestra.make("toy/Counter-v0", base_url=url)
+        slow.reset(options={"task_id": 0})
+        other.reset(options={"task_id": 0})
+        started = time.monotonic()
+        with pytest.raises(StepTimeoutError, match=r"longer than 0\.2s"):
+            slow.step("sleep 1")
+        assert time.monotonic() - started < 0.9  # answered at the timeout, not after the env
+        assert other.step("inc")[4]["step"] == 1
+        with pytest.raises(SessionConflictError, match="session_broken"):
+            slow.step("inc")
+        assert slow.status()["broken"].startswith("an env call exceeded")
+        _observation, info = slow.reset(options={"task_id": 1})  # a fresh env repairs it
+        assert info["task_id"] == 1 and slow.step("inc")[4]["step"] == 1
+
+
+def test_500_env_exception_breaks_only_that_session(maze_url):
+    bad = palaestra.make("toy/Counter-v0", base_url=maze_url)
+    good = palaestra.make("toy/Counter-v0", base_url=maze_url)
+    bad.reset(options={"task_id": 0})
+    good.reset(options={"task_id": 0})
+    with pytest.raises(EnvFailedError, match="RuntimeError: the counter exploded"):
+        bad.step("boom")
+    with pytest.raises(SessionConflictError, match="broken"):
+        bad.step("inc")
+    assert "RuntimeError" in bad.status()["broken"]
+    assert good.step("inc")[4]["step"] == 1
+    assert httpx.get(f"{maze_url}/health").status_code == 200
+    bad.reset(options={"task_id": 0})
+    assert bad.step("inc")[4]["step"] == 1
+
+
+def test_token_required_everywhere_but_health(serve):
+    with serve(["toy/Counter-v0"], token="s3cret") as url:
+        assert httpx.get(f"{url}/health").status_code == 200
+        problem(httpx.get(f"{url}/v1/envs"), 401, "unauthorized")
+        problem(httpx.get(f"{url}/metrics"), 401, "unauthorized")
+        problem(httpx.get(f"{url}/openapi.json"), 401, "unauthorized")
+        wrong = {"Authorization": "Bearer s3cre"}
+        problem(httpx.get(f"{url}/v1/envs", headers=wrong), 403, "unauthorized")
+        with pytest.raises(UnauthorizedError):
+            palaestra.make("toy/Counter-v0", base_url=url, token="nope")
+        env = palaestra.make("toy/Counter-v0", base_url=url, token="s3cret")
+        env.reset()
+        assert env.step("inc")[4]["step"] == 1
+        env.close()
+
+
+def test_token_from_environment_variable(serve, monkeypatch):
+    with serve(["toy/Counter-v0"], token="from-env") as url:
+        monkeypatch.setenv("PALAESTRA_TOKEN", "from-env")
+        env = palaestra.make("toy/Counter-v0", base_url=url)
+        env.reset()
+        env.close()
+
+
+def test_reaper_frees_idle_sessions(serve):
+    with serve(["toy/Counter-v0"], session_ttl=0.3) as url:
+        idle = palaestra.make("toy/Counter-v0", base_url=url)
+        busy = palaestra.make("toy/Counter-v0", base_url=url)
+        idle.reset()
+        busy.reset()
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            busy.status()  # status does not count as use...
+            busy.reset()  # ...a reset does
+            time.sleep(0.05)
+        with pytest.raises(SessionNotFoundError, match="reaped"):
+            idle.step("inc")
+        assert busy.status()["task_id"] is not None
+        assert httpx.get(f"{url}/health").json()["sessions"] == 1
+
+
+def test_fork_by_snapshot_and_by_replay(maze_url):
+    maze = palaestra.make("palaestra/Maze-v0", base_url=maze_url)
+    maze.reset(seed=0, options={"task_id": 8})
+    maze.step(maze.expert_action())
+    twin = maze.fork()
+    assert twin.session_id != maze.session_id
+    action = maze.expert_action()
+    assert twin.step(action) == maze.step(action)
+    counter = httpx.post(f"{maze_url}/v1/sessions", json={"env": "toy/Counter-v0", "seed": 5})
+    sid = counter.json()["session_id"]
+    httpx.post(f"{maze_url}/v1/sessions/{sid}/step", json={"action": "inc"})
+    forked = httpx.post(f"{maze_url}/v1/sessions/{sid}/fork").json()
+    assert forked["method"] == "replay"
+    step = lambda s: httpx.post(f"{maze_url}/v1/sessions/{s}/step", json={"action": "inc"}).json()  # noqa: E731
+    assert step(forked["session_id"]) == step(sid)
+    assert httpx.get(f"{maze_url}/v1/sessions/{forked['session_id']}").json()["steps"] == 2
+    assert httpx.get(f"{maze_url}/v1/sessions/{sid}/expert").json() == {"action": "inc"}
+
+
+def test_expert_route_answers_409_without_expert(serve):
+    class NoExpert(toy_envs.Counter):
+        expert_action = palaestra.TextEnv.expert_action
+
+    palaestra.register("toy/NoExpert-v0", NoExpert)
+    with serve(["toy/NoExpert-v0"]) as url:
+        sid = httpx.post(f"{url}/v1/sessions", json={"env": "toy/NoExpert-v0"}).json()["session_id"]
+        problem(httpx.get(f"{url}/v1/sessions/{sid}/expert"), 409, "not_supported")
+
+
+def test_concurrent_steps_on_one_session_are_serialised(serve):
+    toy_envs.Counter.overlap_seen = False
+    with serve(["toy/Counter-v0"]) as url:
+        sid = httpx.post(f"{url}/v1/sessions", json={"env": "toy/Counter-v0"}).json()["session_id"]
+
+        async def hammer() -> list[int]:
+            async with httpx.AsyncClient() as client:
+                calls = [
+                    client.post(f"{url}/v1/sessions/{sid}/step", json={"action": "sleep 0.05"})
+                    for _ in range(4)
+                ]
+                return [r.json()["info"]["step"] for r in await asyncio.gather(*calls)]
+
+        steps = asyncio.run(hammer())
+        assert sorted(steps) == [1, 2, 3, 4]
+        assert not toy_envs.Counter.overlap_seen
+
+
+def test_env_code_does_not_block_the_event_loop(serve):
+    with serve(["toy/Counter-v0"], step_timeout=5) as url:
+        sid = httpx.post(f"{url}/v1/sessions", json={"env": "toy/Counter-v0"}).json()["session_id"]
+        slow = threading.Thread(
+            target=httpx.post,
+            args=(f"{url}/v1/sessions/{sid}/step",),
+            kwargs={"json": {"action": "sleep 1"}, "timeout": 5},
+        )
+        slow.start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert time.monotonic() - started < 0.5
+        slow.join()

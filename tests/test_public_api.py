@@ -1,0 +1,50 @@
+"""The public surface is pinned: changing it is a deliberate act."""
+
+from pathlib import Path
+
+import palaestra
+import palaestra.envs
+import palaestra.errors
+import palaestra.servers
+
+
+def test_palaestra_exports():
+    assert sorted(palaestra.__all__) == [
+        "AsyncEnvClient",
+        "EnvInfo",
+        "EnvSnapshot",
+        "Outcome",
+        "RemoteEnv",
+        "Settings",
+        "TaskId",
+        "TextEnv",
+        "__version__",
+        "create_app",
+        "env_class",
+        "errors",
+        "list_envs",
+        "make",
+        "register",
+    ]
+    for name in palaestra.__all__:
+        assert hasattr(palaestra, name), name
+
+
+def test_subpackage_exports_resolve():
+    for module in (palaestra.envs, palaestra.servers, palaestra.errors):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_every_error_is_a_palaestra_error():
+    for name in palaestra.errors.__all__:
+        assert issubclass(getattr(palaestra.errors, name), palaestra.errors.PalaestraError)
+
+
+def test_envs_does_not_import_the_layers_above():
+    """Dependencies point one way: envs <- servers <- agents <- evol."""
+    envs_dir = Path(palaestra.envs.__file__).parent
+    for path in envs_dir.rglob("*.py"):
+        text = path.read_text()
+        for layer in ("palaestra.servers", "palaestra.agents", "palaestra.evol"):
+            assert f"from {layer}" not in text and f"import {layer}" not in text, (path, layer)
