@@ -259,6 +259,14 @@ def check(
             again = play_episode(env_b, task_id, seed + i, actions=first.actions)
             _compare(first, again, "same task, seed and actions")
             recorded[task_id] = first
+        for reset_seed in (seed, seed + 1):  # without a task id, the seed picks a train task
+            drawn_a, drawn_b = env_a.reset(seed=reset_seed), env_b.reset(seed=reset_seed)
+            if drawn_a != drawn_b:
+                _fail(f"reset(seed={reset_seed}) without a task id differs between two instances")
+            if cls.split_of(drawn_a[1].get("task_id")) != "train":
+                _fail(
+                    f"reset(seed={reset_seed}) drew {drawn_a[1].get('task_id')!r}, not a train task"
+                )
         return f"{len(tasks)} episodes replayed identically; info contract holds"
 
     def snapshot_restore() -> str:
@@ -275,7 +283,9 @@ def check(
             expected = [env.step(a) for a in tail]
             for target in (env, other):  # restore in place, and into another instance
                 if target is other:
-                    other.reset(seed=episode.seed + 1, options={"task_id": task_id})
+                    # An env that moved on to another task must still restore exactly.
+                    elsewhere = next((t for t in recorded if t != task_id), task_id)
+                    other.reset(seed=episode.seed + 1, options={"task_id": elsewhere})
                 target.restore(snap)
                 if target._last_observation != episode.steps[cut - 1][0]:
                     _fail(f"task {task_id!r}: restore() did not bring back the observation")
@@ -329,6 +339,8 @@ def check(
                 remote_env.reset(seed=seed, options={"task_id": task_id})
                 if local.expert_action() != remote_env.expert_action():
                     _fail("the expert's action differs in-process and over HTTP")
+            if make().reset(seed=seed) != remote_env.reset(seed=seed):
+                _fail(f"reset(seed={seed}) without a task id differs in-process and over HTTP")
         finally:
             remote_env.close()
         return f"{len(recorded)} episodes identical in-process and over HTTP"

@@ -82,7 +82,9 @@ class _Guard:
             if not hmac.compare_digest(given, self.expected):
                 status = 401 if not given else 403
                 detail = "missing bearer token" if not given else "wrong bearer token"
-                await problem(status, "unauthorized", detail)(scope, receive, send)
+                response = problem(status, "unauthorized", detail)
+                response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
                 return
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.settings.max_body_bytes:

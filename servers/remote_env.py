@@ -23,6 +23,7 @@ from palaestra.errors import (
     BadRequestError,
     EpisodeOverError,
     ServerUnavailableError,
+    SessionNotFoundError,
     UnknownTaskError,
 )
 from palaestra.servers.protocol import (
@@ -152,11 +153,17 @@ class RemoteEnv(gymnasium.Env[str, str]):
         super().reset(seed=seed)
         task_id = (options or {}).get("task_id")
         try:
-            if self.session_id is None:
+            data = None
+            if self.session_id is not None:
+                try:
+                    data = self._call(reset_request(self.session_id, task_id, seed))
+                except SessionNotFoundError:
+                    # Reaped while idle, or the server restarted: a reset starts a new
+                    # episode anyway, so a new session loses nothing.
+                    self.session_id = None
+            if data is None:
                 data = self._call(create_request(self.env_id, task_id, seed))
                 self.session_id = data["session_id"]
-            else:
-                data = self._call(reset_request(self.session_id, task_id, seed))
         except BadRequestError as error:
             if "unknown_task" in error.detail:
                 raise UnknownTaskError(error.detail) from None

@@ -2,6 +2,7 @@
 
 import random
 
+import gymnasium
 import pytest
 import toy_envs
 
@@ -44,8 +45,17 @@ class Overlapping(toy_envs.Counter):
     splits = {"train": range(0, 10), "test": range(5, 12)}
 
 
-for cls in (Flaky, SetInInfo, ForgetfulSnapshot, LazyExpert, NoInstruction, Overlapping):
-    register(f"broken/{cls.__name__}-v0", cls)
+BROKEN = (Flaky, SetInInfo, ForgetfulSnapshot, LazyExpert, NoInstruction, Overlapping)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def broken_envs():
+    """Registered only while these tests run, so no other test sees them."""
+    for cls in BROKEN:
+        register(f"broken/{cls.__name__}-v0", cls)
+    yield
+    for cls in BROKEN:
+        del gymnasium.registry[f"broken/{cls.__name__}-v0"]
 
 
 def failures(env_id: str) -> dict[str, str]:

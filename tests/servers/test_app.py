@@ -301,3 +301,34 @@ def test_env_code_does_not_block_the_event_loop(serve):
         assert httpx.get(f"{url}/health").status_code == 200
         assert time.monotonic() - started < 0.5
         slow.join()
+
+
+def test_remote_reset_after_the_session_was_reaped_opens_a_new_one(serve):
+    with serve(["toy/Counter-v0"], session_ttl=0.2) as url:
+        env = palaestra.make("toy/Counter-v0", base_url=url)
+        env.reset(options={"task_id": 1})
+        first = env.session_id
+        time.sleep(0.8)
+        with pytest.raises(SessionNotFoundError):
+            env.step("inc")
+        _, info = env.reset(options={"task_id": 2})
+        assert env.session_id != first and info["task_id"] == 2
+        assert env.step("inc")[4]["step"] == 1
+        env.close()
+
+
+def test_gymnasium_make_with_base_url_gives_a_remote_env(maze_url):
+    import gymnasium
+
+    env = gymnasium.make("palaestra/Maze-v0", base_url=maze_url)
+    assert isinstance(env, palaestra.RemoteEnv)
+    assert env.spec.id == "palaestra/Maze-v0"
+    local = gymnasium.make("palaestra/Maze-v0")
+    assert env.reset(seed=4) == local.reset(seed=4)
+    assert env.step("move down") == local.step("move down")
+    env.close()
+
+
+def test_unauthorized_answers_name_the_scheme(serve):
+    with serve(["toy/Counter-v0"], token="t") as url:
+        assert httpx.get(f"{url}/v1/envs").headers["www-authenticate"] == "Bearer"
