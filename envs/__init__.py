@@ -4,7 +4,7 @@ This package imports nothing from ``palaestra.servers``, ``palaestra.agents`` or
 ``palaestra.evol``.
 """
 
-from palaestra.envs.core import CHARSET, EnvSnapshot, Outcome, TaskId, TextEnv
+from palaestra.envs.core import CHARSET, EnvSnapshot, Outcome, TaskId, TextEnv, echo_action
 from palaestra.envs.registration import (
     ENTRY_POINT_GROUP,
     EnvInfo,
@@ -23,6 +23,7 @@ __all__ = [
     "Outcome",
     "TaskId",
     "TextEnv",
+    "echo_action",
     "env_class",
     "list_envs",
     "load_plugins",

@@ -21,7 +21,7 @@ from gymnasium import spaces
 
 from palaestra.errors import EpisodeOverError, NotSupportedError, UnknownTaskError
 
-__all__ = ["CHARSET", "EnvSnapshot", "Outcome", "TaskId", "TextEnv"]
+__all__ = ["CHARSET", "EnvSnapshot", "Outcome", "TaskId", "TextEnv", "echo_action"]
 
 TaskId = int | str
 """A task id: an ``int`` or a ``str``, stable across versions of one env id."""
@@ -31,6 +31,19 @@ TaskId = int | str
 CHARSET: str = string.printable + "·█░"
 
 MAX_TEXT_LENGTH = 1 << 16
+
+_ECHO_CHARS = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
+
+
+def echo_action(action: str, limit: int = 40) -> str:
+    """``action`` made safe to quote in an observation: one line, printable, short.
+
+    Envs quote invalid actions back ("Invalid action '...'"); an LLM's reply may hold
+    newlines, unicode or a whole essay, none of which belongs in the next observation.
+    """
+    text = action.strip()
+    shown = "".join(ch if ch in _ECHO_CHARS else "?" for ch in text[:limit])
+    return shown + "..." if len(text) > limit else shown
 
 
 @dataclass

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import string
 from typing import Any, ClassVar
 
-from palaestra.envs.core import Outcome, TaskId, TextEnv
+from palaestra.envs.core import Outcome, TaskId, TextEnv, echo_action
 from palaestra.envs.maze.generator import DIRECTIONS, SIZES, Maze, maze_for_task
 
 __all__ = ["ACTIONS", "MAX_STEPS", "TEST_TASKS", "TRAIN_TASKS", "MazeEnv"]
@@ -23,8 +22,6 @@ _PARSE: dict[str, str] = {
     spelling: name for name in DIRECTIONS for spelling in (name, f"move {name}")
 }
 _HELP = "Reply with exactly one of: " + ", ".join(ACTIONS) + "."
-_ECHO_CHARS = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
-_ECHO_LIMIT = 40
 
 
 class MazeEnv(TextEnv):
@@ -108,9 +105,7 @@ class MazeEnv(TextEnv):
         maze = self._require_maze()
         direction = _PARSE.get(" ".join(action.lower().split()))
         if direction is None:
-            shown = "".join(ch if ch in _ECHO_CHARS else "?" for ch in action[:_ECHO_LIMIT])
-            if len(action) > _ECHO_LIMIT:
-                shown += "..."
+            shown = echo_action(action)
             return Outcome(f"Invalid action '{shown}'. {_HELP}\n{self._view()}")
         dr, dc = DIRECTIONS[direction]
         target = (self._position[0] + dr, self._position[1] + dc)

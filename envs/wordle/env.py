@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import random
 import re
-import string
 from typing import Any, ClassVar
 
-from palaestra.envs.core import Outcome, TaskId, TextEnv
+from palaestra.envs.core import Outcome, TaskId, TextEnv, echo_action
 from palaestra.envs.wordle.solver import best_guess
 from palaestra.envs.wordle.words import (
     ALL_GREEN,
@@ -44,8 +43,6 @@ TRAIN_TASKS = range(0, _TRAIN_SIZE)
 TEST_TASKS = range(_TRAIN_SIZE, len(_TASK_WORDS))
 
 _HELP = "Reply with `guess WORD`, where WORD is a 5-letter English word."
-_ECHO_CHARS = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
-_ECHO_LIMIT = 40
 _QUOTES = "`'\"*[]<>"
 
 
@@ -234,9 +231,7 @@ def _parse(action: str) -> tuple[str, str | None]:
     if prefixed:
         text = prefixed.group(1)
     text = text.strip(_QUOTES).rstrip(".!").strip(_QUOTES)
-    shown = "".join(ch if ch in _ECHO_CHARS else "?" for ch in action.strip()[:_ECHO_LIMIT])
-    if len(action.strip()) > _ECHO_LIMIT:
-        shown += "..."
+    shown = echo_action(action)
     if not text or any(ch.isspace() for ch in text):
         return "", f"Could not read a guess in '{shown}'."
     if not (text.isascii() and text.isalpha()):

@@ -96,3 +96,13 @@ def test_gymnasium_make_and_unknown_id():
     assert isinstance(env.unwrapped, palaestra.TextEnv)
     with pytest.raises(KeyError, match=r"registered palaestra envs: .*palaestra/Maze-v0"):
         palaestra.make("palaestra/Nope-v0")
+
+
+def test_echo_action_keeps_observations_one_line_printable_and_short():
+    from palaestra.envs import CHARSET, echo_action
+
+    assert echo_action("  move up \n") == "move up"
+    assert echo_action("a\nb\tc☃") == "a?b?c?"
+    long = echo_action("x" * 100)
+    assert long == "x" * 40 + "..."
+    assert all(ch in CHARSET and ch not in "\n\r\t" for ch in echo_action("\x00é\n" * 30))
