@@ -34,3 +34,6 @@ __all__ = [
 # Built-in envs: registered by import path, so their modules load on first use.
 register("palaestra/Maze-v0", "palaestra.envs.maze:MazeEnv")
 register("palaestra/Wordle-v0", "palaestra.envs.wordle:WordleEnv")
+register("palaestra/BabyAI-v0", "palaestra.envs.babyai:BabyAIEnv")
+register("palaestra/SciWorld-v0", "palaestra.envs.sciworld:SciWorldEnv")
+register("palaestra/TextWorld-v0", "palaestra.envs.textworld:TextWorldEnv")

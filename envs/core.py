@@ -19,7 +19,12 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from palaestra.errors import EpisodeOverError, NotSupportedError, UnknownTaskError
+from palaestra.errors import (
+    EnvUnavailableError,
+    EpisodeOverError,
+    NotSupportedError,
+    UnknownTaskError,
+)
 
 __all__ = ["CHARSET", "EnvSnapshot", "Outcome", "TaskId", "TextEnv", "echo_action"]
 
@@ -107,6 +112,9 @@ class TextEnv(gymnasium.Env[str, str]):
     splits: ClassVar[Mapping[str, Sequence[TaskId]]] = {}
 
     def __init__(self, render_mode: str | None = None) -> None:
+        reason = type(self).unavailable_reason()
+        if reason is not None:
+            raise EnvUnavailableError(f"{type(self).__name__} is unavailable: {reason}")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', not {render_mode!r}")
         self.render_mode = render_mode
@@ -155,6 +163,17 @@ class TextEnv(gymnasium.Env[str, str]):
     def set_state(self, state: Any) -> None:
         """Load a state returned by :meth:`get_state` (a private copy: keep it)."""
         raise NotSupportedError(f"{type(self).__name__} does not support snapshot/restore")
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this env cannot run here (missing data or software), or ``None`` if it can.
+
+        Override for envs that need something not every machine has; the message
+        should say how to get it. Constructing an unavailable env raises
+        :class:`~palaestra.errors.EnvUnavailableError` with it, and ``palaestra envs``
+        shows it.
+        """
+        return None
 
     # -- declared capabilities -------------------------------------------------------
 

@@ -118,6 +118,7 @@ class EnvInfo:
     split_sizes: dict[str, int]
     max_steps: int
     capabilities: frozenset[str]
+    unavailable: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict of this entry."""
@@ -127,6 +128,7 @@ class EnvInfo:
             "splits": self.split_sizes,
             "max_steps": self.max_steps,
             "capabilities": sorted(self.capabilities),
+            "unavailable": self.unavailable,
         }
 
 
@@ -149,6 +151,7 @@ def list_envs() -> list[EnvInfo]:
                 split_sizes={name: len(ids) for name, ids in cls.splits.items()},
                 max_steps=cls.max_steps,
                 capabilities=cls.capabilities(),
+                unavailable=cls.unavailable_reason(),
             )
         )
     return sorted(found, key=lambda info: info.id)

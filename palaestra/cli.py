@@ -62,8 +62,12 @@ def cmd_envs(args: argparse.Namespace) -> int:
             ", ".join(sorted(info.capabilities)) or "-",
         )
         for info in infos
+        if info.unavailable is None
     ]
     print(format_table(["env", "splits (tasks)", "max steps", "capabilities"], rows))
+    for info in infos:
+        if info.unavailable is not None:
+            print(f"unavailable here: {info.id}: {info.unavailable}")
     return 0
 
 
@@ -134,12 +138,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    known = {info.id for info in list_envs()}
-    env_ids = args.env_ids or sorted(known)
-    unknown = [e for e in env_ids if e not in known]
-    if unknown:
-        print(f"error: unknown env(s) {unknown}; installed: {sorted(known)}", file=sys.stderr)
-        return 2
+    infos = {info.id: info for info in list_envs()}
+    known = sorted(i for i, info in infos.items() if info.unavailable is None)
+    env_ids = args.env_ids or known
+    for env_id in env_ids:
+        if env_id not in infos:
+            print(f"error: unknown env {env_id!r}; installed: {known}", file=sys.stderr)
+            return 2
+        if infos[env_id].unavailable is not None:
+            print(f"error: {env_id} is unavailable: {infos[env_id].unavailable}", file=sys.stderr)
+            return 2
     settings = Settings(
         max_sessions=args.max_sessions,
         session_ttl=args.session_ttl,
@@ -234,7 +242,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Serve the envs and let the experts play over HTTP; print a results table."""
     from palaestra.demo import run_demo
 
-    return run_demo(episodes=args.episodes, concurrency=args.concurrency, out=args.out)
+    return run_demo(args.envs, episodes=args.episodes, concurrency=args.concurrency, out=args.out)
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -324,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="serve every env and let the experts play over HTTP; print a results table",
+    )
+    p.add_argument(
+        "--envs",
+        nargs="+",
+        default=["palaestra/Maze-v0", "palaestra/Wordle-v0"],
+        metavar="ENV_ID",
+        help="envs whose experts play (default: palaestra/Maze-v0 palaestra/Wordle-v0)",
     )
     p.add_argument(
         "--episodes", type=int, default=20, help="episodes per env and split (default 20)"

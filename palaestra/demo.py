@@ -107,15 +107,25 @@ async def _play_all(
         return results
 
 
-def run_demo(episodes: int = 20, concurrency: int = 16, out: str = "runs/demo") -> int:
-    """Serve every installed env with an expert; play ``episodes`` per split; print the table.
+def run_demo(
+    env_ids: list[str], episodes: int = 20, concurrency: int = 16, out: str = "runs/demo"
+) -> int:
+    """Serve ``env_ids``; their experts play ``episodes`` per split over HTTP; print the table.
 
     Returns:
         0 when every expert episode succeeded, else 1.
     """
     from palaestra.cli import format_table
 
-    infos = [info for info in list_envs() if "expert" in info.capabilities]
+    infos = [
+        info
+        for info in list_envs()
+        if "expert" in info.capabilities and info.unavailable is None and info.id in env_ids
+    ]
+    missing = sorted(set(env_ids) - {info.id for info in infos})
+    if missing:
+        print(f"error: no available env with an expert named {missing}", file=sys.stderr)
+        return 2
     env_ids = [info.id for info in infos]
     print(f"starting a server for {', '.join(env_ids)} ...")
     process, url = start_server_process(env_ids)

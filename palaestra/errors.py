@@ -6,6 +6,7 @@ same class::
 
     PalaestraError
     ├── EnvError                 an env's own code failed            (500)
+    ├── EnvUnavailableError      the env needs data/software that is missing
     ├── UnknownTaskError         task id not in any split             (422)
     ├── EpisodeOverError         step after termination/truncation    (409)
     ├── NotSupportedError        capability not declared by the env   (409)
@@ -31,6 +32,7 @@ __all__ = [
     "ContractError",
     "EnvError",
     "EnvFailedError",
+    "EnvUnavailableError",
     "EpisodeOverError",
     "NotSupportedError",
     "PalaestraError",
@@ -50,6 +52,10 @@ class PalaestraError(Exception):
 
 class EnvError(PalaestraError):
     """An environment's own code raised; the episode cannot continue."""
+
+
+class EnvUnavailableError(PalaestraError, RuntimeError):
+    """The env cannot run here: data or software it needs is missing (the message says what)."""
 
 
 class UnknownTaskError(PalaestraError, ValueError):

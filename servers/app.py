@@ -107,7 +107,7 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
     """
     settings = settings or Settings()
     if env_ids is None:
-        env_ids = [info.id for info in list_envs()]
+        env_ids = [info.id for info in list_envs() if info.unavailable is None]
     store = SessionStore(list(env_ids), settings)
     metrics = Metrics(CollectorRegistry())
 

@@ -6,7 +6,8 @@ import palaestra
 from palaestra.envs import list_envs
 from palaestra.envs.checker import check
 
-ENV_IDS = [info.id for info in list_envs()]
+ENV_IDS = [info.id for info in list_envs() if info.unavailable is None]
+UNAVAILABLE = {info.id: info.unavailable for info in list_envs() if info.unavailable is not None}
 
 
 def test_the_builtin_envs_are_registered():

@@ -106,3 +106,22 @@ def test_echo_action_keeps_observations_one_line_printable_and_short():
     long = echo_action("x" * 100)
     assert long == "x" * 40 + "..."
     assert all(ch in CHARSET and ch not in "\n\r\t" for ch in echo_action("\x00é\n" * 30))
+
+
+def test_an_unavailable_env_says_why_everywhere():
+    from palaestra.envs import list_envs, register
+    from palaestra.errors import EnvUnavailableError
+
+    class NeedsData(toy_envs.Counter):
+        @classmethod
+        def unavailable_reason(cls) -> str | None:
+            return "set NEEDS_DATA to the folder of its games"
+
+    register("toy/NeedsData-v0", NeedsData)
+    try:
+        with pytest.raises(EnvUnavailableError, match="set NEEDS_DATA"):
+            palaestra.make("toy/NeedsData-v0")
+        info = next(i for i in list_envs() if i.id == "toy/NeedsData-v0")
+        assert info.to_json()["unavailable"] == "set NEEDS_DATA to the folder of its games"
+    finally:
+        del gymnasium.registry["toy/NeedsData-v0"]
