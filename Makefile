@@ -3,9 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install java demo test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+# ScienceWorld runs on a JVM: install a Java runtime where none is on PATH (Debian/Ubuntu).
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "no java on PATH: installing openjdk-17-jre-headless for ScienceWorld"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q openjdk-17-jre-headless; }
+
+$(BIN)/.installed: pyproject.toml | java
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -23,8 +30,9 @@ lint: install  ## ruff lint and format check
 test: lint  ## lint, then every test (slow ones included)
 	$(BIN)/pytest -m "" -q
 
-bench: install  ## client throughput table (1, 8, 64 sessions vs in-process)
+bench: install  ## the benchmark tables: client throughput, per-env speed and cost
 	$(BIN)/python bench/client_throughput.py
+	$(BIN)/python bench/env_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache runs
