@@ -175,6 +175,23 @@ class TextEnv(gymnasium.Env[str, str]):
         """
         return None
 
+    @classmethod
+    def prepare(cls, split: str, limit: int | None = None, *, workers: int | None = None) -> int:
+        """Build ahead of time whatever the tasks of ``split`` need (generated games, caches).
+
+        Envs whose tasks are made on the fly need nothing; envs that generate data on
+        first use (TextWorld) override this. ``palaestra prepare ENV_ID`` calls it.
+
+        Args:
+            split: The split whose tasks to prepare.
+            limit: Only the first ``limit`` tasks.
+            workers: Processes to use, where the env builds in parallel.
+
+        Returns:
+            The number of tasks prepared (0 when there is nothing to do).
+        """
+        return 0
+
     # -- declared capabilities -------------------------------------------------------
 
     @classmethod

@@ -136,7 +136,8 @@ def list_envs() -> list[EnvInfo]:
     """Every registered palaestra env (built-in and third-party), sorted by id."""
     load_plugins()
     found = []
-    for env_id, spec in gymnasium.registry.items():
+    # A copy: loading an env class may import a package (minigrid) that registers more.
+    for env_id, spec in list(gymnasium.registry.items()):
         if not isinstance(spec.entry_point, _Factory):
             continue
         try:

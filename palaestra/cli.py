@@ -27,6 +27,7 @@ examples:
   palaestra check palaestra/Maze-v0       run the contract (in-process and over HTTP)
   palaestra serve --port 8000             serve every installed env on 127.0.0.1:8000
   palaestra play palaestra/Wordle-v0      play an env yourself in the terminal
+  palaestra prepare palaestra/TextWorld-v0 --split test   generate its games now
   palaestra demo                          serve the envs and let the experts play
 """
 
@@ -235,6 +236,27 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- prepare --------------------------------------------------------------------------
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Build an env's generated data ahead of time."""
+    import palaestra
+
+    try:
+        cls = palaestra.env_class(args.env_id)
+        splits = args.split or list(cls.splits)
+        for split in splits:
+            cls.tasks(split)  # a clear KeyError for a typo, before any work
+        for split in splits:
+            count = cls.prepare(split, args.limit, workers=args.workers)
+            print(f"{args.env_id} {split}: {count or 'nothing'} prepared")
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
 # -- demo -----------------------------------------------------------------------------
 
 
@@ -328,6 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="play on this server instead of in-process")
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="bearer token for --url")
     p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser(
+        "prepare",
+        help="build an env's generated data ahead of time (e.g. TextWorld's games)",
+        description="Envs that generate their tasks on first use (palaestra/TextWorld-v0 "
+        "compiles a game per task) can build them all now, with a progress bar.",
+    )
+    p.add_argument("env_id", help="a registered env id")
+    p.add_argument("--split", action="append", help="split to prepare (repeatable; default all)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N tasks of each split")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPUs)")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser(
         "demo",

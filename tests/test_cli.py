@@ -108,3 +108,10 @@ def test_format_table_aligns_columns():
         "| 1   | 2  |",
         "| 333 | 4  |",
     ]
+
+
+def test_prepare_says_what_it_did_and_rejects_unknown_splits():
+    result = cli("prepare", "palaestra/Maze-v0", "--split", "test")
+    assert result.returncode == 0 and "palaestra/Maze-v0 test: nothing prepared" in result.stdout
+    result = cli("prepare", "palaestra/Maze-v0", "--split", "tset")
+    assert result.returncode == 2 and "no split 'tset'" in result.stderr
