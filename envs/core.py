@@ -63,6 +63,9 @@ class Outcome:
         score: Progress in [0, 1] (read when the episode ends); defaults to
             ``1.0`` on success and ``0.0`` otherwise.
         info: Extra JSON-serialisable entries for this step's ``info``.
+        truncated: True when a time limit of the underlying world ended the episode
+            (gymnasium's ``truncated``; e.g. minigrid's own step limit). The base
+            class truncates at ``max_steps`` by itself.
     """
 
     observation: str
@@ -71,6 +74,7 @@ class Outcome:
     success: bool = False
     score: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,7 +303,7 @@ class TextEnv(gymnasium.Env[str, str]):
         outcome = self.act(action)
         self._steps += 1
         terminated = bool(outcome.done)
-        truncated = not terminated and self._steps >= self.max_steps
+        truncated = not terminated and (outcome.truncated or self._steps >= self.max_steps)
         info = dict(outcome.info)
         if terminated or truncated:
             self._over = True

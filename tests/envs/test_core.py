@@ -125,3 +125,17 @@ def test_an_unavailable_env_says_why_everywhere():
         assert info.to_json()["unavailable"] == "set NEEDS_DATA to the folder of its games"
     finally:
         del gymnasium.registry["toy/NeedsData-v0"]
+
+
+def test_an_outcome_can_truncate_for_the_world():
+    class Timed(toy_envs.Counter):
+        def act(self, action: str) -> palaestra.Outcome:
+            return palaestra.Outcome("time is up", score=0.25, truncated=True)
+
+    env = Timed()
+    env.reset(options={"task_id": 0})
+    _, _, terminated, truncated, info = env.step("inc")
+    assert (terminated, truncated) == (False, True)
+    assert info["success"] is False and info["score"] == 0.25
+    with pytest.raises(EpisodeOverError):
+        env.step("inc")
