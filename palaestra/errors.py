@@ -6,6 +6,7 @@ same class::
 
     PalaestraError
     ├── EnvError                 an env's own code failed            (500)
+    │   └── EnvBusyError             no room for another env instance now (429)
     ├── EnvUnavailableError      the env needs data/software that is missing
     ├── UnknownTaskError         task id not in any split             (422)
     ├── EpisodeOverError         step after termination/truncation    (409)
@@ -30,6 +31,7 @@ __all__ = [
     "BadRequestError",
     "CapacityError",
     "ContractError",
+    "EnvBusyError",
     "EnvError",
     "EnvFailedError",
     "EnvUnavailableError",
@@ -52,6 +54,13 @@ class PalaestraError(Exception):
 
 class EnvError(PalaestraError):
     """An environment's own code raised; the episode cannot continue."""
+
+
+class EnvBusyError(EnvError):
+    """The env has no capacity for another instance right now (e.g. its JVM pool is full).
+
+    Nothing is broken: retry later, or close other sessions of the env.
+    """
 
 
 class EnvUnavailableError(PalaestraError, RuntimeError):

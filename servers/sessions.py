@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from palaestra.envs import TaskId, TextEnv
 from palaestra.envs.registration import env_class
-from palaestra.errors import EpisodeOverError, NotSupportedError, UnknownTaskError
+from palaestra.errors import EnvBusyError, EpisodeOverError, NotSupportedError, UnknownTaskError
 
 __all__ = ["ApiError", "Session", "SessionStore", "Settings"]
 
@@ -128,6 +128,9 @@ class SessionStore:
             ) from None
         except (ApiError, UnknownTaskError, EpisodeOverError, NotSupportedError):
             raise
+        except EnvBusyError as error:
+            # No room for another env instance: capacity, not a fault of any session.
+            raise ApiError(429, "capacity", f"{error}; retry later") from None
         except Exception as error:
             log.exception("env error in session %s", session.id if session else "-")
             if session is not None:

@@ -332,3 +332,19 @@ def test_gymnasium_make_with_base_url_gives_a_remote_env(maze_url):
 def test_unauthorized_answers_name_the_scheme(serve):
     with serve(["toy/Counter-v0"], token="t") as url:
         assert httpx.get(f"{url}/v1/envs").headers["www-authenticate"] == "Bearer"
+
+
+def test_an_env_without_room_for_another_instance_answers_429(serve):
+    from palaestra.errors import EnvBusyError
+
+    class Busy(toy_envs.Counter):
+        def __init__(self, render_mode=None):
+            raise EnvBusyError("all 2 JVMs hold their 8 games")
+
+    palaestra.register("toy/Busy-v0", Busy)
+    with serve(["toy/Busy-v0"]) as url:
+        detail = problem(
+            httpx.post(f"{url}/v1/sessions", json={"env": "toy/Busy-v0"}), 429, "capacity"
+        )
+        assert "all 2 JVMs hold their 8 games; retry later" in detail
+        assert httpx.get(f"{url}/health").json()["sessions"] == 0
