@@ -134,7 +134,7 @@ def _short(value: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _check_episode_contract(env_id: str, cls: type[TextEnv], episode: Episode) -> None:
+def _check_episode_contract(cls: type[TextEnv], episode: Episode) -> None:
     where = f"task {episode.task_id!r} seed {episode.seed}"
     observation, info = episode.first
     if not isinstance(observation, str):
@@ -255,7 +255,7 @@ def check(
         env_a, env_b = make(), make()
         for i, task_id in enumerate(tasks):
             first = play_episode(env_a, task_id, seed + i, policy_seed=seed + i)
-            _check_episode_contract(env_id, cls, first)
+            _check_episode_contract(cls, first)
             again = play_episode(env_b, task_id, seed + i, actions=first.actions)
             _compare(first, again, "same task, seed and actions")
             recorded[task_id] = first

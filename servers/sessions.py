@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import gymnasium
+
 from palaestra.envs import TaskId, TextEnv
 from palaestra.envs.registration import env_class
 from palaestra.errors import EnvBusyError, EpisodeOverError, NotSupportedError, UnknownTaskError
@@ -322,8 +324,6 @@ class SessionStore:
 
 
 def _make_env(env_id: str, cls: type[TextEnv]) -> TextEnv:
-    import gymnasium
-
     env = gymnasium.make(env_id).unwrapped
     if not isinstance(env, cls):
         raise TypeError(f"{env_id} built a {type(env).__name__}, expected {cls.__name__}")

@@ -1,25 +1,13 @@
 """The command line, run as a user runs it (a subprocess per command)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from cli_runner import run_cli
 
 from palaestra.cli import format_table
 
-
-def cli(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "palaestra.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={k: v for k, v in os.environ.items() if k != "PALAESTRA_TOKEN"},
-    )
+cli = run_cli
 
 
 def test_help_lists_every_command():

@@ -6,21 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_runner import run_cli
+
 import palaestra
 
 PLUGIN = Path(__file__).parents[1] / "plugin"
 
 
-def palaestra_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(PLUGIN)}
-    return subprocess.run(
-        [sys.executable, "-m", "palaestra.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
+def palaestra_cli(*args: str) -> subprocess.CompletedProcess:
+    return run_cli(*args, pythonpath=str(PLUGIN))
 
 
 def test_plugin_is_listed_by_palaestra_envs():
@@ -38,7 +32,7 @@ def test_plugin_passes_palaestra_check():
     assert "8 episodes identical in-process and over HTTP" in result.stdout
 
 
-def test_plugin_is_served(tmp_path):
+def test_plugin_is_served():
     from palaestra.demo import _free_port
 
     port = _free_port()
@@ -83,15 +77,7 @@ def test_broken_plugin_warns_and_does_not_hide_others(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[palaestra.envs]\nbroken/Env-v0 = no_such_module:Env\n")
-    env = {**os.environ, "PYTHONPATH": f"{PLUGIN}{os.pathsep}{tmp_path}"}
-    result = subprocess.run(
-        [sys.executable, "-m", "palaestra.cli", "envs"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("envs", pythonpath=f"{PLUGIN}{os.pathsep}{tmp_path}")
     assert result.returncode == 0
     assert "acme/Coins-v0" in result.stdout and "palaestra/Maze-v0" in result.stdout
     assert "plugin 'broken/Env-v0' failed to load" in result.stderr
