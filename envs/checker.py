@@ -2,16 +2,20 @@
 
 Runs gymnasium's own ``check_env`` and then palaestra's contract: a sane spec
 (instruction, splits, max steps), determinism under (task, seed, actions),
-JSON-serialisable info with ``task_id`` on every step and ``success``/``score``
-on the last, snapshot/restore continuing identically (where declared), the
-expert solving sampled tasks of every split (where declared), and, given a
-second env reached over HTTP, the same episodes there as in-process.
+JSON-serialisable info with ``task_id`` on every step, a bool ``invalid_action``
+on every step and ``success``/``score`` on the last, an obviously invalid action
+reported as invalid, snapshot/restore continuing identically (where declared),
+the expert solving sampled tasks of every split (where declared), random actions
+that are valid, repeatable and leave the env's own randomness alone (where
+declared), and, given a second env reached over HTTP, the same episodes (and
+expert and random actions) there as in-process.
 
 This module sees only ``palaestra.envs``: the remote env arrives as a factory.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium
+import numpy as np
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 
 from palaestra.envs.core import TaskId, TextEnv
@@ -32,6 +37,10 @@ __all__ = ["CheckResult", "Episode", "check", "play_episode"]
 
 EnvFactory = Callable[[], gymnasium.Env]
 JUNK_ACTIONS = ("", "dance wildly", "Action: ???", "\x00\t☃ ünïcödé", "x" * 300)
+INVALID_ACTION = "xyzzy-not-an-action 12345"
+"""An action no world should take for one of its own (printable, in the action charset)."""
+RANDOM_STEPS = 5
+"""Steps taken by random actions per sampled task in the random-action checks."""
 
 
 @dataclass
@@ -129,6 +138,10 @@ def _compare(a: Episode, b: Episode, what: str) -> None:
         _fail(f"{what}: episode lengths differ ({len(a.steps)} vs {len(b.steps)} steps)")
 
 
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
 def _short(value: Any, limit: int = 300) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
@@ -152,7 +165,12 @@ def _check_episode_contract(cls: type[TextEnv], episode: Episode) -> None:
             json.dumps(step_info, allow_nan=False)
         except (TypeError, ValueError) as error:
             _fail(f"{where}, step {index}: info is not JSON-serialisable ({error}): {step_info!r}")
-    for index, (obs, reward, terminated, truncated, _) in enumerate(episode.steps, start=1):
+    for index, (obs, reward, terminated, truncated, info) in enumerate(episode.steps, start=1):
+        if not isinstance(info.get("invalid_action"), bool):
+            _fail(
+                f"{where}, step {index}: info['invalid_action'] must be a bool on every step, "
+                f"got {info.get('invalid_action')!r}"
+            )
         if not isinstance(obs, str):
             _fail(f"{where}, step {index}: observation is {type(obs).__name__}, not str")
         if not isinstance(reward, float | int) or not math.isfinite(reward):
@@ -174,6 +192,49 @@ def _check_episode_contract(cls: type[TextEnv], episode: Episode) -> None:
         _fail(f"{where}: the last step's info['score'] must be in [0, 1], got {score!r}")
     if len(episode.steps) > cls.max_steps:
         _fail(f"{where}: ran {len(episode.steps)} steps, over max_steps={cls.max_steps}")
+
+
+def _random_episode(
+    env: Any, task_id: TaskId, seed: int, draw: Callable[[Any, int], str]
+) -> list[str]:
+    """Reset to ``task_id`` and take up to :data:`RANDOM_STEPS` random actions.
+
+    ``draw(env, k)`` gives the random action of step ``k``. Each must be a str that
+    the env does not report invalid.
+
+    Returns:
+        The actions taken.
+    """
+    env.reset(seed=seed, options={"task_id": task_id})
+    actions = []
+    for k in range(RANDOM_STEPS):
+        action = draw(env, seed + k)
+        if not isinstance(action, str):
+            _fail(f"task {task_id!r}: random_action() returned {type(action).__name__}, not str")
+        actions.append(action)
+        *_, terminated, truncated, info = env.step(action)
+        if info.get("invalid_action") is not False:
+            _fail(
+                f"task {task_id!r}: the random action {action!r} (step {k + 1}) was reported "
+                f"invalid (info['invalid_action']={info.get('invalid_action')!r})"
+            )
+        if terminated or truncated:
+            break
+    return actions
+
+
+def _checked_random_action(env: Any, seed: int) -> str:
+    """``env.random_action`` drawn from ``seed``: checked repeatable, ``np_random`` untouched."""
+    before = copy.deepcopy(env.np_random.bit_generator.state)
+    action = env.random_action(_rng(seed))
+    if env.np_random.bit_generator.state != before:
+        _fail(
+            f"task {env.task_id!r}: random_action() moved the env's np_random "
+            "(draw only from the generator it is given)"
+        )
+    if env.random_action(_rng(seed)) != action:
+        _fail(f"task {env.task_id!r}: random_action() differs for the same seed and state")
+    return action
 
 
 def _sample_tasks(cls: type[TextEnv], per_split: int, rng: random.Random) -> Iterator[TaskId]:
@@ -269,6 +330,35 @@ def check(
                 )
         return f"{len(tasks)} episodes replayed identically; info contract holds"
 
+    def invalid_action() -> str:
+        env = make()
+        for task_id in tasks[:2]:
+            env.reset(seed=seed, options={"task_id": task_id})
+            *_, info = env.step(INVALID_ACTION)
+            if info.get("invalid_action") is not True:
+                _fail(
+                    f"task {task_id!r}: the action {INVALID_ACTION!r} was not reported invalid "
+                    f"(info['invalid_action']={info.get('invalid_action')!r}); return "
+                    "Outcome(..., invalid=True) for an action that is not one of the world's"
+                )
+        return f"{INVALID_ACTION!r} reported invalid; info['invalid_action'] a bool on every step"
+
+    def random_action() -> str:
+        if "random_action" not in capabilities:
+            return "not declared"
+        env, other = make(), make()
+        steps = 0
+        for i, task_id in enumerate(tasks):
+            actions = _random_episode(env, task_id, seed + i, _checked_random_action)
+            again = _random_episode(other, task_id, seed + i, _checked_random_action)
+            if actions != again:
+                _fail(
+                    f"task {task_id!r}: two instances in the same state drew different random "
+                    f"actions from the same seeds: {_short(actions)} vs {_short(again)}"
+                )
+            steps += len(actions)
+        return f"{steps} random actions valid, repeatable, np_random untouched"
+
     def snapshot_restore() -> str:
         if "snapshot" not in capabilities:
             return "not declared (the framework falls back to replay)"
@@ -339,6 +429,20 @@ def check(
                 remote_env.reset(seed=seed, options={"task_id": task_id})
                 if local.expert_action() != remote_env.expert_action():
                     _fail("the expert's action differs in-process and over HTTP")
+            if "random_action" in capabilities:
+                local = make()
+                for i, task_id in enumerate(list(recorded)[:2]):
+                    here = _random_episode(
+                        local, task_id, seed + i, lambda e, k: e.random_action(_rng(k))
+                    )
+                    there = _random_episode(
+                        remote_env, task_id, seed + i, lambda e, k: e.random_action(k)
+                    )
+                    if here != there:
+                        _fail(
+                            f"task {task_id!r}: random actions differ in-process and over HTTP: "
+                            f"{_short(here)} vs {_short(there)}"
+                        )
             if make().reset(seed=seed) != remote_env.reset(seed=seed):
                 _fail(f"reset(seed={seed}) without a task id differs in-process and over HTTP")
         finally:
@@ -348,7 +452,9 @@ def check(
     run("spec", spec)
     run("gymnasium check_env", gymnasium_api)
     run("determinism + info contract", determinism)
+    run("invalid actions reported", invalid_action)
     run("snapshot/restore", snapshot_restore)
     run("expert solves sampled tasks", expert)
+    run("random actions", random_action)
     run("same episodes over HTTP", over_http)
     return results

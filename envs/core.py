@@ -3,8 +3,10 @@
 A palaestra env is a ``gymnasium.Env[str, str]``. Subclasses write two small
 methods, :meth:`TextEnv.start` and :meth:`TextEnv.act`; the base class does the
 rest: spaces, seeding, task choice, step counting, truncation at ``max_steps``,
-the ``info`` contract (``task_id`` always; ``success`` and ``score`` on the last
-step), and the optional capabilities (``snapshot``/``restore``, ``expert_action``).
+the ``info`` contract (``task_id`` always; ``invalid_action`` on every step;
+``success`` and ``score`` on the last step), and the optional capabilities
+(``snapshot``/``restore``, ``expert_action``, ``available_actions``,
+``random_action``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class Outcome:
         truncated: True when a time limit of the underlying world ended the episode
             (gymnasium's ``truncated``; e.g. minigrid's own step limit). The base
             class truncates at ``max_steps`` by itself.
+        invalid: True when the env rejected the action as not an action of this
+            world (unknown verb, malformed, not a word, an object that is not
+            there, ...): it had no effect on the world. An action the world
+            understood but that failed (walking into a wall, opening a locked
+            door) is valid. Reported as ``info["invalid_action"]``.
     """
 
     observation: str
@@ -75,6 +82,7 @@ class Outcome:
     score: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
     truncated: bool = False
+    invalid: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,19 @@ class TextEnv(gymnasium.Env[str, str]):
     Subclasses set the class attributes ``instruction``, ``max_steps`` and
     ``splits`` and implement :meth:`start` and :meth:`act`. Optional, declared by
     overriding: :meth:`get_state`/:meth:`set_state` (enables
-    :meth:`snapshot`/:meth:`restore`), :meth:`expert_action`, and
-    :meth:`available_actions`.
+    :meth:`snapshot`/:meth:`restore`), :meth:`expert_action`,
+    :meth:`available_actions` and :meth:`random_action` (which overriding
+    :meth:`available_actions` provides too).
+
+    The ``info`` dict, JSON-serialisable, holds:
+
+    - ``task_id`` and ``step`` (steps taken so far), always;
+    - ``invalid_action`` (bool), on every ``step`` (not on ``reset``): whether
+      the env rejected the action as not an action of this world (see
+      :attr:`Outcome.invalid`);
+    - ``success`` (bool) and ``score`` (float in [0, 1]) once the episode ended;
+    - ``available_actions`` (list of str) while it goes on, where the env lists them;
+    - the env's own entries (:attr:`Outcome.info`).
 
     Attributes:
         instruction: The task-independent system prompt: what the world is, which
@@ -142,7 +161,11 @@ class TextEnv(gymnasium.Env[str, str]):
         raise NotImplementedError
 
     def act(self, action: str) -> Outcome:
-        """Apply one action (any string: an invalid one gets a helpful observation)."""
+        """Apply one action (any string: an invalid one gets a helpful observation).
+
+        Return ``Outcome(..., invalid=True)`` for an action the world rejects as not
+        one of its actions (it must then leave the world unchanged).
+        """
         raise NotImplementedError
 
     def available_actions(self) -> list[str] | None:
@@ -156,6 +179,30 @@ class TextEnv(gymnasium.Env[str, str]):
             NotSupportedError: The env has no expert.
         """
         raise NotSupportedError(f"{type(self).__name__} has no expert")
+
+    def random_action(self, rng: np.random.Generator) -> str:
+        """A uniformly random valid action in the current state, drawn with ``rng`` only.
+
+        Never draws from ``self.np_random`` (the env's own randomness does not
+        move), nor changes the env: the same state and the same ``rng`` state give
+        the same action. The default picks one of :meth:`available_actions`;
+        envs that cannot list their actions may override this instead.
+
+        Args:
+            rng: The generator to draw from, e.g. ``numpy.random.default_rng(seed)``.
+
+        Raises:
+            NotSupportedError: The env cannot list its actions now.
+            EpisodeOverError: ``reset`` was never called.
+        """
+        if self.task_id is None:
+            raise EpisodeOverError("call reset() before random_action()")
+        actions = self.available_actions()
+        if actions is None:
+            raise NotSupportedError(f"{type(self).__name__} cannot draw a random action")
+        if not actions:
+            raise NotSupportedError(f"{type(self).__name__} lists no valid action now")
+        return str(actions[int(rng.integers(len(actions)))])
 
     def get_state(self) -> Any:
         """Return the env's own mutable state (override together with :meth:`set_state`).
@@ -203,7 +250,8 @@ class TextEnv(gymnasium.Env[str, str]):
         """The optional capabilities this env class declares by overriding them.
 
         Returns:
-            A subset of ``{"snapshot", "expert", "available_actions"}``.
+            A subset of ``{"snapshot", "expert", "available_actions", "random_action"}``
+            (``random_action`` comes with ``available_actions``).
         """
         declared = set()
         if cls.get_state is not TextEnv.get_state and cls.set_state is not TextEnv.set_state:
@@ -212,6 +260,9 @@ class TextEnv(gymnasium.Env[str, str]):
             declared.add("expert")
         if cls.available_actions is not TextEnv.available_actions:
             declared.add("available_actions")
+            declared.add("random_action")
+        if cls.random_action is not TextEnv.random_action:
+            declared.add("random_action")
         return frozenset(declared)
 
     @classmethod
@@ -288,6 +339,9 @@ class TextEnv(gymnasium.Env[str, str]):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Apply ``action``; gymnasium's five-tuple.
 
+        ``info["invalid_action"]`` says whether the env rejected the action as not
+        an action of its world (:attr:`Outcome.invalid`).
+
         Raises:
             EpisodeOverError: The episode already ended (or ``reset`` was never called).
         """
@@ -305,6 +359,7 @@ class TextEnv(gymnasium.Env[str, str]):
         terminated = bool(outcome.done)
         truncated = not terminated and (outcome.truncated or self._steps >= self.max_steps)
         info = dict(outcome.info)
+        info["invalid_action"] = bool(outcome.invalid)
         if terminated or truncated:
             self._over = True
             self._success = bool(outcome.success) and terminated

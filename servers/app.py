@@ -29,6 +29,7 @@ from palaestra.servers.wire import (
     Forked,
     Health,
     Problem,
+    RandomAction,
     ResetRequest,
     ResetResult,
     SessionCreated,
@@ -262,6 +263,25 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
 
         async def run(session: Session) -> ExpertAction:
             return ExpertAction(action=await store.expert(session))
+
+        return await locked(run)(session_id)
+
+    @app.get(
+        "/v1/sessions/{session_id}/random_action", response_model=RandomAction, tags=["sessions"]
+    )
+    async def random_action(
+        session_id: str,
+        seed: int = Query(ge=0, lt=2**63, description="Seed of the draw (numpy default_rng)."),
+    ) -> RandomAction:
+        """A uniformly random valid action now (where the env declares ``random_action``).
+
+        The env draws it from ``numpy.random.default_rng(seed)`` without touching its
+        own randomness: the same seed in the same state gives the same action, here
+        and in-process.
+        """
+
+        async def run(session: Session) -> RandomAction:
+            return RandomAction(action=await store.random_action(session, seed))
 
         return await locked(run)(session_id)
 

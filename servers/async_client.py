@@ -37,6 +37,7 @@ from palaestra.servers.protocol import (
     create_request,
     error_for,
     fork_request,
+    random_action_request,
     reset_request,
     step_request,
 )
@@ -84,6 +85,10 @@ class AsyncSession:
     async def expert_action(self) -> str:
         """The env expert's next action."""
         return await self.client.expert_action(self.id)
+
+    async def random_action(self, seed: int) -> str:
+        """A uniformly random valid action now, drawn by the server from ``seed``."""
+        return await self.client.random_action(self.id, seed)
 
     async def close(self) -> None:
         """Delete the session on the server."""
@@ -216,6 +221,14 @@ class AsyncEnvClient:
     async def expert_action(self, session_id: str) -> str:
         """The env expert's next action in a session."""
         return (await self._call(Request("GET", f"/v1/sessions/{session_id}/expert")))["action"]
+
+    async def random_action(self, session_id: str, seed: int) -> str:
+        """A uniformly random valid action in a session, drawn by the server from ``seed``.
+
+        The same as ``env.random_action(numpy.random.default_rng(seed))`` in-process
+        in the same state.
+        """
+        return (await self._call(random_action_request(session_id, seed)))["action"]
 
     async def status(self, session_id: str) -> dict[str, Any]:
         """The server's view of a session."""

@@ -6,6 +6,7 @@ The thread form serves ``palaestra check`` (its over-HTTP check without
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Iterator
@@ -14,11 +15,21 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
-__all__ = ["KEEP_ALIVE_SECONDS", "run_server", "serve_in_thread"]
+__all__ = ["KEEP_ALIVE_SECONDS", "is_loopback", "run_server", "serve_in_thread"]
 
 # Longer than the clients' pooled-connection expiry (30 s), so a client never
 # reuses a connection the server has just closed.
 KEEP_ALIVE_SECONDS = 60
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a server off the network (``localhost``, 127.x, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:

@@ -7,6 +7,7 @@ answers into the same exceptions; they differ only at the I/O edge (httpx for
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "create_request",
     "error_for",
     "fork_request",
+    "random_action_request",
     "reset_request",
     "step_request",
 ]
@@ -148,6 +150,21 @@ def step_request(session_id: str, action: str) -> Request:
 def fork_request(session_id: str) -> Request:
     """``POST /v1/sessions/{id}/fork``."""
     return Request("POST", f"/v1/sessions/{session_id}/fork")
+
+
+def random_action_request(session_id: str, seed: int) -> Request:
+    """``GET /v1/sessions/{id}/random_action?seed=N``.
+
+    Raises:
+        TypeError: ``seed`` is not an integer.
+        ValueError: ``seed`` is outside ``0 <= seed < 2**63``.
+    """
+    if isinstance(seed, bool):
+        raise TypeError("seed must be an int, not bool")
+    seed = operator.index(seed)
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+    return Request("GET", f"/v1/sessions/{session_id}/random_action", params={"seed": str(seed)})
 
 
 def auth_headers(token: str | None) -> dict[str, str]:

@@ -36,6 +36,7 @@ from palaestra.servers.protocol import (
     create_request,
     error_for,
     fork_request,
+    random_action_request,
     reset_request,
     step_request,
 )
@@ -221,6 +222,19 @@ class RemoteEnv(gymnasium.Env[str, str]):
         if self.session_id is None:
             raise EpisodeOverError("call reset() before expert_action()")
         return self._call(Request("GET", f"/v1/sessions/{self.session_id}/expert"))["action"]
+
+    def random_action(self, seed: int) -> str:
+        """A uniformly random valid action now, drawn by the server from ``seed``.
+
+        The same as ``env.random_action(numpy.random.default_rng(seed))`` in-process
+        in the same state.
+
+        Args:
+            seed: The seed of the draw, ``0 <= seed < 2**63``.
+        """
+        if self.session_id is None:
+            raise EpisodeOverError("call reset() before random_action()")
+        return self._call(random_action_request(self.session_id, seed))["action"]
 
     def fork(self) -> RemoteEnv:
         """A new ``RemoteEnv`` on a server-side copy of this session's state."""

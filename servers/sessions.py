@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import gymnasium
+import numpy as np
 
 from palaestra.envs import TaskId, TextEnv
 from palaestra.envs.registration import env_class
@@ -283,6 +284,23 @@ class SessionStore:
         if session.task_id is None or session.env.over:
             raise ApiError(409, "episode_over", "the episode is over; reset first")
         return await self.run(session, session.env.expert_action)
+
+    async def random_action(self, session: Session, seed: int) -> str:
+        """A uniformly random valid action of ``session``'s env, drawn from ``seed``.
+
+        The env draws from ``numpy.random.default_rng(seed)``, as in-process, so
+        the same seed and state give the same action on both sides.
+        """
+        self.check_usable(session)
+        if "random_action" not in self.classes[session.env_id].capabilities():
+            raise ApiError(409, "not_supported", f"{session.env_id} cannot draw a random action")
+        if session.task_id is None or session.env.over:
+            raise ApiError(409, "episode_over", "the episode is over; reset first")
+        rng = np.random.default_rng(seed)
+        try:
+            return await self.run(session, lambda: session.env.random_action(rng))
+        except NotSupportedError as error:
+            raise ApiError(409, "not_supported", str(error)) from None
 
     async def close(self, session: Session) -> None:
         """Forget ``session`` and close its env (on the pool)."""

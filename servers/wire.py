@@ -18,6 +18,7 @@ __all__ = [
     "Forked",
     "Health",
     "Problem",
+    "RandomAction",
     "ResetRequest",
     "ResetResult",
     "SessionCreated",
@@ -43,7 +44,9 @@ class EnvSpec(BaseModel):
     splits: dict[str, int] = Field(description="Number of task ids in each split.")
     max_steps: int = Field(description="Steps after which an episode is truncated.")
     capabilities: list[str] = Field(
-        description="Optional capabilities: 'snapshot', 'expert', 'available_actions'."
+        description=(
+            "Optional capabilities: 'snapshot', 'expert', 'available_actions', 'random_action'."
+        )
     )
 
 
@@ -82,7 +85,12 @@ class StepRequest(_Strict):
 
 
 class StepResult(BaseModel):
-    """Gymnasium's five-tuple, as an object."""
+    """Gymnasium's five-tuple, as an object.
+
+    ``info`` holds ``task_id``, ``step`` and ``invalid_action`` (whether the env
+    rejected the action as not an action of its world); ``success`` and ``score``
+    once the episode ended.
+    """
 
     observation: str
     reward: float
@@ -116,6 +124,14 @@ class ExpertAction(BaseModel):
     """Answer of ``GET /v1/sessions/{id}/expert``."""
 
     action: str
+
+
+class RandomAction(BaseModel):
+    """Answer of ``GET /v1/sessions/{id}/random_action?seed=N``."""
+
+    action: str = Field(
+        description="A uniformly random valid action now; the same seed and state give the same."
+    )
 
 
 class SessionStatus(BaseModel):

@@ -9,7 +9,7 @@ from palaestra.envs import Outcome, TextEnv, register
 
 
 class Counter(TextEnv):
-    """Count to three with `inc`; `boom` raises, `sleep` stalls for a second."""
+    """Count to three with `inc`; `boom` raises, `sleep` stalls for a second; others are invalid."""
 
     instruction = "Say `inc` three times."
     max_steps = 5
@@ -37,7 +37,10 @@ class Counter(TextEnv):
             if action == "inc":
                 self.count += 1
             won = self.count >= 3
-            return Outcome(f"count {self.count}", reward=float(won), done=won, success=won)
+            known = action in ("inc", "boom") or action.startswith("sleep")
+            return Outcome(
+                f"count {self.count}", reward=float(won), done=won, success=won, invalid=not known
+            )
         finally:
             with Counter._lock:
                 Counter.active -= 1

@@ -94,9 +94,13 @@ class BabyAIEnv(TextEnv):
     ignored, as are "the"/"a" before a target; ``forward``, ``left``, ``right``
     and ``pickup`` are accepted too. An unknown action, or a ``go to`` whose
     target is not in view or cannot be reached, changes nothing and costs one
-    action. ``info["available_actions"]`` lists the six primitives and one ``go
-    to`` per kind of object in view; ``info["level"]`` and ``info["seed"]`` name
-    the minigrid episode on every step.
+    action. ``info["invalid_action"]`` is True for an unknown action (the empty
+    one included) and for a ``go to`` of nothing in view; a ``go to`` of an
+    object in view that cannot be reached, like a move into a wall, is a valid
+    action that was blocked. ``info["available_actions"]`` lists the six
+    primitives and one ``go to`` per kind of object in view (``random_action``
+    draws one of them); ``info["level"]`` and ``info["seed"]`` name the minigrid
+    episode on every step.
 
     ## Reward, score and success
 
@@ -227,7 +231,7 @@ class BabyAIEnv(TextEnv):
             return self._primitive(primitive)
         if command.startswith("go to "):
             return self._go_to(_strip_article(command[6:]))
-        return self._unchanged(f"Invalid action '{echo_action(action)}'. {_HELP}")
+        return self._unchanged(f"Invalid action '{echo_action(action)}'. {_HELP}", invalid=True)
 
     # -- capabilities ----------------------------------------------------------------
 
@@ -265,10 +269,10 @@ class BabyAIEnv(TextEnv):
         self._view = describe(observation["image"], observation["direction"], self.world.mission)
         self._actions = [*PRIMITIVES, *(f"go to {target}" for target in self._view.targets)]
 
-    def _unchanged(self, feedback: str) -> Outcome:
+    def _unchanged(self, feedback: str, *, invalid: bool = False) -> Outcome:
         """Nothing happened in the world: the same view, no minigrid step."""
         info = {"level": self._level, "seed": self._seed, "primitive_steps": 0}
-        return Outcome(f"{feedback}\n{self._view.text}", info=info)
+        return Outcome(f"{feedback}\n{self._view.text}", info=info, invalid=invalid)
 
     def _primitive(self, action: Actions) -> Outcome:
         world = self.world
@@ -290,7 +294,8 @@ class BabyAIEnv(TextEnv):
             seen = ", ".join(self._view.targets) or "nothing you can go to"
             return self._unchanged(
                 f"You see no {echo_action(target)} to go to; you see: {seen}. "
-                "You can only go to an object in your current view."
+                "You can only go to an object in your current view.",
+                invalid=True,
             )
         world = self.world
         ax, ay = (int(v) for v in world.agent_pos)

@@ -47,7 +47,10 @@ class MazeEnv(TextEnv):
     ignored, anything else is invalid. A move goes one character on the map. An
     invalid action or a move into a wall leaves the agent in place, costs a step,
     and is answered with the valid actions or "You hit a wall".
-    ``info["available_actions"]`` lists the moves not blocked by walls.
+    ``info["available_actions"]`` lists the moves not blocked by walls, and
+    ``random_action`` draws one of them. ``info["invalid_action"]`` is True for an
+    action that is not a move (the empty one included); a move into a wall is a
+    valid action that was blocked.
 
     ## Reward, score and success
 
@@ -106,7 +109,7 @@ class MazeEnv(TextEnv):
         direction = _PARSE.get(" ".join(action.lower().split()))
         if direction is None:
             shown = echo_action(action)
-            return Outcome(f"Invalid action '{shown}'. {_HELP}\n{self._view()}")
+            return Outcome(f"Invalid action '{shown}'. {_HELP}\n{self._view()}", invalid=True)
         dr, dc = DIRECTIONS[direction]
         target = (self._position[0] + dr, self._position[1] + dc)
         if not maze.is_open(target):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
 from typing import Any, ClassVar
+
+import numpy as np
 
 from palaestra.envs.core import CHARSET, MAX_TEXT_LENGTH, Outcome, TaskId, TextEnv
 from palaestra.envs.sciworld.pool import Game, JvmPool, default_pool, find_java, jar_path
@@ -42,6 +45,16 @@ _GOLD: dict[tuple[str, int], tuple[str, ...]] = {}
 _GOLD_LOCK = threading.Lock()
 _GOLD_CACHE_SIZE = 4096
 _WAIT_TICKS = 10  # the time steps of ScienceWorld's `wait` (`wait1` is one)
+# ScienceWorld's answer to a command that matches none of its templates
+# ("look at unicorn", "", "xyzzy"); its own string (scienceworld.input.InputParser).
+_NO_MATCH = "No known action matches that input."
+# Its answer when the world says nothing (PythonInterface.step): to a reply that is
+# not an option's number after an ambiguous command, but also to a few parsed
+# commands that do nothing ("mix ground"), which are valid.
+_SILENT = "Unknown action."
+_AMBIGUOUS = "Ambiguous request: Please enter the number"
+_OPTION = re.compile(r"^\d+:\t", re.MULTILINE)
+_SLOT = "OBJ"
 
 
 def gold_path(game: Game, task: str, variation: int) -> tuple[str, ...]:
@@ -110,8 +123,23 @@ class SciWorldEnv(TextEnv):
     whitespace (newlines included) are collapsed to one space, and anything else
     goes to the simulator as typed. Unknown commands cost a step and change
     nothing. ``available_actions`` is not offered: ScienceWorld's list of valid
-    action-object combinations takes 30-120 ms and holds 600-2,700 commands per
+    action-object combinations takes 50-370 ms and holds 400-2,700 commands per
     step.
+
+    ``info["invalid_action"]`` is True when ScienceWorld's parser rejects the
+    command: "No known action matches that input." (no template matches, the
+    empty command included), or "Unknown action." to anything but an option's
+    number after "Ambiguous request: Please enter the number ...". Commands it
+    parses but the world refuses ("The door is not open.") are valid, and so are
+    an ambiguous one (it asks which is meant) and the few that it parses but
+    answers with nothing, shown as "Unknown action." (``mix ground``).
+
+    ``random_action`` draws uniformly from ScienceWorld's action templates filled
+    in every way with the names of the objects in reach (``getPossibleActions`` x
+    ``getPossibleObjects``, about 2 ms a call; most are two-object commands such
+    as ``connect OBJ to OBJ``, and the parser accepted all of 200 drawn in five
+    tasks), or an option's number while a question is pending. It does not use
+    ScienceWorld's list of valid combinations, which takes 50-370 ms a call.
 
     ## Reward, score and success
 
@@ -204,6 +232,7 @@ class SciWorldEnv(TextEnv):
         self._task: SciWorldTask | None = None
         self._points = 0  # ScienceWorld's latest score, -100..100
         self._commands: list[str] = []  # this episode's commands, for the expert
+        self._choices = 0  # options of a pending "Ambiguous request" question
         self._acquire()
 
     @classmethod
@@ -232,6 +261,7 @@ class SciWorldEnv(TextEnv):
         self._task = task
         self._points = 0
         self._commands = []
+        self._choices = 0
         return _clean(f"{description}\n\n{look}")
 
     def act(self, action: str) -> Outcome:
@@ -240,6 +270,9 @@ class SciWorldEnv(TextEnv):
         command = " ".join(action.split())
         observation, points, completed = game.run(lambda sw: _step(sw, command))
         self._commands.append(command)
+        answer = observation.lstrip()
+        invalid = answer.startswith(_NO_MATCH) or (self._choices > 0 and answer.startswith(_SILENT))
+        self._choices = _choices(observation)
         reward = (max(points, 0) - max(self._points, 0)) / 100
         self._points = points
         failed = points < 0
@@ -249,6 +282,7 @@ class SciWorldEnv(TextEnv):
             done=completed or failed,
             success=completed and not failed and points >= 100,
             score=max(points, 0) / 100,
+            invalid=invalid,
         )
 
     def close(self) -> None:
@@ -257,6 +291,29 @@ class SciWorldEnv(TextEnv):
         super().close()
 
     # -- capabilities ----------------------------------------------------------------
+
+    def random_action(self, rng: np.random.Generator) -> str:
+        """A uniformly random valid command, drawn with ``rng`` (see the class docstring).
+
+        While ScienceWorld waits for the number of an option (after an ambiguous
+        command), one of the option numbers; otherwise uniform over ScienceWorld's
+        action templates filled in every way with the object names in reach
+        (``getPossibleActions`` x ``getPossibleObjects``, about 2 ms; its parser
+        accepted each of 200 drawn in five tasks). Not ScienceWorld's
+        ``getValidActionObjectCombinations``: it takes 50-370 ms a call.
+
+        Raises:
+            EnvError: ``reset`` was never called, or ScienceWorld lists no action.
+        """
+        if self._task is None:
+            raise EnvError("call reset() before random_action()")
+        if self._choices:
+            return str(int(rng.integers(self._choices)))
+        templates, objects = self._require_game().run(_templates_and_objects)
+        total = sum(len(objects) ** template.count(_SLOT) for template in templates)
+        if total == 0:
+            raise EnvError("ScienceWorld lists no action now")
+        return _nth_command(templates, objects, int(rng.integers(total)))
 
     def expert_action(self) -> str:
         """The next command of the task's gold path (see the class docstring)."""
@@ -305,6 +362,40 @@ def _load(sw: Any, task: str, variation: int) -> tuple[str, str]:
         raise EnvError(f"ScienceWorld could not load {task!r} variation {variation}: {error}")
     # As ScienceWorld's own reset(): the first look around is a step of the game.
     return str(sw.getTaskDescription()), str(sw.step("look around"))
+
+
+def _templates_and_objects(sw: Any) -> tuple[list[str], list[str]]:
+    """ScienceWorld's action templates and the object names in reach, both sorted."""
+    templates = sorted({str(template) for template in sw.getPossibleActions()})
+    objects = sorted({str(name) for name in sw.getPossibleObjects()})
+    return templates, objects
+
+
+def _nth_command(templates: list[str], objects: list[str], index: int) -> str:
+    """Command ``index`` of ``templates`` filled in every way with ``objects``.
+
+    Numbered template by template; within a template, ``index`` is a number in
+    base ``len(objects)`` with one digit per slot.
+    """
+    for template in templates:
+        parts = template.split(_SLOT)
+        size = len(objects) ** (len(parts) - 1)
+        if index >= size:
+            index -= size
+            continue
+        command = parts[0]
+        for k, part in enumerate(parts[1:]):
+            place = len(objects) ** (len(parts) - 2 - k)
+            command += objects[(index // place) % len(objects)] + part
+        return command
+    raise IndexError(f"no command {index} among the filled templates")
+
+
+def _choices(observation: str) -> int:
+    """The number of options ScienceWorld waits for one of (0 when it waits for none)."""
+    if not observation.lstrip().startswith(_AMBIGUOUS):
+        return 0
+    return len(_OPTION.findall(observation))
 
 
 def _step(sw: Any, command: str) -> tuple[str, int, bool]:

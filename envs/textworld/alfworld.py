@@ -101,7 +101,11 @@ class ALFWorldEnv(TextEnv):
     One command per step: ``go to countertop 1``, ``open fridge 1``, ``take mug 1
     from countertop 1``, ``move mug 1 to coffeemachine 1``, ``heat X with
     microwave 1``, ``cool X with fridge 1``, ``clean X with sinkbasin 1``, ``use
-    desklamp 1``, ``examine X``, ``inventory``, ``look``.
+    desklamp 1``, ``examine X``, ``inventory``, ``look``. The game carries out
+    exactly its admissible commands (``look``, ``inventory`` and ``examine X``
+    among them) and answers any other with "Nothing happens.", changing
+    nothing: ``info["invalid_action"]`` is True for those, the empty command
+    included. ``random_action`` draws one of the admissible commands.
 
     ## Reward, score and success
 
@@ -189,11 +193,21 @@ class ALFWorldEnv(TextEnv):
         return _WELCOME.sub("", str(self._state["feedback"])).strip()
 
     def act(self, action: str) -> Outcome:
-        """Send ``action`` to the game."""
-        self._state, _, _ = self._require_env().step(" ".join(action.split()))
+        """Send ``action`` to the game.
+
+        The command is invalid when it is not one of the admissible commands:
+        TextWorld's PDDL engine, which plays ALFWorld's games, carries out exactly
+        those and answers anything else with "Nothing happens." and no change.
+        """
+        env = self._require_env()
+        command = " ".join(action.split())
+        invalid = command not in self._state["admissible_commands"]
+        self._state, _, _ = env.step(command)
         won = bool(self._state["won"])
         text = str(self._state["feedback"]).strip() or "Nothing happens."
-        return Outcome(text, reward=float(won), done=won, success=won, score=float(won))
+        return Outcome(
+            text, reward=float(won), done=won, success=won, score=float(won), invalid=invalid
+        )
 
     # -- capabilities ----------------------------------------------------------------
 

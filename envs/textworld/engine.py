@@ -38,6 +38,7 @@ __all__ = [
     "Turn",
     "clean_text",
     "load_compiled",
+    "parser_understood",
 ]
 
 STORY_FILE = "game.z8"
@@ -75,6 +76,10 @@ _BANNER_CHARS = frozenset(" _|\\/$<>")
 _END_PROMPT = "Would you like to RESTART, RESTORE a saved game, QUIT or UNDO the last command?"
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _CHAINED = re.compile(r"[.;]|\bthen\b")
+# An action traced by `tw-trace-actions`: "[taking the apple]" alone on its line.
+_ACTION_TAG = re.compile(r"^[ \t]*\[[^\]\n]+\][ \t]*$", re.MULTILINE)
+# Inform 7's disambiguation questions (parser clarification responses A and B).
+_WHICH = ("Which do you mean", "Who do you mean")
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,12 +144,17 @@ class Turn:
         points: Points gained by this command.
         won: The quest was completed (the game ended with ``*** The End ***``).
         lost: The game ended in defeat (``*** You lost! ***``).
+        understood: The game's parser made an action of the command (see
+            :meth:`Engine.step`); False for a parser error ("That's not a verb I
+            recognise.", "You can't see any such thing.", "I beg your pardon?",
+            "What do you want to take?", ...) and for the commands refused here.
     """
 
     text: str
     points: int = 0
     won: bool = False
     lost: bool = False
+    understood: bool = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,16 +226,21 @@ class Engine:
         return clean_text(intro)
 
     def step(self, command: str) -> Turn:
-        """Send one command to the game and follow what it did."""
+        """Send one command to the game and follow what it did.
+
+        ``Turn.understood`` says whether the parser made an action of the command
+        (:func:`parser_understood`); the commands refused here are not understood.
+        """
         compiled, progression = self.compiled, self._require_progression()
         command = normalize_command(command)
         lowered = command.lower()
         words = lowered.split()
         if words and (words[0] in _META_VERBS or lowered.startswith(_HIDDEN_COMMANDS)):
-            return Turn(_META_REPLY)
+            return Turn(_META_REPLY, understood=False)
         if _CHAINED.search(lowered.rstrip(".! ")):
-            return Turn(_ONE_AT_A_TIME_REPLY)
+            return Turn(_ONE_AT_A_TIME_REPLY, understood=False)
         raw, _, _, _ = self._require_frotz().step(command)
+        understood = parser_understood(raw)
         extras, text = _detect_extra_infos(raw, ["score", "moves"])
         events, text = _detect_i7_events_debug_tags(text)
         for event in events:
@@ -245,7 +260,7 @@ class Engine:
             tally = re.search(r"You scored (\d+) out of a possible", text)
             points = int(tally.group(1)) if tally else progression.score
         gained, self._points = points - self._points, points
-        return Turn(clean_text(text), points=gained, won=won, lost=lost)
+        return Turn(clean_text(text), points=gained, won=won, lost=lost, understood=understood)
 
     def admissible_commands(self) -> list[str]:
         """The commands that change the game's state now (TextWorld's admissible commands)."""
@@ -313,6 +328,22 @@ class Engine:
         if self._progression is None:
             raise RuntimeError("start() a game first")
         return self._progression
+
+
+def parser_understood(raw: str) -> bool:
+    """Whether Inform 7's parser made an action of the command that printed ``raw``.
+
+    Read from the action trace that ``tw-trace-actions`` turns on: every action
+    the parser makes of a command, carried out or not ("You can't go that way."
+    is one), prints a ``[going north]``-style tag on a line of its own; a parser
+    error (unknown verb, unseen object, missing noun, the empty command) prints
+    none. A question asking which of several things is meant ("Which do you
+    mean, ...?") counts as understood: the next command answers it.
+
+    Args:
+        raw: The game's raw answer, before :func:`clean_text`.
+    """
+    return bool(_ACTION_TAG.search(raw)) or raw.lstrip().startswith(_WHICH)
 
 
 def normalize_command(command: str) -> str:

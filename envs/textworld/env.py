@@ -71,6 +71,13 @@ class TextWorldEnv(TextEnv):
     restart, quit, TextWorld's ``tw-*`` debugging hooks) and several commands in
     one (``.``, ``;``, ``then``) are refused with a short explanation.
 
+    ``info["invalid_action"]`` is True when Inform 7's parser made no action of
+    the command (an unknown verb, an object not in sight, a missing noun, the
+    empty command: "That's not a verb I recognise.", "You can't see any such
+    thing.", "What do you want to take?", "I beg your pardon?") and for the
+    refused commands above; an understood action that fails ("You can't go that
+    way.") is valid. ``random_action`` draws one of the admissible commands.
+
     ## Reward, score and success
 
     Reward: the points the step gained (the game awards a point for each step of
@@ -165,6 +172,7 @@ class TextWorldEnv(TextEnv):
             done=turn.won or turn.lost,
             success=turn.won,
             score=self._engine.points / max(1, compiled.max_points),
+            invalid=not turn.understood,
         )
 
     # -- capabilities ----------------------------------------------------------------

@@ -6,6 +6,8 @@ import random
 import re
 from typing import Any, ClassVar
 
+import numpy as np
+
 from palaestra.envs.core import Outcome, TaskId, TextEnv, echo_action
 from palaestra.envs.wordle.solver import best_guess
 from palaestra.envs.wordle.words import (
@@ -19,6 +21,7 @@ from palaestra.envs.wordle.words import (
     encode,
     feedback,
     guess_set,
+    guesses,
 )
 
 __all__ = ["MAX_STEPS", "MAX_TRIES", "TASK_SEED", "TEST_TASKS", "TRAIN_TASKS", "WordleEnv"]
@@ -69,8 +72,10 @@ class WordleEnv(TextEnv):
     ``guess WORD`` (or the bare word), case-insensitive, surrounding whitespace
     and quotes ignored. WORD must be one of the 11,392 accepted 5-letter words.
     Anything else (wrong length, non-letters, unknown word, unreadable) is
-    rejected without costing a try. ``info["available_actions"]`` is not given:
-    the guess list is too long to list every step.
+    rejected without costing a try, with ``info["invalid_action"]`` (and the older
+    ``info["valid"]: False``). ``info["available_actions"]`` is not given: the guess
+    list is too long to list every step; ``random_action`` draws ``guess WORD``
+    with WORD uniform over the accepted words.
 
     ## Reward, score and success
 
@@ -148,6 +153,7 @@ class WordleEnv(TextEnv):
                 f"{problem} This did not cost a try; {tries} tries left. {_HELP}",
                 score=self._progress(),
                 info={"valid": False},
+                invalid=True,
             )
         code = encode(feedback(word, self._answer))
         self._history.append((word, code))
@@ -178,6 +184,11 @@ class WordleEnv(TextEnv):
     def expert_action(self) -> str:
         """The greedy solver's next guess, from the feedback so far."""
         return f"guess {best_guess(self._history)}"
+
+    def random_action(self, rng: np.random.Generator) -> str:
+        """``guess WORD``, WORD drawn uniformly from the 11,392 accepted guesses by ``rng``."""
+        words = guesses()
+        return f"guess {words[int(rng.integers(len(words)))]}"
 
     def get_state(self) -> dict[str, Any]:
         """The secret word and the guesses so far with their feedback codes."""

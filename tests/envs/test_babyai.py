@@ -85,7 +85,7 @@ def test_registered_and_checked_by_gymnasium():
 
 
 def test_capabilities_and_instruction():
-    assert BabyAIEnv.capabilities() == {"snapshot", "expert", "available_actions"}
+    assert BabyAIEnv.capabilities() == {"snapshot", "expert", "available_actions", "random_action"}
     for action in [*PRIMITIVES, "go to <colour> <object>", "exactly one action"]:
         assert action in BabyAIEnv.instruction
     assert MAX_STEPS == BabyAIEnv.max_steps == 512
@@ -247,7 +247,23 @@ def test_action_parsing():
         assert "turn left, turn right, move forward, pick up, drop, toggle" in obs
         assert obs.split("\n", 1)[1] == first  # the same view
         assert info["primitive_steps"] == 0 and env.world.step_count == 0 and info["step"] == 1
+        assert info["invalid_action"] is True
         assert set(obs) <= set(string.printable)
+
+
+@pytest.mark.parametrize(
+    ("action", "invalid"),
+    [
+        ("", True),
+        ("xyzzy-not-an-action 12345", True),
+        ("go to purple ball", True),  # nothing like it in view
+        ("turn left", False),
+        ("go to red ball", False),
+    ],
+)
+def test_invalid_action_flag(action, invalid):
+    env, _ = make(0)
+    assert env.step(action)[4]["invalid_action"] is invalid
 
 
 def test_available_actions():
@@ -293,12 +309,14 @@ def test_go_to_refusals_change_nothing():
     obs, _, _, _, info = env.step("go to purple ball")
     assert obs.startswith("You see no purple ball to go to; you see: grey key, grey ball")
     assert info["primitive_steps"] == 0 and obs.endswith(first)
+    assert info["invalid_action"] is True
     # Walled in: visible (the view is from before), but no path leads there.
     for x, y in ((1, 2), (3, 2), (2, 1), (2, 3)):
         env.world.grid.set(x, y, Wall())
     obs, _, _, _, info = env.step("go to red ball")
     assert obs.startswith("You cannot reach the red ball")
     assert info["primitive_steps"] == 0 and env.world.step_count == 0
+    assert info["invalid_action"] is False  # a valid action, blocked
     # Already there.
     env.world.grid.set(*front(env), Ball("blue"))
     env.step("turn left")
@@ -306,6 +324,22 @@ def test_go_to_refusals_change_nothing():
     obs, _, _, _, info = env.step("go to blue ball")
     assert obs.startswith("You are already facing the blue ball.")
     assert info["primitive_steps"] == 0 and env.world.step_count == 2
+    assert info["invalid_action"] is False
+
+
+def test_random_action_is_an_available_action_drawn_from_the_given_rng():
+    for task_id in (0, 7, 59):
+        env, _ = make(task_id)
+        for seed in range(15):
+            state = env.np_random.bit_generator.state
+            action = env.random_action(np.random.default_rng(seed))
+            assert env.np_random.bit_generator.state == state
+            assert action == env.random_action(np.random.default_rng(seed))
+            assert action in env.available_actions()
+            *_, terminated, truncated, info = env.step(action)
+            assert info["invalid_action"] is False
+            if terminated or truncated:
+                break
 
 
 def test_primitive_feedback():

@@ -3,6 +3,7 @@
 import random
 
 import gymnasium
+import numpy as np
 import pytest
 import toy_envs
 
@@ -45,16 +46,64 @@ class Overlapping(toy_envs.Counter):
     splits = {"train": range(0, 10), "test": range(5, 12)}
 
 
-BROKEN = (Flaky, SetInInfo, ForgetfulSnapshot, LazyExpert, NoInstruction, Overlapping)
+class NeverInvalid(toy_envs.Counter):
+    def act(self, action: str) -> Outcome:
+        outcome = super().act(action)
+        outcome.invalid = False  # takes anything for an action of its world
+        return outcome
+
+
+class FlagNotBool(toy_envs.Counter):
+    def step(self, action: str) -> tuple:
+        observation, reward, terminated, truncated, info = super().step(action)
+        info["invalid_action"] = int(info["invalid_action"])
+        return observation, reward, terminated, truncated, info
+
+
+class Listed(toy_envs.Counter):
+    def available_actions(self) -> list[str]:
+        return ["inc", "sleep 0"]
+
+
+class RandomFromOwnRng(Listed):
+    def random_action(self, rng: np.random.Generator) -> str:
+        self.np_random.random()  # moves the env's own randomness
+        return super().random_action(rng)
+
+
+class RandomUnseeded(Listed):
+    def random_action(self, rng: np.random.Generator) -> str:
+        return random.choice(["inc", "sleep 0"])  # ignores the rng it is given
+
+
+class RandomInvalid(Listed):
+    def random_action(self, rng: np.random.Generator) -> str:
+        return "dance"
+
+
+BROKEN = (
+    Flaky,
+    SetInInfo,
+    ForgetfulSnapshot,
+    LazyExpert,
+    NoInstruction,
+    Overlapping,
+    NeverInvalid,
+    FlagNotBool,
+    RandomFromOwnRng,
+    RandomUnseeded,
+    RandomInvalid,
+)
+SOUND = (Listed,)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def broken_envs():
     """Registered only while these tests run, so no other test sees them."""
-    for cls in BROKEN:
+    for cls in BROKEN + SOUND:
         register(f"broken/{cls.__name__}-v0", cls)
     yield
-    for cls in BROKEN:
+    for cls in BROKEN + SOUND:
         del gymnasium.registry[f"broken/{cls.__name__}-v0"]
 
 
@@ -71,6 +120,15 @@ def failures(env_id: str) -> dict[str, str]:
         ("broken/LazyExpert-v0", "expert solves sampled tasks", "the expert failed task"),
         ("broken/NoInstruction-v0", "spec", "instruction is empty"),
         ("broken/Overlapping-v0", "spec", "train and test share 5 task ids"),
+        ("broken/NeverInvalid-v0", "invalid actions reported", "was not reported invalid"),
+        (
+            "broken/FlagNotBool-v0",
+            "determinism + info contract",
+            "info['invalid_action'] must be a bool",
+        ),
+        ("broken/RandomFromOwnRng-v0", "random actions", "moved the env's np_random"),
+        ("broken/RandomUnseeded-v0", "random actions", "differs for the same seed and state"),
+        ("broken/RandomInvalid-v0", "random actions", "was reported invalid"),
     ],
 )
 def test_breach_is_reported(env_id, check_name, message):
@@ -83,7 +141,24 @@ def test_a_sound_env_passes_everything_it_declares():
     results = {r.name: r for r in check("toy/Counter-v0", episodes=2)}
     assert all(r.passed for r in results.values()), results
     assert results["snapshot/restore"].detail.startswith("not declared")
+    assert results["random actions"].detail.startswith("not declared")
     assert results["same episodes over HTTP"].detail.startswith("skipped")
+    assert "reported invalid" in results["invalid actions reported"].detail
+
+
+def test_random_actions_are_checked_in_process_and_over_http(serve):
+    import palaestra
+
+    with serve(["broken/Listed-v0"]) as url:
+        results = check(
+            "broken/Listed-v0",
+            episodes=2,
+            remote=lambda: palaestra.make("broken/Listed-v0", base_url=url),
+        )
+    assert all(r.passed for r in results), [r for r in results if not r.passed]
+    found = {r.name: r.detail for r in results}
+    assert "random actions valid, repeatable, np_random untouched" in found["random actions"]
+    assert "identical" in found["same episodes over HTTP"]
 
 
 def test_http_mismatch_is_reported(serve):

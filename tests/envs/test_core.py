@@ -1,6 +1,7 @@
 import json
 
 import gymnasium
+import numpy as np
 import pytest
 import toy_envs
 
@@ -21,9 +22,16 @@ def test_info_contract_and_termination():
         _, reward, terminated, truncated, info = env.step("inc")
         assert (reward, terminated, truncated) == (0.0, False, False)
         assert "success" not in info and "score" not in info
+        assert info["invalid_action"] is False
     observation, reward, terminated, truncated, info = env.step("inc")
     assert (reward, terminated, truncated) == (1.0, True, False)
-    assert info == {"task_id": 3, "step": 3, "success": True, "score": 1.0}
+    assert info == {
+        "task_id": 3,
+        "step": 3,
+        "invalid_action": False,
+        "success": True,
+        "score": 1.0,
+    }
     json.dumps(info)
     with pytest.raises(EpisodeOverError, match="over after 3 steps"):
         env.step("inc")
@@ -71,6 +79,64 @@ def test_capabilities_are_declared_by_overriding():
         env.snapshot()
     maze = palaestra.env_class("palaestra/Maze-v0")
     assert {"snapshot", "expert", "available_actions"} <= maze.capabilities()
+
+
+def test_invalid_action_is_a_bool_on_every_step_and_absent_on_reset():
+    env = make_counter()
+    _, info = env.reset(options={"task_id": 0})
+    assert "invalid_action" not in info
+    assert env.step("inc")[4]["invalid_action"] is False
+    assert env.step("")[4]["invalid_action"] is True
+    assert env.step("xyzzy-not-an-action 12345")[4]["invalid_action"] is True
+
+
+class Listed(toy_envs.Counter):
+    """Lists its actions: ``random_action`` comes with ``available_actions``."""
+
+    def available_actions(self) -> list[str]:
+        return ["inc", "sleep 0", f"noise {self.noise}"]
+
+
+class Drawn(toy_envs.Counter):
+    """Draws its own random action without listing any."""
+
+    def random_action(self, rng: np.random.Generator) -> str:
+        return "inc" if rng.random() < 0.5 else "sleep 0"
+
+
+def test_random_action_is_declared_by_listing_or_overriding():
+    assert Listed.capabilities() == {"expert", "available_actions", "random_action"}
+    assert Drawn.capabilities() == {"expert", "random_action"}
+    assert "random_action" not in toy_envs.Counter.capabilities()
+
+
+def test_default_random_action_draws_from_the_listed_actions_with_the_rng_only():
+    env = Listed()
+    with pytest.raises(EpisodeOverError, match="reset"):
+        env.random_action(np.random.default_rng(0))
+    env.reset(seed=5, options={"task_id": 1})
+    state = env.np_random.bit_generator.state
+    drawn = [env.random_action(np.random.default_rng(seed)) for seed in range(60)]
+    assert env.np_random.bit_generator.state == state  # the env's own randomness stays put
+    assert all(type(action) is str for action in drawn)
+    assert set(drawn) == set(env.available_actions())
+    assert drawn == [env.random_action(np.random.default_rng(seed)) for seed in range(60)]
+
+
+def test_random_action_without_a_list_is_not_supported():
+    env = make_counter()
+    env.reset(options={"task_id": 0})
+    with pytest.raises(NotSupportedError, match="random action"):
+        env.random_action(np.random.default_rng(0))
+
+    class Empty(toy_envs.Counter):
+        def available_actions(self) -> list[str]:
+            return []
+
+    empty = Empty()
+    empty.reset(options={"task_id": 0})
+    with pytest.raises(NotSupportedError, match="no valid action"):
+        empty.random_action(np.random.default_rng(0))
 
 
 def test_snapshot_restores_bookkeeping_observation_and_rng():

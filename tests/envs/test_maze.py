@@ -3,6 +3,7 @@ import string
 import warnings
 
 import gymnasium
+import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -43,7 +44,7 @@ def test_registered_and_checked_by_gymnasium():
 
 
 def test_capabilities():
-    assert MazeEnv.capabilities() == {"snapshot", "expert", "available_actions"}
+    assert MazeEnv.capabilities() == {"snapshot", "expert", "available_actions", "random_action"}
 
 
 def test_splits_are_disjoint_and_hold_every_size():
@@ -131,8 +132,39 @@ def test_actions_are_parsed_leniently_but_strictly():
         assert obs.startswith("Invalid action")
         assert "move up, move down, move left, move right" in obs
         assert reward == 0.0 and not terminated and not truncated
-        assert info["step"] == 1
+        assert info["step"] == 1 and info["invalid_action"] is True
         assert set(obs) <= set(string.printable)
+
+
+@pytest.mark.parametrize(
+    ("action", "invalid"),
+    [("", True), ("xyzzy-not-an-action 12345", True), ("dance wildly", True), ("move up", False)],
+)
+def test_invalid_action_flag(action, invalid):
+    env, _ = make(0)
+    info = env.step(action)[4]
+    assert info["invalid_action"] is invalid
+    if invalid:
+        assert env._position == env._maze.start
+
+
+def test_a_move_into_a_wall_is_valid():
+    env, _ = make(0)
+    assert env.step(f"move {bump_direction(env)}")[4]["invalid_action"] is False
+
+
+def test_random_action_is_an_open_move_drawn_from_the_given_rng():
+    env, _ = make(SAMPLE[5])
+    for seed in range(40):
+        state = env.np_random.bit_generator.state
+        action = env.random_action(np.random.default_rng(seed))
+        assert env.np_random.bit_generator.state == state
+        assert action == env.random_action(np.random.default_rng(seed))
+        assert action in env.available_actions()
+        obs, _, terminated, truncated, info = env.step(action)
+        assert info["invalid_action"] is False and not obs.startswith("You hit a wall")
+        if terminated or truncated:
+            break
 
 
 def test_wall_bump_keeps_position():

@@ -28,7 +28,7 @@ def test_plugin_is_listed_by_palaestra_envs():
 def test_plugin_passes_palaestra_check():
     result = palaestra_cli("check", "acme/Coins-v0", "--episodes", "4")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed, 0 failed" in result.stdout
+    assert "8 passed, 0 failed" in result.stdout
     assert "8 episodes identical in-process and over HTTP" in result.stdout
 
 

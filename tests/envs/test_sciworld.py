@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import gymnasium
+import numpy as np
 import pytest
 
 import palaestra.envs
@@ -90,7 +91,7 @@ def test_registered_with_splits_from_the_shipped_table():
     }
     assert SciWorldEnv.splits["train"] == range(0, 3592)
     assert len(TASK_NAMES) == 30 and TASK_NAMES[0] == "boil"
-    assert SciWorldEnv.capabilities() == {"expert"}
+    assert SciWorldEnv.capabilities() == {"expert", "random_action"}
     for split, ids in SPLITS.items():
         for task_id in (ids[0], ids[len(ids) // 2], ids[-1]):
             task = task_of(task_id)
@@ -182,10 +183,80 @@ def test_failure_scores_zero_and_junk_changes_nothing(env):
         text, reward, terminated, truncated, info = env.step(junk)
         assert text == "No known action matches that input."
         assert (reward, terminated, truncated) == (0.0, False, False)
+        assert info["invalid_action"] is True
     assert env.step("look\n  around")[0].startswith("This room is called the hallway.")
     text, reward, terminated, _, info = env.step("focus on agent")
     assert terminated and info["success"] is False and info["score"] == 0.0
     assert reward == 0.0  # the score went to -100: clamped, the rewards sum to 0
+
+
+@needs_java
+@pytest.mark.parametrize(
+    ("action", "invalid"),
+    [
+        ("", True),
+        ("xyzzy-not-an-action 12345", True),
+        ("look at unicorn", True),
+        ("look around", False),
+        ("go to kitchen", False),  # "The door is not open.": parsed, and blocked
+    ],
+)
+def test_invalid_action_flag(env, action, invalid):
+    env.reset(options={"task_id": BOIL})
+    assert env.step(action)[4]["invalid_action"] is invalid
+
+
+@needs_java
+def test_an_ambiguous_command_waits_for_an_option_number(env):
+    env.reset(options={"task_id": BOIL})
+    text, *_, info = env.step("look at door")
+    assert text.startswith("Ambiguous request: Please enter the number")
+    assert info["invalid_action"] is False
+    options = text.count(":\t")
+    assert options > 1
+    drawn = {env.random_action(np.random.default_rng(seed)) for seed in range(40)}
+    assert drawn == {str(n) for n in range(options)}
+    text, *_, info = env.step("look around")  # not a number: refused
+    assert text.startswith("Unknown action.") and info["invalid_action"] is True
+    env.step("look at door")
+    text, *_, info = env.step("1")
+    assert text.startswith("A door to") and info["invalid_action"] is False
+    assert env.random_action(np.random.default_rng(0)) != "0"  # no question pending
+
+
+@needs_java
+def test_random_action_is_valid_repeatable_and_leaves_the_env_alone(env):
+    env.reset(options={"task_id": FIND_ANIMAL})
+    actions = []
+    for seed in range(15):
+        state = env.np_random.bit_generator.state
+        action = env.random_action(np.random.default_rng(seed))
+        assert env.np_random.bit_generator.state == state
+        assert action == env.random_action(np.random.default_rng(seed))
+        actions.append(action)
+        text, *_, terminated, truncated, info = env.step(action)
+        assert info["invalid_action"] is False, (action, text)
+        if terminated or truncated:
+            break
+    # Drawing queries the simulator but changes nothing in it: the same commands
+    # without the draws give the same episode (animals wander: random draws each tick).
+    env.reset(options={"task_id": FIND_ANIMAL})
+    with_draws = []
+    for action in actions:
+        env.random_action(np.random.default_rng(99))
+        with_draws.append(env.step(action))
+    env.reset(options={"task_id": FIND_ANIMAL})
+    assert [env.step(action) for action in actions] == with_draws
+
+
+def test_nth_command_numbers_every_filling_of_every_template():
+    templates, objects = ["look around", "open OBJ", "connect OBJ to OBJ"], ["a", "b", "c"]
+    commands = [sciworld_env._nth_command(templates, objects, i) for i in range(1 + 3 + 9)]
+    assert commands[:4] == ["look around", "open a", "open b", "open c"]
+    assert commands[4:7] == ["connect a to a", "connect a to b", "connect a to c"]
+    assert commands[-1] == "connect c to c" and len(set(commands)) == 13
+    with pytest.raises(IndexError):
+        sciworld_env._nth_command(templates, objects, 13)
 
 
 @needs_java

@@ -8,6 +8,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import gymnasium
+import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -26,7 +27,7 @@ from palaestra.envs.textworld import (
     spec_for_task,
 )
 from palaestra.envs.textworld.__main__ import main as textworld_main
-from palaestra.envs.textworld.engine import clean_text, normalize_command
+from palaestra.envs.textworld.engine import clean_text, normalize_command, parser_understood
 from palaestra.errors import EnvUnavailableError, UnknownTaskError
 
 ENV_ID = "palaestra/TextWorld-v0"
@@ -135,7 +136,12 @@ def expert_episode(env, task_id):
 
 def test_registered_with_declared_capabilities():
     assert palaestra.envs.env_class(ENV_ID) is TextWorldEnv
-    assert TextWorldEnv.capabilities() == {"snapshot", "expert", "available_actions"}
+    assert TextWorldEnv.capabilities() == {
+        "snapshot",
+        "expert",
+        "available_actions",
+        "random_action",
+    }
     assert TextWorldEnv.unavailable_reason() is None
     assert TextWorldEnv.max_steps == MAX_STEPS == 100
 
@@ -263,6 +269,54 @@ def test_invalid_and_refused_commands(env):
     assert "one command at a time" in env.step("open fridge then look")[0]
     assert env.step("look.")[0].startswith("-= Kitchen =-")
     assert env.steps == 14 and not env.over
+
+
+@pytest.mark.parametrize(
+    ("action", "invalid"),
+    [
+        ("", True),  # "I beg your pardon?"
+        ("xyzzy-not-an-action 12345", True),  # "That's not a verb I recognise."
+        ("take", True),  # "What do you want to take?"
+        ("take unicorn", True),  # "You can't see any such thing."
+        ("undo", True),  # refused here
+        ("look. look", True),  # refused here
+        ("look", False),
+        ("help", False),
+        ("go up", False),  # "You can't go that way.": understood, and blocked
+    ],
+)
+def test_invalid_action_flag(env, action, invalid):
+    env.reset(options={"task_id": COOKING_1})
+    assert env.step(action)[4]["invalid_action"] is invalid
+
+
+def test_parser_understood_reads_the_action_trace():
+    assert parser_understood("\n[going north]\nYou can't go that way.\n[going north - failed]\n\n>")
+    assert parser_understood("\n[taking inventory]\nYou are carrying nothing.\n")
+    assert parser_understood("\nWhich do you mean, wooden door or screen door?\n\n>")
+    for error in (
+        "I beg your pardon?",
+        "That's not a verb I recognise.",
+        "You can't see any such thing.",
+        "What do you want to take?",
+        "I only understood you as far as wanting to take the apple.",
+    ):
+        assert not parser_understood(f"\n{error}\n\n>   -= Kitchen =-0/1"), error
+
+
+def test_random_action_is_an_admissible_command_drawn_from_the_given_rng(env):
+    for task_id in (COOKING_1, HOUSE_2):
+        env.reset(seed=1, options={"task_id": task_id})
+        for seed in range(12):
+            state = env.np_random.bit_generator.state
+            action = env.random_action(np.random.default_rng(seed))
+            assert env.np_random.bit_generator.state == state
+            assert action == env.random_action(np.random.default_rng(seed))
+            assert action in env.available_actions()
+            *_, terminated, truncated, info = env.step(action)
+            assert info["invalid_action"] is False, action
+            if terminated or truncated:
+                break
 
 
 def test_expert_wins_sampled_train_and_test_tasks(env):
@@ -395,7 +449,7 @@ def test_alfworld_is_unavailable_without_data(monkeypatch, tmp_path):
         ALFWorldEnv()
     assert time.perf_counter() - started < 2.0
     assert len(ALFWorldEnv.tasks("train")) == 0 and len(ALFWorldEnv.tasks("test")) == 0
-    assert ALFWorldEnv.capabilities() == {"expert", "available_actions"}
+    assert ALFWorldEnv.capabilities() == {"expert", "available_actions", "random_action"}
 
 
 def test_alfworld_lists_games_from_the_data_folder(monkeypatch, tmp_path):
@@ -433,3 +487,66 @@ def test_alfworld_check_never_imports_alfworld(monkeypatch, tmp_path):
     before = {name for name in sys.modules if name.startswith("alfworld")}
     ALFWorldEnv.unavailable_reason()
     assert {name for name in sys.modules if name.startswith("alfworld")} == before
+
+
+class FakeAlfworldGame:
+    """TextWorld's PDDL engine as ALFWorld plays it: admissible commands act, others do nothing."""
+
+    admissible = ["go to desk 1", "inventory", "look"]
+
+    def _state(self, feedback: str, won: bool = False) -> dict:
+        return {
+            "feedback": feedback,
+            "won": won,
+            "admissible_commands": list(self.admissible),
+            "extra.expert_plan": ["go to desk 1"],
+        }
+
+    def reset(self) -> dict:
+        return self._state("-= Welcome to TextWorld, ALFRED! =-\n\nYour task is to: find a desk.")
+
+    def step(self, command: str) -> tuple[dict, float, bool]:
+        if command.strip() not in self.admissible:
+            return self._state("Nothing happens."), 0.0, False
+        won = command == "go to desk 1"
+        return self._state(f"You did: {command}.", won=won), float(won), won
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_alfworld(monkeypatch, tmp_path):
+    folder = tmp_path / "json_2.1.1" / "train" / "look_at_obj_in_light-Desk-1" / "trial_1"
+    folder.mkdir(parents=True)
+    (folder / "game.tw-pddl").write_text('{"solvable": true}')
+    (tmp_path / "json_2.1.1" / "valid_unseen").mkdir()
+    monkeypatch.setenv(alfworld.DATA_ENV, str(tmp_path))
+    monkeypatch.setattr(ALFWorldEnv, "unavailable_reason", classmethod(lambda cls: None))
+
+    def start(self: ALFWorldEnv, task_id: str) -> str:
+        self._env = FakeAlfworldGame()
+        self._state = self._env.reset()
+        return str(self._state["feedback"])
+
+    monkeypatch.setattr(ALFWorldEnv, "start", start)
+    env = ALFWorldEnv()
+    env.reset(options={"task_id": "train/look_at_obj_in_light-Desk-1/trial_1"})
+    yield env
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("action", "invalid"),
+    [("", True), ("xyzzy-not-an-action 12345", True), ("go to bed 1", True), ("look", False)],
+)
+def test_alfworld_invalid_action_is_one_not_admissible(fake_alfworld, action, invalid):
+    obs, *_, info = fake_alfworld.step(action)
+    assert info["invalid_action"] is invalid
+    assert (obs == "Nothing happens.") is invalid
+
+
+def test_alfworld_random_action_is_an_admissible_command(fake_alfworld):
+    drawn = {fake_alfworld.random_action(np.random.default_rng(seed)) for seed in range(30)}
+    assert drawn == set(FakeAlfworldGame.admissible)
+    assert fake_alfworld.step("  look \n")[4]["invalid_action"] is False  # spaces collapsed

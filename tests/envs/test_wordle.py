@@ -173,8 +173,34 @@ def test_invalid_guesses_cost_no_try(action: str, reason: str):
     obs, reward, terminated, truncated, info = env.step(action)
     assert reason in obs and "did not cost a try; 6 tries left" in obs
     assert (reward, terminated, truncated, info["valid"]) == (0.0, False, False, False)
+    assert info["invalid_action"] is True
     assert set(obs) <= set(string.printable) and len(obs) < 300
     assert env.get_state()["history"] == []
+
+
+@pytest.mark.parametrize(
+    ("action", "invalid"),
+    [("", True), ("xyzzy-not-an-action 12345", True), ("guess zzzzz", True), ("crane", False)],
+)
+def test_invalid_action_flag(action: str, invalid: bool):
+    env = new_env(0)
+    info = env.step(action)[4]
+    assert info["invalid_action"] is invalid and info["valid"] is not invalid
+
+
+def test_random_action_is_an_accepted_guess_drawn_from_the_given_rng():
+    env = new_env(3)
+    state = env.np_random.bit_generator.state
+    drawn = [env.random_action(np.random.default_rng(seed)) for seed in range(50)]
+    assert env.np_random.bit_generator.state == state
+    assert drawn == [env.random_action(np.random.default_rng(seed)) for seed in range(50)]
+    assert len(set(drawn)) > 40  # spread over the 11,392 words
+    for action in drawn[:MAX_TRIES]:
+        assert action.startswith("guess ") and action[6:] in guesses()
+        *_, terminated, _, info = env.step(action)
+        assert info["invalid_action"] is False and info["valid"] is True
+        if terminated:
+            break
 
 
 def test_six_wrong_guesses_end_the_game():
@@ -236,7 +262,7 @@ def test_check_env_passes():
 
 
 def test_capabilities():
-    assert WordleEnv.capabilities() == {"snapshot", "expert"}
+    assert WordleEnv.capabilities() == {"snapshot", "expert", "random_action"}
     env = new_env(0)
     _, _, _, _, info = env.step("guess crane")
     assert "available_actions" not in info

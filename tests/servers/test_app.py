@@ -5,6 +5,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 import toy_envs
 
@@ -12,6 +13,7 @@ import palaestra
 from palaestra.errors import (
     CapacityError,
     EnvFailedError,
+    EpisodeOverError,
     SessionConflictError,
     SessionNotFoundError,
     StepTimeoutError,
@@ -46,7 +48,7 @@ def test_envs_tasks_status_and_health(maze_url):
     specs = httpx.get(f"{maze_url}/v1/envs").json()
     maze = next(s for s in specs if s["id"] == "palaestra/Maze-v0")
     assert maze["splits"] == {"train": 3000, "test": 300}
-    assert set(maze["capabilities"]) == {"available_actions", "expert", "snapshot"}
+    assert set(maze["capabilities"]) == {"available_actions", "expert", "random_action", "snapshot"}
     tasks = httpx.get(f"{maze_url}/v1/tasks", params={"env": "toy/Counter-v0", "split": "test"})
     assert tasks.json()["task_ids"] == [10, 11]
     created = httpx.post(f"{maze_url}/v1/sessions", json={"env": "toy/Counter-v0", "task_id": 2})
@@ -267,6 +269,59 @@ def test_expert_route_answers_409_without_expert(serve):
     with serve(["toy/NoExpert-v0"]) as url:
         sid = httpx.post(f"{url}/v1/sessions", json={"env": "toy/NoExpert-v0"}).json()["session_id"]
         problem(httpx.get(f"{url}/v1/sessions/{sid}/expert"), 409, "not_supported")
+
+
+def test_random_action_over_http_is_the_in_process_one(maze_url):
+    local = palaestra.make("palaestra/Maze-v0")
+    remote = palaestra.make("palaestra/Maze-v0", base_url=maze_url)
+    local.reset(seed=2, options={"task_id": 3007})
+    remote.reset(seed=2, options={"task_id": 3007})
+    for seed in (0, 1, 7, 2**63 - 1):
+        action = remote.random_action(seed)
+        assert action == local.random_action(np.random.default_rng(seed))
+        assert action == remote.random_action(seed)  # the same seed, the same state
+        *_, info = remote.step(action)
+        assert info == local.step(action)[4] and info["invalid_action"] is False
+    url = f"{maze_url}/v1/sessions/{remote.session_id}/random_action"
+    assert httpx.get(url, params={"seed": 3}).json() == {"action": remote.random_action(3)}
+    remote.close()
+
+
+def test_random_action_route_errors(maze_url, serve):
+    maze = httpx.post(f"{maze_url}/v1/sessions", json={"env": "palaestra/Maze-v0", "task_id": 0})
+    url = f"{maze_url}/v1/sessions/{maze.json()['session_id']}/random_action"
+    for params in ({}, {"seed": -1}, {"seed": 2**63}, {"seed": "x"}, {"seed": 1.5}):
+        problem(httpx.get(url, params=params), 422, "invalid_request")
+    missing = httpx.get(f"{maze_url}/v1/sessions/nope/random_action", params={"seed": 0})
+    problem(missing, 404, "session_not_found")
+    counter = httpx.post(f"{maze_url}/v1/sessions", json={"env": "toy/Counter-v0", "task_id": 0})
+    sid = counter.json()["session_id"]
+    detail = problem(
+        httpx.get(f"{maze_url}/v1/sessions/{sid}/random_action?seed=0"), 409, "not_supported"
+    )
+    assert "toy/Counter-v0" in detail
+    env = palaestra.make("toy/Counter-v0", base_url=maze_url)
+    with pytest.raises(EpisodeOverError, match="reset"):
+        env.random_action(0)
+    env.close()
+
+    class Listed(toy_envs.Counter):
+        def available_actions(self) -> list[str]:
+            return ["inc"]
+
+    palaestra.register("toy/Listed-v0", Listed)
+    with serve(["toy/Listed-v0"]) as url:
+        env = palaestra.make("toy/Listed-v0", base_url=url)
+        env.reset(options={"task_id": 0})
+        for _ in range(3):
+            env.step(env.random_action(5))
+        with pytest.raises(SessionConflictError, match="episode_over"):
+            env.random_action(5)
+        with pytest.raises(ValueError, match="2\\*\\*63"):
+            env.random_action(-1)
+        with pytest.raises(TypeError):
+            env.random_action(1.5)
+        env.close()
 
 
 def test_concurrent_steps_on_one_session_are_serialised(serve):

@@ -1,6 +1,7 @@
 import asyncio
 import socket
 
+import numpy as np
 import pytest
 
 import palaestra
@@ -34,6 +35,35 @@ def test_async_episode_matches_in_process(maze_url):
         expected.append(local.step(local.expert_action()))
         if expected[-1][2] or expected[-1][3]:
             break
+    assert remote == expected
+
+
+def test_async_random_action_matches_in_process(maze_url):
+    async def draw() -> tuple[list[str], list[str]]:
+        async with AsyncEnvClient(maze_url) as client:
+            session = await client.create("palaestra/Maze-v0", task_id=21, seed=4)
+            drawn = []
+            for seed in range(6):
+                action = await session.random_action(seed)
+                assert action == await client.random_action(session.id, seed)
+                step = await session.step(action)
+                assert step.info["invalid_action"] is False
+                drawn.append(action)
+            counter = await client.create("toy/Counter-v0")
+            with pytest.raises(SessionConflictError, match="not_supported"):
+                await counter.random_action(0)
+            with pytest.raises(ValueError):
+                await session.random_action(-1)
+            await session.close()
+            return drawn
+
+    remote = asyncio.run(draw())
+    local = palaestra.make("palaestra/Maze-v0")
+    local.reset(seed=4, options={"task_id": 21})
+    expected = []
+    for seed in range(6):
+        expected.append(local.random_action(np.random.default_rng(seed)))
+        local.step(expected[-1])
     assert remote == expected
 
 

@@ -19,7 +19,8 @@ class Coins(TextEnv):
     def act(self, action: str) -> Outcome:
         match = re.fullmatch(r"\s*take\s+([123])\s*", action.lower())
         if not match or int(match[1]) > self.coins:
-            return Outcome(f"Say `take 1`, `take 2` or `take 3` (at most {self.coins}).")
+            reply = f"Say `take 1`, `take 2` or `take 3` (at most {self.coins})."
+            return Outcome(reply, invalid=not match)
         self.coins -= int(match[1])
         if self.coins == 0:
             return Outcome("You took the last coin and win!", reward=1.0, done=True, success=True)
