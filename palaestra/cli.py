@@ -1,4 +1,4 @@
-"""The ``palaestra`` command line: envs, check, serve, play, demo.
+"""The ``palaestra`` command line: envs, check, serve, play, prepare, demo, eval, serve-policy.
 
 The CLI is the one place that sees every layer (envs, servers, ...).
 """
@@ -6,13 +6,14 @@ The CLI is the one place that sees every layer (envs, servers, ...).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import sys
 from collections.abc import Sequence
 
+from palaestra.servers.local import is_loopback
 from palaestra.servers.protocol import TOKEN_ENV
+from palaestra.tables import format_table
 
 __all__ = ["main"]
 
@@ -29,19 +30,9 @@ examples:
   palaestra play palaestra/Wordle-v0      play an env yourself in the terminal
   palaestra prepare palaestra/TextWorld-v0 --split test   generate its games now
   palaestra demo                          serve the envs and let the experts play
+  palaestra eval --policy expert --envs all --limit 20   benchmark a policy, print a table
+  palaestra serve-policy tiny             a local model as an OpenAI-compatible server
 """
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table with aligned columns (Markdown-compatible)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
 
 
 # -- envs -----------------------------------------------------------------------------
@@ -117,22 +108,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 # -- serve ----------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve envs over HTTP until interrupted."""
     from palaestra.envs import list_envs
     from palaestra.servers import Settings, create_app
     from palaestra.servers.local import run_server
 
-    if not _is_loopback(args.host) and not args.token and not args.insecure:
+    if not is_loopback(args.host) and not args.token and not args.insecure:
         print(
             f"error: refusing to bind {args.host} without a token; pass --token "
             f"(or set {TOKEN_ENV}), or --insecure to serve an open API on the network",
@@ -382,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="runs/demo", help="where results.json/results.md go (default runs/demo)"
     )
     p.set_defaults(func=cmd_demo)
+
+    from palaestra.cli_agents import add_agent_commands
+
+    add_agent_commands(sub)
     return parser
 
 

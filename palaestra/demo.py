@@ -115,7 +115,7 @@ def run_demo(
     Returns:
         0 when every expert episode succeeded, else 1.
     """
-    from palaestra.cli import format_table
+    from palaestra.tables import format_table
 
     infos = [
         info

@@ -5,7 +5,7 @@ import json
 import pytest
 from cli_runner import run_cli
 
-from palaestra.cli import format_table
+from palaestra.tables import format_table
 
 cli = run_cli
 
@@ -27,7 +27,7 @@ def test_envs_table_and_json():
 def test_check_passes_with_a_temporary_server():
     result = cli("check", "palaestra/Maze-v0", "--episodes", "2")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed, 0 failed" in result.stdout
+    assert "8 passed, 0 failed" in result.stdout
 
 
 def test_check_against_a_running_server(maze_url):

@@ -48,3 +48,54 @@ def test_envs_does_not_import_the_layers_above():
         text = path.read_text()
         for layer in ("palaestra.servers", "palaestra.agents", "palaestra.evol"):
             assert f"from {layer}" not in text and f"import {layer}" not in text, (path, layer)
+
+
+def test_agents_exports():
+    import palaestra.agents
+
+    assert sorted(palaestra.agents.__all__) == [
+        "Completion",
+        "EnvPolicy",
+        "EnvPool",
+        "EpisodeEnv",
+        "EpisodeSpec",
+        "EvalConfig",
+        "EvalResult",
+        "ExpertPolicy",
+        "FORMATS",
+        "Format",
+        "JSONFormat",
+        "LocalEnvs",
+        "Message",
+        "ModelRef",
+        "OpenAIPolicy",
+        "ParsedReply",
+        "Policy",
+        "PolicyConnectionError",
+        "PolicyRequestError",
+        "PolicyTimeoutError",
+        "RandomPolicy",
+        "ReActFormat",
+        "RemoteEnvs",
+        "RolloutConfig",
+        "RolloutEngine",
+        "RolloutStats",
+        "TinyConfig",
+        "Trajectory",
+        "TrajectoryWriter",
+        "TransformersPolicy",
+        "VLLMPolicy",
+        "build_tiny_model",
+        "create_policy_app",
+        "get_format",
+        "load_model",
+        "make_policy",
+        "read_trajectories",
+        "resolve_model",
+        "run_eval",
+        "run_policy_server",
+        "summarize",
+        "tiny_model_path",
+    ]
+    for name in palaestra.agents.__all__:
+        assert hasattr(palaestra.agents, name), name

@@ -1,0 +1,434 @@
+"""``palaestra eval``: a policy over envs x a split, as a table people can paste.
+
+A run directory holds:
+
+- ``run.json``: the run's settings and provenance (palaestra and env package
+  versions, the model, sampling, git commit);
+- ``trajectories.jsonl``: one line per finished episode, written as it finishes;
+- ``errors.jsonl``: episodes lost to an error (env, server or policy), with why;
+- ``results.json`` / ``results.md``: the table.
+
+``resume=True`` reads ``trajectories.jsonl`` back (dropping a line torn by a
+crash), plays only the episodes that are not in it, and rebuilds the table from
+all of them; it refuses when the settings that define the episodes differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib.metadata
+import json
+import math
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import palaestra
+from palaestra.agents.baselines import EnvPolicy
+from palaestra.agents.env_pool import EnvPool, LocalEnvs, RemoteEnvs
+from palaestra.agents.policy import Policy
+from palaestra.agents.rollout import EpisodeSpec, RolloutConfig, RolloutEngine, RolloutStats
+from palaestra.agents.trajectory import Trajectory, TrajectoryWriter, read_trajectories
+from palaestra.tables import format_table
+
+__all__ = ["EvalConfig", "EvalResult", "plan_episodes", "run_eval", "summarize", "wilson_interval"]
+
+# Settings that define which episodes a run plays and how: a resumed run must match them.
+_IDENTITY = (
+    "policy",
+    "envs",
+    "split",
+    "limit",
+    "samples",
+    "seed",
+    "format",
+    "temperature",
+    "max_tokens",
+    "max_turns",
+    "history",
+)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """An evaluation run.
+
+    Attributes:
+        policy: The ``--policy`` string (recorded; the policy object may be given
+            to :func:`run_eval` directly).
+        envs: Env ids.
+        split: The split to evaluate on.
+        limit: Tasks per env, evenly spread over the split (``None``: all).
+        samples: Episodes per task, with env seeds ``seed .. seed + samples - 1``.
+        seed: The first env seed; also seeds the policy's sampling.
+        format: Reply format (``react`` or ``json``).
+        temperature: Sampling temperature (0 = greedy).
+        max_tokens: Longest reply in tokens.
+        max_turns: Cap on turns per episode (the env's own limit applies anyway).
+        history: Past turns kept in the prompt (``None``: all that fit).
+        concurrency: Episodes at once.
+        urls: palaestra servers to play on (empty: envs run in this process).
+    """
+
+    policy: str
+    envs: tuple[str, ...]
+    split: str = "test"
+    limit: int | None = None
+    samples: int = 1
+    seed: int = 0
+    format: str = "react"
+    temperature: float = 0.0
+    max_tokens: int = 128
+    max_turns: int | None = None
+    history: int | None = None
+    concurrency: int = 8
+    urls: tuple[str, ...] = ()
+
+    def rollout(self) -> RolloutConfig:
+        """The rollout engine's settings."""
+        return RolloutConfig(
+            format=self.format,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            max_turns=self.max_turns,
+            history=self.history,
+            seed=self.seed,
+        )
+
+
+@dataclass
+class EvalResult:
+    """What a run came to.
+
+    Attributes:
+        rows: One dict per env, then the macro average (``env == "macro average"``).
+        table: The Markdown table.
+        trajectories: Every finished trajectory of the run (resumed ones included).
+        lost: Keys of episodes that ended in an error (resume plays them again).
+        stats: Timing of this invocation.
+    """
+
+    rows: list[dict[str, Any]]
+    table: str
+    trajectories: list[Trajectory]
+    lost: list[str] = field(default_factory=list)
+    stats: RolloutStats = field(default_factory=RolloutStats)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a success rate (good for small ``n`` and 0%/100%)."""
+    if n == 0:
+        return 0.0, 0.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarize(trajectories: Sequence[Trajectory], env_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Per-env rows (episodes, success with 95% interval, score, turns, invalid rate) + macro."""
+    rows = []
+    for env_id in env_ids:
+        group = [t for t in trajectories if t.env_id == env_id]
+        n = len(group)
+        wins = sum(t.success for t in group)
+        low, high = wilson_interval(wins, n)
+        turns = sum(t.turns for t in group)
+        rows.append(
+            {
+                "env": env_id,
+                "episodes": n,
+                "success": wins / n if n else 0.0,
+                "success_95": [low, high],
+                "score": sum(t.score for t in group) / n if n else 0.0,
+                "turns": turns / n if n else 0.0,
+                "invalid_rate": sum(t.invalid_actions for t in group) / turns if turns else 0.0,
+                "format_errors": sum(t.format_errors for t in group),
+            }
+        )
+    played = [r for r in rows if r["episodes"]]
+    if played:
+        rows.append(
+            {
+                "env": "macro average",
+                "episodes": sum(r["episodes"] for r in played),
+                "success": sum(r["success"] for r in played) / len(played),
+                "success_95": None,
+                "score": sum(r["score"] for r in played) / len(played),
+                "turns": sum(r["turns"] for r in played) / len(played),
+                "invalid_rate": sum(r["invalid_rate"] for r in played) / len(played),
+                "format_errors": sum(r["format_errors"] for r in played),
+            }
+        )
+    return rows
+
+
+def render_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The Markdown table of :func:`summarize`'s rows."""
+    headers = ["env", "episodes", "success", "95% CI", "mean score", "mean turns", "invalid"]
+    cells = []
+    for r in rows:
+        ci = r["success_95"]
+        cells.append(
+            (
+                r["env"],
+                r["episodes"],
+                f"{r['success']:.1%}",
+                f"{ci[0]:.1%}-{ci[1]:.1%}" if ci else "",
+                f"{r['score']:.3f}",
+                f"{r['turns']:.1f}",
+                f"{r['invalid_rate']:.1%}",
+            )
+        )
+    return format_table(headers, cells)
+
+
+async def plan_episodes(pool: EnvPool, config: EvalConfig) -> list[EpisodeSpec]:
+    """The run's episodes: ``limit`` tasks per env spread evenly over the split, x samples."""
+    specs = []
+    for env_id in config.envs:
+        ids = await pool.tasks(env_id, config.split)
+        if not ids:
+            raise ValueError(f"{env_id} has no tasks in split {config.split!r}")
+        count = len(ids) if config.limit is None else min(config.limit, len(ids))
+        chosen = [ids[(i * len(ids)) // count] for i in range(count)]
+        for task_id in chosen:
+            for sample in range(config.samples):
+                specs.append(
+                    EpisodeSpec(env_id, task_id, config.split, sample, config.seed + sample)
+                )
+    return specs
+
+
+def provenance(policy: Policy | EnvPolicy, config: EvalConfig) -> dict[str, Any]:
+    """Versions, model, sampling and git commit: what a reader needs to reproduce a table."""
+    packages = {}
+    for name in ("gymnasium", "minigrid", "scienceworld", "textworld", "torch", "transformers"):
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(palaestra.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "palaestra": palaestra.__version__,
+        "git_commit": commit or None,
+        "envs": list(config.envs),
+        "packages": packages,
+        "policy": policy.describe(),
+        "sampling": config.rollout().sampling(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _check_resumable(path: Path, config: EvalConfig) -> None:
+    saved = json.loads(path.read_text())["config"]
+    mine = json.loads(json.dumps(asdict(config)))
+    differ = [k for k in _IDENTITY if saved.get(k) != mine.get(k)]
+    if differ:
+        details = ", ".join(f"{k}: {saved.get(k)!r} then, {mine.get(k)!r} now" for k in differ)
+        raise ValueError(f"cannot resume {path.parent}: the run's settings differ ({details})")
+
+
+def run_eval(
+    config: EvalConfig,
+    out: str | Path,
+    *,
+    policy: Policy | EnvPolicy | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate; write the run directory ``out``; return the table.
+
+    Args:
+        config: The run.
+        out: The run directory.
+        policy: The policy object (default: ``make_policy(config.policy)``, closed at
+            the end; a policy given here stays open for the caller).
+        resume: Continue the run in ``out``, playing only missing episodes.
+        progress: Show progress bars.
+
+    Raises:
+        FileExistsError: ``out`` holds a run and ``resume`` is False.
+        ValueError: ``resume`` with different settings, or bad settings.
+    """
+    out = Path(out)
+    traj_path = out / "trajectories.jsonl"
+    run_path = out / "run.json"
+    if resume and run_path.exists():
+        _check_resumable(run_path, config)
+    elif traj_path.exists() and traj_path.stat().st_size > 0:
+        raise FileExistsError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    owned = policy is None
+    if policy is None:
+        from palaestra.agents.policy_spec import make_policy
+
+        policy = make_policy(config.policy)
+    return asyncio.run(_run(config, out, policy, progress, close_policy=owned))
+
+
+async def _run(
+    config: EvalConfig, out: Path, policy: Policy | EnvPolicy, progress: bool, *, close_policy: bool
+) -> EvalResult:
+    out.mkdir(parents=True, exist_ok=True)
+    traj_path = out / "trajectories.jsonl"
+    done = read_trajectories(traj_path, repair=True)
+    pool: EnvPool = RemoteEnvs(config.urls) if config.urls else LocalEnvs()
+    try:
+        for env_id in config.envs:
+            spec = await pool.spec(env_id)
+            if isinstance(policy, EnvPolicy) and policy.capability not in spec.capabilities:
+                raise ValueError(
+                    f"{env_id} lacks the {policy.capability!r} capability: "
+                    f"the {policy.name} policy cannot play it"
+                )
+        specs = await plan_episodes(pool, config)
+        planned = {s.key for s in specs}
+        done = [t for t in done if t.key in planned]
+        finished = {t.key for t in done}
+        todo = [s for s in specs if s.key not in finished]
+        record = {"config": asdict(config), "provenance": provenance(policy, config)}
+        (out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
+        engine = RolloutEngine(policy, pool, config.rollout(), concurrency=config.concurrency)
+        lost: list[str] = []
+        with (
+            TrajectoryWriter(traj_path) as writer,
+            TrajectoryWriter(out / "errors.jsonl") as errors,
+            _Progress(config.envs, specs, done, enabled=progress) as bar,
+        ):
+
+            def finished_one(t: Trajectory) -> None:
+                writer.write(t)
+                done.append(t)
+                bar.advance(t)
+
+            def failed_one(spec: EpisodeSpec, message: str) -> None:
+                errors.write(
+                    {
+                        "key": spec.key,
+                        "env_id": spec.env_id,
+                        "task_id": spec.task_id,
+                        "sample": spec.sample,
+                        "error": message,
+                    }
+                )
+                lost.append(spec.key)
+                bar.fail(spec)
+
+            await engine.run(todo, on_trajectory=finished_one, on_error=failed_one)
+    finally:
+        await pool.aclose()
+        if close_policy:
+            await policy.aclose()
+    order = {s.key: i for i, s in enumerate(specs)}
+    done.sort(key=lambda t: order[t.key])
+    rows = summarize(done, config.envs)
+    table = render_table(rows)
+    stats = engine.stats
+    summary = {
+        "config": asdict(config),
+        "provenance": record["provenance"],
+        "rows": rows,
+        "episodes_planned": len(specs),
+        "episodes_finished": len(done),
+        "lost": lost,
+        "this_invocation": {
+            "episodes": stats.episodes,
+            "errors": stats.errors,
+            "wall_s": round(stats.wall_s, 3),
+            "policy_s": round(stats.policy_s, 3),
+            "policy_calls": stats.calls,
+            "mean_batch": round(stats.rows / stats.calls, 2) if stats.calls else None,
+        },
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    header = (
+        f"policy `{config.policy}` on split `{config.split}` "
+        f"({len(done)}/{len(specs)} episodes; {config.format} format, "
+        f"temperature {config.temperature}, seed {config.seed})"
+    )
+    (out / "results.md").write_text(f"{header}\n\n{table}\n")
+    return EvalResult(rows, table, done, lost, stats)
+
+
+class _Progress:
+    """Rich progress bars: one per env (with its running success rate), or nothing."""
+
+    def __init__(
+        self,
+        env_ids: Sequence[str],
+        specs: Sequence[EpisodeSpec],
+        done: Sequence[Trajectory],
+        *,
+        enabled: bool,
+    ) -> None:
+        self.enabled = enabled
+        self._wins = {e: sum(t.success for t in done if t.env_id == e) for e in env_ids}
+        self._seen = {e: sum(1 for t in done if t.env_id == e) for e in env_ids}
+        self._totals = {e: sum(1 for s in specs if s.env_id == e) for e in env_ids}
+        self._tasks: dict[str, Any] = {}
+        self._bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        if not self.enabled:
+            return self
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._bar.__enter__()
+        for env_id, total in self._totals.items():
+            self._tasks[env_id] = self._bar.add_task(
+                env_id, total=total, completed=self._seen[env_id], status=self._status(env_id)
+            )
+        return self
+
+    def _status(self, env_id: str, errors: int = 0) -> str:
+        seen = self._seen[env_id]
+        rate = f"success {self._wins[env_id] / seen:.0%}" if seen else ""
+        return rate + (f", {errors} lost" if errors else "")
+
+    def advance(self, t: Trajectory) -> None:
+        self._seen[t.env_id] += 1
+        self._wins[t.env_id] += t.success
+        if self._bar is not None:
+            self._bar.update(self._tasks[t.env_id], advance=1, status=self._status(t.env_id))
+
+    def fail(self, spec: EpisodeSpec) -> None:
+        if self._bar is not None:
+            self._bar.update(self._tasks[spec.env_id], advance=1, status="error (see errors.jsonl)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)

@@ -1,0 +1,402 @@
+"""The rollout engine: many episodes at once, one batched policy call per turn.
+
+Each episode is a coroutine: open the env, then loop {build the prompt, ask the
+policy, parse the reply, step the env}. Model policies do not answer episodes
+one by one: a batcher collects the prompts of every episode waiting for a reply
+(it waits until all running episodes are waiting, or ``batch_wait_s``) and makes
+one ``policy.generate`` call for all of them; while that call runs, episodes
+whose replies came back step their envs, so the model and the envs overlap.
+
+Context: the prompt is the system prompt (env instruction + format rules) and
+the conversation so far. When it would not leave ``max_tokens`` free in the
+model's context (or holds more than ``history`` past turns), the oldest turns
+are dropped and the first kept observation says how many were left out. If
+even the latest observation does not fit, the episode ends with
+``end="context"`` - never a silent overflow.
+
+Unparsable replies are counted and reach the env as the empty action, which
+every env rejects as invalid; the next observation starts with the parse error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import palaestra
+from palaestra.agents.baselines import EnvPolicy
+from palaestra.agents.env_pool import EnvPool, EnvSpecInfo
+from palaestra.agents.formats import Format, get_format
+from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.agents.trajectory import Trajectory, episode_key
+from palaestra.envs import TaskId
+
+__all__ = ["EpisodeSpec", "RolloutConfig", "RolloutEngine", "RolloutStats"]
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One episode to play.
+
+    Attributes:
+        env_id: The env.
+        task_id: The task.
+        split: The split the task comes from (recorded).
+        sample: Index among several episodes of one task.
+        seed: The env's reset seed; policy sampling is derived from it too.
+    """
+
+    env_id: str
+    task_id: TaskId
+    split: str | None = None
+    sample: int = 0
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        """See :func:`palaestra.agents.trajectory.episode_key`."""
+        return episode_key(self.env_id, self.split, self.task_id, self.sample)
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """How episodes are played.
+
+    Attributes:
+        format: Reply format name (``"react"`` or ``"json"``).
+        temperature: Sampling temperature (0 = greedy).
+        max_tokens: Longest reply, in tokens.
+        max_turns: Cap on turns (the env's ``max_steps`` applies anyway).
+        history: Past turns kept in the prompt (``None``: as many as fit).
+        seed: Seeds the policy's sampling.
+        batch_wait_s: How long the batcher waits for stragglers before a call.
+    """
+
+    format: str = "react"
+    temperature: float = 0.0
+    max_tokens: int = 128
+    max_turns: int | None = None
+    history: int | None = None
+    seed: int = 0
+    batch_wait_s: float = 0.02
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling settings, for provenance."""
+        return {
+            "format": self.format,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "max_turns": self.max_turns,
+            "history": self.history,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class RolloutStats:
+    """Where the time went in a run.
+
+    Attributes:
+        wall_s: The run's wall time.
+        policy_s: Time the policy was busy generating (model policies), or
+            answering (env policies); the rest is env, client and framework.
+        calls: Policy calls made.
+        rows: Prompts answered (``rows / calls`` is the mean batch size).
+        episodes: Episodes finished.
+        errors: Episodes lost to an error.
+        steps: Env steps taken.
+    """
+
+    wall_s: float = 0.0
+    policy_s: float = 0.0
+    calls: int = 0
+    rows: int = 0
+    episodes: int = 0
+    errors: int = 0
+    steps: int = 0
+    error_messages: list[str] = field(default_factory=list)
+
+    @property
+    def outside_policy(self) -> float:
+        """Fraction of wall time not spent in the policy."""
+        return 1.0 - self.policy_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed from ints and strings, stable across runs and processes."""
+    words = [p if isinstance(p, int) else zlib.crc32(p.encode()) for p in parts]
+    return int(
+        np.random.SeedSequence([w & 0xFFFFFFFF for w in words]).generate_state(2, np.uint64)[0] >> 1
+    )
+
+
+class _Batcher:
+    """Collects prompts from concurrent episodes into batched ``generate`` calls."""
+
+    def __init__(
+        self, policy: Policy, config: RolloutConfig, stop: Sequence[str], stats: RolloutStats
+    ) -> None:
+        self.policy, self.config, self.stop, self.stats = policy, config, tuple(stop), stats
+        self.active = 0  # episodes running (each either waiting here or stepping its env)
+        self._pending: list[tuple[list[Message], asyncio.Future[Completion]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def submit(self, prompt: list[Message]) -> Completion:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._serve())
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._pending.append((prompt, future))
+        self._wake.set()
+        return await future
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            deadline = loop.time() + self.config.batch_wait_s
+            while len(self._pending) < self.active and loop.time() < deadline:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), deadline - loop.time())
+                except TimeoutError:
+                    break
+            batch, self._pending = self._pending, []
+            self._wake.clear()
+            if not batch:
+                continue
+            seed = derive_seed(self.config.seed, "call", self.stats.calls)
+            started = time.perf_counter()
+            try:
+                replies = await self.policy.generate(
+                    [prompt for prompt, _ in batch],
+                    n=1,
+                    temperature=self.config.temperature,
+                    max_tokens=self.config.max_tokens,
+                    stop=self.stop,
+                    seed=seed,
+                )
+            except Exception as error:  # every waiting episode learns of it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            finally:
+                self.stats.policy_s += time.perf_counter() - started
+                self.stats.calls += 1
+                self.stats.rows += len(batch)
+            for (_, future), [reply] in zip(batch, replies, strict=True):
+                if not future.done():
+                    future.set_result(reply)
+
+    def finished(self) -> None:
+        """An episode ended: the batch may already be complete without it."""
+        self.active -= 1
+        if self._pending:
+            self._wake.set()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+class RolloutEngine:
+    """Plays episodes of ``policy`` in ``envs`` concurrently.
+
+    Args:
+        policy: A model policy (batched ``generate``) or an env policy
+            (:class:`~palaestra.agents.baselines.ExpertPolicy`, ``RandomPolicy``).
+        envs: Where the envs run (:class:`~palaestra.agents.env_pool.LocalEnvs` or
+            ``RemoteEnvs``).
+        config: Format, sampling and limits.
+        concurrency: Episodes running at once.
+
+    Example::
+
+        engine = RolloutEngine(TransformersPolicy("tiny"), LocalEnvs(), RolloutConfig())
+        trajectories = await engine.run([EpisodeSpec("palaestra/Maze-v0", 3000, "test")])
+    """
+
+    def __init__(
+        self,
+        policy: Policy | EnvPolicy,
+        envs: EnvPool,
+        config: RolloutConfig | None = None,
+        *,
+        concurrency: int = 8,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+        self.policy = policy
+        self.envs = envs
+        self.config = config or RolloutConfig()
+        self.format: Format = get_format(self.config.format)
+        self.concurrency = concurrency
+        self.stats = RolloutStats()
+
+    async def run(
+        self,
+        specs: Sequence[EpisodeSpec],
+        *,
+        on_trajectory: Callable[[Trajectory], None] | None = None,
+        on_error: Callable[[EpisodeSpec, str], None] | None = None,
+    ) -> list[Trajectory]:
+        """Play ``specs``; returns the finished trajectories in the order of ``specs``.
+
+        Args:
+            specs: The episodes.
+            on_trajectory: Called with each trajectory as soon as it finishes (the
+                evaluator writes it to disk here).
+            on_error: Called for an episode lost to an error (env, server or
+                policy failure); the run goes on with the others.
+        """
+        gate = asyncio.Semaphore(self.concurrency)
+        batcher = (
+            _Batcher(self.policy, self.config, self.format.stop, self.stats)
+            if isinstance(self.policy, Policy)
+            else None
+        )
+        results: dict[int, Trajectory] = {}
+        started = time.perf_counter()
+
+        async def one(index: int, spec: EpisodeSpec) -> None:
+            async with gate:
+                try:
+                    trajectory = await self._episode(spec, index, batcher)
+                except Exception as error:
+                    self.stats.errors += 1
+                    message = f"{type(error).__name__}: {error}"
+                    self.stats.error_messages.append(f"{spec.key}: {message}")
+                    if on_error is not None:
+                        on_error(spec, message)
+                    return
+                results[index] = trajectory
+                self.stats.episodes += 1
+                self.stats.steps += trajectory.turns
+                if on_trajectory is not None:
+                    on_trajectory(trajectory)
+
+        try:
+            await asyncio.gather(*(one(i, spec) for i, spec in enumerate(specs)))
+        finally:
+            if batcher is not None:
+                await batcher.aclose()
+            self.stats.wall_s += time.perf_counter() - started
+        return [results[i] for i in sorted(results)]
+
+    # -- one episode ----------------------------------------------------------------------
+
+    async def _episode(self, spec: EpisodeSpec, index: int, batcher: _Batcher | None) -> Trajectory:
+        started = time.perf_counter()
+        info = await self.envs.spec(spec.env_id)
+        fmt = self.format
+        t = Trajectory(
+            env_id=spec.env_id,
+            task_id=spec.task_id,
+            split=spec.split,
+            sample=spec.sample,
+            seed=spec.seed,
+            model=self.policy.name,
+            env_version=f"{spec.env_id} (palaestra {palaestra.__version__})",
+        )
+        t.messages = [
+            {"role": "system", "content": fmt.system_prompt(info.instruction), "loss": False}
+        ]
+        env_s = policy_s = 0.0
+        clock = time.perf_counter()
+        env = await self.envs.open(spec.env_id, spec.task_id, spec.seed, index)
+        env_s += time.perf_counter() - clock
+        if batcher is not None:
+            batcher.active += 1
+        try:
+            t.messages.append(
+                {"role": "user", "content": fmt.observation_message(env.observation), "loss": False}
+            )
+            max_turns = min(self.config.max_turns or info.max_steps, info.max_steps)
+            while True:
+                if t.turns >= max_turns:
+                    t.end = "max_turns"
+                    break
+                clock = time.perf_counter()
+                if batcher is None:
+                    assert isinstance(self.policy, EnvPolicy)
+                    seed = derive_seed(self.config.seed, spec.key, spec.seed, t.turns)
+                    reply: str = fmt.render(await self.policy.act(env, seed))
+                else:
+                    prompt = self._fit(t, info)
+                    if prompt is None:
+                        t.end = "context"
+                        break
+                    reply = await batcher.submit(prompt)
+                    t.prompt_tokens += getattr(reply, "prompt_tokens", 0)
+                    t.completion_tokens += getattr(reply, "completion_tokens", 0)
+                policy_s += time.perf_counter() - clock
+                parsed = fmt.parse(reply)
+                t.messages.append({"role": "assistant", "content": str(reply), "loss": True})
+                action = parsed.action if parsed.action is not None else ""
+                t.format_errors += parsed.action is None
+                clock = time.perf_counter()
+                step = await env.step(action)
+                env_s += time.perf_counter() - clock
+                t.turns += 1
+                t.actions.append(action)
+                t.rewards.append(step.reward)
+                t.invalid_actions += bool(step.info.get("invalid_action")) or parsed.action is None
+                if step.terminated or step.truncated:
+                    t.end = "terminated" if step.terminated else "truncated"
+                    t.success = bool(step.info.get("success", False))
+                    t.score = float(step.info.get("score", 0.0))
+                    break
+                t.messages.append(
+                    {
+                        "role": "user",
+                        "content": fmt.observation_message(step.observation, parsed.error),
+                        "loss": False,
+                    }
+                )
+        finally:
+            if batcher is not None:
+                batcher.finished()
+            await env.close()
+        t.timings = {
+            "total": time.perf_counter() - started,
+            "policy": policy_s,
+            "env": env_s,
+        }
+        return t
+
+    def _fit(self, t: Trajectory, info: EnvSpecInfo) -> list[Message] | None:
+        """The prompt for the next reply: the newest turns that fit (see the module doc)."""
+        assert isinstance(self.policy, Policy)
+        system, body = t.messages[0], t.messages[1:]
+        turns_before = (len(body) - 1) // 2  # each past turn = a reply and its observation
+        keep = (
+            turns_before if self.config.history is None else min(turns_before, self.config.history)
+        )
+        limit = self.policy.context_length
+        while keep >= 0:
+            kept = body[len(body) - 1 - 2 * keep :]
+            prompt = [{"role": system["role"], "content": system["content"]}]
+            for i, message in enumerate(kept):
+                content = message["content"]
+                if i == 0 and keep < turns_before:
+                    content = f"({turns_before - keep} earlier turns omitted)\n{content}"
+                prompt.append({"role": message["role"], "content": content})
+            if limit is None or self.policy.count_tokens(prompt) + self.config.max_tokens <= limit:
+                if keep < turns_before and (
+                    self.config.history is None or keep < self.config.history
+                ):
+                    t.context_truncations += 1
+                return prompt
+            keep -= 1
+        return None

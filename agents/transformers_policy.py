@@ -1,0 +1,221 @@
+"""``TransformersPolicy``: a local Hugging Face causal LM, batched, on CPU or GPU.
+
+Prompts are rendered with the tokenizer's own chat template, left-padded into
+batches of at most ``max_batch_size`` rows (``n`` replies per conversation are
+``n`` rows) and decoded by ``model.generate``. Generation runs in one worker
+thread, so the event loop (env steps, HTTP) keeps going meanwhile; calls are
+served one at a time, in order, which keeps seeded sampling reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from palaestra.agents.policy import Completion, Message, Policy, truncate_at_stop
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from palaestra.agents.models import ModelRef
+
+__all__ = ["TransformersPolicy"]
+
+
+class TransformersPolicy(Policy):
+    """A local ``AutoModelForCausalLM`` with batched, left-padded generation.
+
+    Args:
+        model: A model name for :func:`palaestra.agents.models.resolve_model`
+            (``"tiny"``, ``"smollm2"``, a directory), a ``ModelRef``, or a loaded model.
+        tokenizer: The tokenizer, when ``model`` is a loaded model.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        dtype: Torch dtype name for loading (``"bfloat16"``...); the checkpoint's by default.
+        max_batch_size: Most rows per ``generate`` call.
+        name: What trajectories record as the model (the path by default).
+        threads: CPU threads for torch (process-wide; ``None`` keeps torch's choice).
+            On a small shared CPU one thread is often faster than several that
+            contend with the env and client threads.
+
+    Example::
+
+        policy = TransformersPolicy("tiny")
+        [[reply]] = await policy.generate([[{"role": "user", "content": "hi"}]])
+    """
+
+    def __init__(
+        self,
+        model: str | Path | ModelRef | PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        *,
+        device: str = "cpu",
+        dtype: str | None = None,
+        max_batch_size: int = 32,
+        name: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import torch
+            import transformers  # noqa: F401
+        except ImportError as error:
+            raise ImportError(
+                "local models need torch and transformers: pip install 'palaestra[train]'"
+            ) from error
+        from palaestra.agents.models import ModelRef, load_model, resolve_model
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+        if isinstance(model, str | Path):
+            model = resolve_model(str(model))
+        if isinstance(model, ModelRef):
+            self.name = name or model.name
+            model, tokenizer = load_model(model, device=device, dtype=dtype)
+        else:
+            if tokenizer is None:
+                raise ValueError("a loaded model needs its tokenizer")
+            self.name = name or str(getattr(model.config, "_name_or_path", "") or "model")
+            model = model.to(device)
+            model.eval()
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, not {max_batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_batch_size = max_batch_size
+        limit = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        declared = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        if 0 < declared < 10**8:
+            limit = min(limit, declared) if limit else declared
+        self.context_length = limit or None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="palaestra-generate")
+        self._lock = threading.Lock()
+
+    # -- Policy -------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        *,
+        n: int = 1,
+        temperature: float = 1.0,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> list[list[Completion]]:
+        """Reply to each conversation ``n`` times (see :meth:`Policy.generate`)."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, not {n}")
+        if not conversations:
+            return []
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor,
+            self.generate_sync,
+            conversations,
+            n,
+            temperature,
+            max_tokens,
+            tuple(stop),
+            seed,
+        )
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Prompt tokens of ``messages`` under the chat template, with a generation prompt."""
+        return len(self._prompt_ids(messages))
+
+    def describe(self) -> dict[str, Any]:
+        """Name, backend, device and context length."""
+        return {
+            "name": self.name,
+            "backend": type(self).__name__,
+            "device": self.device,
+            "context_length": self.context_length,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+
+    async def aclose(self) -> None:
+        """Stop the generation thread."""
+        self._executor.shutdown(wait=False)
+
+    # -- the work -----------------------------------------------------------------------
+
+    def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+        encoded = self.tokenizer.apply_chat_template(
+            plain, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+
+    def generate_sync(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        n: int = 1,
+        temperature: float = 1.0,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> list[list[Completion]]:
+        """The blocking twin of :meth:`generate` (for scripts and the policy server)."""
+        import torch
+
+        rows = [ids for conv in conversations for ids in [self._prompt_ids(conv)] * n]
+        texts: list[Completion] = []
+        with self._lock, torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(seed)
+            for start in range(0, len(rows), self.max_batch_size):
+                texts += self._generate_batch(
+                    rows[start : start + self.max_batch_size], temperature, max_tokens, stop
+                )
+        return [texts[i * n : (i + 1) * n] for i in range(len(conversations))]
+
+    def _generate_batch(
+        self, rows: list[list[int]], temperature: float, max_tokens: int, stop: Sequence[str]
+    ) -> list[Completion]:
+        import torch
+
+        tok = self.tokenizer
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor(
+            [[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device
+        )
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": 1.0}
+            if temperature > 0
+            else {"do_sample": False}
+        )
+        if stop:
+            sampling["stop_strings"] = list(stop)
+            sampling["tokenizer"] = tok
+        output = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            max_new_tokens=max_tokens,
+            pad_token_id=pad,
+            eos_token_id=tok.eos_token_id,
+            **sampling,
+        )
+        completions = []
+        eos_ids = {tok.eos_token_id, pad} - {None}
+        for row, prompt in zip(output[:, width:].tolist(), rows, strict=True):
+            used = len(row)
+            for i, token in enumerate(row):
+                if token in eos_ids:
+                    used = i + 1
+                    break
+            ended = used < len(row) or (row and row[used - 1] in eos_ids)
+            text = tok.decode(row[:used], skip_special_tokens=True)
+            text, stopped = truncate_at_stop(text, stop)
+            reason = "stop" if ended or stopped or used < max_tokens else "length"
+            completions.append(Completion(text, len(prompt), used, reason))
+        return completions

