@@ -174,7 +174,7 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
         help="evaluate a policy on envs x a split; print and save a results table",
         description="Play a policy on tasks of one split of each env (in-process, or on "
         "palaestra servers with --url), then print a table per env: episodes, success rate "
-        "with a 95%% Wilson interval, mean score, mean turns, invalid-action rate, and the "
+        "with a 95% Wilson interval, mean score, mean turns, invalid-action rate, and the "
         "macro average over envs.",
         epilog=EVAL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

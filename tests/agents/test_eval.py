@@ -115,6 +115,7 @@ def test_a_killed_eval_resumes_without_losing_or_duplicating_episodes(tmp_path):
 def test_eval_cli_errors_and_help():
     result = run_cli("eval", "--help")
     assert result.returncode == 0 and "openai:URL" in result.stdout and "--resume" in result.stdout
+    assert "95% Wilson" in " ".join(result.stdout.split())  # not argparse's escaped "95%%"
     result = run_cli("eval", "--policy", "expert", "--envs", "nope/Nope-v0")
     assert result.returncode == 2 and "unknown env" in result.stderr
     result = run_cli("eval", "--policy", "nonsense-model", "--envs", MAZE, "--limit", "1")
