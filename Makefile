@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml | java
 
 install: $(BIN)/.installed  ## create .venv and install palaestra with the dev extra
 
-demo: install  ## serve every env and let the experts play over HTTP
+demo: install  ## self-train the tiny model end to end (BC, AgentEvol); print the table
 	$(BIN)/palaestra demo
 
 lint: install  ## ruff lint and format check
@@ -33,6 +33,8 @@ test: lint  ## lint, then every test (slow ones included)
 bench: install  ## the benchmark tables: client throughput, per-env speed and cost
 	$(BIN)/python bench/client_throughput.py
 	$(BIN)/python bench/env_speed.py
+	$(BIN)/python bench/rollout_speed.py
+	$(BIN)/python bench/sft_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache runs

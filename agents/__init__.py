@@ -15,6 +15,7 @@ from palaestra.agents.formats import (
     ReActFormat,
     get_format,
 )
+from palaestra.agents.heuristics import HeuristicPolicy, UniformPolicy
 from palaestra.agents.models import ModelRef, load_model, resolve_model
 from palaestra.agents.openai_policy import (
     OpenAIPolicy,
@@ -25,7 +26,13 @@ from palaestra.agents.openai_policy import (
 from palaestra.agents.policy import Completion, Message, Policy
 from palaestra.agents.policy_server import create_policy_app, run_policy_server
 from palaestra.agents.policy_spec import make_policy
-from palaestra.agents.rollout import EpisodeSpec, RolloutConfig, RolloutEngine, RolloutStats
+from palaestra.agents.rollout import (
+    EpisodeSpec,
+    RolloutConfig,
+    RolloutEngine,
+    RolloutStats,
+    prompt_window,
+)
 from palaestra.agents.tiny import TinyConfig, build_tiny_model, tiny_model_path
 from palaestra.agents.trajectory import Trajectory, TrajectoryWriter, read_trajectories
 from palaestra.agents.transformers_policy import TransformersPolicy
@@ -42,6 +49,7 @@ __all__ = [
     "EvalResult",
     "ExpertPolicy",
     "Format",
+    "HeuristicPolicy",
     "JSONFormat",
     "LocalEnvs",
     "Message",
@@ -62,12 +70,14 @@ __all__ = [
     "Trajectory",
     "TrajectoryWriter",
     "TransformersPolicy",
+    "UniformPolicy",
     "VLLMPolicy",
     "build_tiny_model",
     "create_policy_app",
     "get_format",
     "load_model",
     "make_policy",
+    "prompt_window",
     "read_trajectories",
     "resolve_model",
     "run_eval",

@@ -31,6 +31,12 @@ class EnvPolicy(ABC):
     async def act(self, env: EpisodeEnv, seed: int) -> str:
         """The next action in ``env``; ``seed`` is fresh for every turn."""
 
+    def unsupported(self, env_id: str, capabilities: frozenset[str]) -> str | None:
+        """Why this policy cannot play ``env_id`` (``None`` when it can)."""
+        if self.capability and self.capability not in capabilities:
+            return f"{env_id} lacks the {self.capability!r} capability"
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What provenance records of this policy."""
         return {"name": self.name, "backend": type(self).__name__}

@@ -38,10 +38,12 @@ class EpisodeEnv(ABC):
     """One running episode's env (in-process or a server session).
 
     Attributes:
+        env_id: The env played.
         observation: The latest observation.
         info: The latest info.
     """
 
+    env_id: str
     observation: str
     info: dict
 
@@ -93,7 +95,7 @@ class _LocalEpisode(EpisodeEnv):
     def __init__(
         self, pool: LocalEnvs, env_id: str, env: TextEnv, observation: str, info: dict
     ) -> None:
-        self._pool, self._env_id, self._env = pool, env_id, env
+        self._pool, self.env_id, self._env = pool, env_id, env
         self.observation, self.info = observation, info
 
     async def step(self, action: str) -> Step:
@@ -108,7 +110,7 @@ class _LocalEpisode(EpisodeEnv):
         return self._env.random_action(np.random.default_rng(seed))
 
     async def close(self) -> None:
-        self._pool._idle[self._env_id].append(self._env)
+        self._pool._idle[self.env_id].append(self._env)
 
 
 class LocalEnvs(EnvPool):
@@ -146,8 +148,8 @@ class LocalEnvs(EnvPool):
 
 
 class _RemoteEpisode(EpisodeEnv):
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, env_id: str, session: AsyncSession) -> None:
+        self.env_id, self._session = env_id, session
         self.observation, self.info = session.observation, session.info
 
     async def step(self, action: str) -> Step:
@@ -202,7 +204,7 @@ class RemoteEnvs(EnvPool):
     async def open(self, env_id: str, task_id: TaskId, seed: int, index: int) -> EpisodeEnv:
         """A new session on server ``index % len(urls)``."""
         client = self._clients[index % len(self._clients)]
-        return _RemoteEpisode(await client.create(env_id, task_id=task_id, seed=seed))
+        return _RemoteEpisode(env_id, await client.create(env_id, task_id=task_id, seed=seed))
 
     async def aclose(self) -> None:
         """Close the clients (their sessions are closed by their episodes)."""

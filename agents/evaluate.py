@@ -34,6 +34,7 @@ from palaestra.agents.env_pool import EnvPool, LocalEnvs, RemoteEnvs
 from palaestra.agents.policy import Policy
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig, RolloutEngine, RolloutStats
 from palaestra.agents.trajectory import Trajectory, TrajectoryWriter, read_trajectories
+from palaestra.envs import TaskId
 from palaestra.tables import format_table
 
 __all__ = ["EvalConfig", "EvalResult", "plan_episodes", "run_eval", "summarize", "wilson_interval"]
@@ -44,6 +45,9 @@ _IDENTITY = (
     "envs",
     "split",
     "limit",
+    "offset",
+    "spread",
+    "tasks",
     "samples",
     "seed",
     "format",
@@ -51,6 +55,7 @@ _IDENTITY = (
     "max_tokens",
     "max_turns",
     "history",
+    "system_prompt",
 )
 
 
@@ -64,6 +69,11 @@ class EvalConfig:
         envs: Env ids.
         split: The split to evaluate on.
         limit: Tasks per env, evenly spread over the split (``None``: all).
+        offset: Skip the split's first ``offset`` tasks (e.g. those cloned from an
+            expert, when exploring the rest).
+        spread: Spread the ``limit`` tasks evenly (default) or take the first ones.
+        tasks: Explicit task ids per env id (replaces limit/offset/spread for the
+            envs it names).
         samples: Episodes per task, with env seeds ``seed .. seed + samples - 1``.
         seed: The first env seed; also seeds the policy's sampling.
         format: Reply format (``react`` or ``json``).
@@ -71,6 +81,7 @@ class EvalConfig:
         max_tokens: Longest reply in tokens.
         max_turns: Cap on turns per episode (the env's own limit applies anyway).
         history: Past turns kept in the prompt (``None``: all that fit).
+        system_prompt: Send the system prompt (see :class:`RolloutConfig`).
         concurrency: Episodes at once.
         urls: palaestra servers to play on (empty: envs run in this process).
     """
@@ -79,6 +90,9 @@ class EvalConfig:
     envs: tuple[str, ...]
     split: str = "test"
     limit: int | None = None
+    offset: int = 0
+    spread: bool = True
+    tasks: dict[str, list[TaskId]] | None = None
     samples: int = 1
     seed: int = 0
     format: str = "react"
@@ -86,6 +100,7 @@ class EvalConfig:
     max_tokens: int = 128
     max_turns: int | None = None
     history: int | None = None
+    system_prompt: bool = True
     concurrency: int = 8
     urls: tuple[str, ...] = ()
 
@@ -97,6 +112,7 @@ class EvalConfig:
             max_tokens=self.max_tokens,
             max_turns=self.max_turns,
             history=self.history,
+            system_prompt=self.system_prompt,
             seed=self.seed,
         )
 
@@ -192,11 +208,23 @@ async def plan_episodes(pool: EnvPool, config: EvalConfig) -> list[EpisodeSpec]:
     """The run's episodes: ``limit`` tasks per env spread evenly over the split, x samples."""
     specs = []
     for env_id in config.envs:
-        ids = await pool.tasks(env_id, config.split)
+        if config.tasks is not None and env_id in config.tasks:
+            for task_id in config.tasks[env_id]:
+                for sample in range(config.samples):
+                    specs.append(
+                        EpisodeSpec(env_id, task_id, config.split, sample, config.seed + sample)
+                    )
+            continue
+        ids = list(await pool.tasks(env_id, config.split))[config.offset :]
         if not ids:
-            raise ValueError(f"{env_id} has no tasks in split {config.split!r}")
+            raise ValueError(
+                f"{env_id} has no tasks in split {config.split!r} after offset {config.offset}"
+            )
         count = len(ids) if config.limit is None else min(config.limit, len(ids))
-        chosen = [ids[(i * len(ids)) // count] for i in range(count)]
+        if config.spread:
+            chosen = [ids[(i * len(ids)) // count] for i in range(count)]
+        else:
+            chosen = ids[:count]
         for task_id in chosen:
             for sample in range(config.samples):
                 specs.append(
@@ -294,11 +322,13 @@ async def _run(
     try:
         for env_id in config.envs:
             spec = await pool.spec(env_id)
-            if isinstance(policy, EnvPolicy) and policy.capability not in spec.capabilities:
-                raise ValueError(
-                    f"{env_id} lacks the {policy.capability!r} capability: "
-                    f"the {policy.name} policy cannot play it"
-                )
+            why = (
+                policy.unsupported(env_id, spec.capabilities)
+                if isinstance(policy, EnvPolicy)
+                else None
+            )
+            if why is not None:
+                raise ValueError(f"{why}: the {policy.name} policy cannot play it")
         specs = await plan_episodes(pool, config)
         planned = {s.key for s in specs}
         done = [t for t in done if t.key in planned]

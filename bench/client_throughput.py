@@ -20,9 +20,9 @@ import time
 import httpx
 
 import palaestra
-from palaestra.demo import start_server_process
 from palaestra.servers import AsyncEnvClient
 from palaestra.tables import format_table
+from palaestra.tour import start_server_process
 
 ENV = "palaestra/Maze-v0"
 MOVES = ("move up", "move right", "move down", "move left")

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import palaestra
-from palaestra.demo import start_server_process
 from palaestra.envs import list_envs
 from palaestra.servers import AsyncEnvClient
 from palaestra.tables import format_table
+from palaestra.tour import start_server_process
 
 
 def rss_mib(pid: int) -> float:

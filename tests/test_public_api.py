@@ -64,6 +64,7 @@ def test_agents_exports():
         "ExpertPolicy",
         "FORMATS",
         "Format",
+        "HeuristicPolicy",
         "JSONFormat",
         "LocalEnvs",
         "Message",
@@ -84,12 +85,14 @@ def test_agents_exports():
         "Trajectory",
         "TrajectoryWriter",
         "TransformersPolicy",
+        "UniformPolicy",
         "VLLMPolicy",
         "build_tiny_model",
         "create_policy_app",
         "get_format",
         "load_model",
         "make_policy",
+        "prompt_window",
         "read_trajectories",
         "resolve_model",
         "run_eval",
@@ -99,3 +102,44 @@ def test_agents_exports():
     ]
     for name in palaestra.agents.__all__:
         assert hasattr(palaestra.agents, name), name
+
+
+def test_evol_exports():
+    import palaestra.evol
+
+    assert sorted(palaestra.evol.__all__) == [
+        "AgentEvolConfig",
+        "AgentEvolResult",
+        "IGNORE_INDEX",
+        "SFTCollator",
+        "SFTConfig",
+        "SFTResult",
+        "best_per_task",
+        "build_examples",
+        "dataset_card",
+        "filter_trajectories",
+        "from_dataset",
+        "load_trajectories",
+        "merge",
+        "plan_tasks",
+        "read_parquet",
+        "render_evolution_table",
+        "run_agentevol",
+        "save_trajectories",
+        "to_dataset",
+        "tokenize_example",
+        "train_sft",
+        "turn_examples",
+        "write_parquet",
+    ]
+    for name in palaestra.evol.__all__:
+        assert hasattr(palaestra.evol, name), name
+
+
+def test_evol_does_not_import_torch_on_import():
+    import subprocess
+    import sys
+
+    code = "import sys, palaestra.evol, palaestra.agents; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -99,3 +99,22 @@ def test_bad_settings_are_refused():
         RolloutEngine(ExpertPolicy(), LocalEnvs(), concurrency=0)
     with pytest.raises(ValueError, match="react"):
         RolloutEngine(ExpertPolicy(), LocalEnvs(), RolloutConfig(format="xml"))
+
+
+def test_history_zero_without_system_prompt_sends_only_the_latest_observation():
+    from palaestra.agents.rollout import OMITTED_NOTE
+
+    policy = FirstOpenMove()
+    [t], _, _ = play(
+        policy, [EpisodeSpec(MAZE, 3000, "test")], max_turns=4, history=0, system_prompt=False
+    )
+    prompts = [batch[0] for batch in policy.batches]
+    assert [len(p) for p in prompts] == [1, 1, 1, 1]
+    assert all(p[0]["role"] == "user" for p in prompts)
+    assert prompts[0][0]["content"] == t.messages[1]["content"]
+    # later prompts: the same note whatever the turn (no turn count to latch on to)
+    for turn in (1, 2, 3):
+        assert (
+            prompts[turn][0]["content"] == f"{OMITTED_NOTE}\n{t.messages[1 + 2 * turn]['content']}"
+        )
+    assert t.messages[0]["role"] == "system"  # the trajectory still records it

@@ -33,7 +33,7 @@ def test_plugin_passes_palaestra_check():
 
 
 def test_plugin_is_served():
-    from palaestra.demo import _free_port
+    from palaestra.tour import _free_port
 
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(PLUGIN)}

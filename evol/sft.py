@@ -1,0 +1,314 @@
+"""Supervised fine-tuning on trajectories with ``transformers.Trainer``.
+
+Only assistant messages whose ``loss`` flag is true are trained
+(:func:`palaestra.evol.examples.tokenize_example`). Training is budgeted in
+optimizer steps (``max_steps``), so runs are comparable whatever the machine.
+Because it is a plain ``Trainer``, ``accelerate launch`` / ``torchrun`` run it on
+several GPUs unchanged. Checkpoints go to ``OUT/checkpoints``; a second call with
+the same ``OUT`` resumes from the newest one; the final model (LoRA adapters
+merged) is saved as a normal Hugging Face folder in ``OUT/model`` together with
+``OUT/sft.json`` (settings, data sizes, loss curve, tokens/s).
+
+Example::
+
+    from palaestra.evol import SFTConfig, load_trajectories, train_sft
+
+    result = train_sft("tiny", load_trajectories("runs/x/trajectories.jsonl"), "runs/bc",
+                       SFTConfig(max_steps=300, history=0))
+    print(result.model_dir, result.tokens_per_s)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from palaestra.agents.trajectory import Trajectory
+from palaestra.evol.examples import IGNORE_INDEX, tokenize_example, turn_examples
+
+__all__ = ["SFTCollator", "SFTConfig", "SFTResult", "build_examples", "train_sft"]
+
+
+@dataclass
+class SFTConfig:
+    """How to fine-tune.
+
+    Attributes:
+        max_steps: Optimizer steps (the budget).
+        batch_size: Examples per device per step (before accumulation).
+        grad_accum: Gradient accumulation steps.
+        learning_rate: Peak learning rate (cosine decay after a linear warm-up).
+        warmup_ratio: Share of steps spent warming up.
+        weight_decay: AdamW weight decay.
+        history: Past turns per example, as the rollouts are run (``None``: whole
+            conversations; ``0``: the latest observation only).
+        system_prompt: Keep the system prompt in examples, as the rollouts did.
+        max_length: Longest example in tokens; longer ones are dropped and counted.
+        packing: Concatenate examples into rows of up to ``max_length`` tokens
+            (fewer pad tokens; examples in a row can attend to each other).
+        lora: Train LoRA adapters (peft) instead of every weight; merged at the end.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling.
+        seed: Shuffling and initialisation seed.
+        save_steps: Checkpoint every this many steps.
+        threads: torch CPU threads (default: torch's choice).
+        logging_steps: Record the loss every this many steps.
+    """
+
+    max_steps: int = 300
+    batch_size: int = 16
+    grad_accum: int = 1
+    learning_rate: float = 5e-4
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    history: int | None = None
+    system_prompt: bool = True
+    max_length: int = 2048
+    packing: bool = False
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    seed: int = 0
+    save_steps: int = 100
+    threads: int | None = None
+    logging_steps: int = 10
+
+
+@dataclass
+class SFTResult:
+    """What :func:`train_sft` made.
+
+    Attributes:
+        model_dir: The trained model (a Hugging Face folder).
+        steps: Optimizer steps taken.
+        examples: Training examples used.
+        dropped: Examples over ``max_length``.
+        train_tokens: Tokens (not padding) seen in training.
+        tokens_per_s: ``train_tokens`` over the training time.
+        losses: ``(step, loss)`` pairs.
+        seconds: Training wall time.
+    """
+
+    model_dir: Path
+    steps: int
+    examples: int
+    dropped: int
+    train_tokens: int
+    tokens_per_s: float
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def build_examples(
+    trajectories: Sequence[Trajectory], tokenizer: Any, config: SFTConfig
+) -> tuple[list[dict[str, list[int]]], int]:
+    """Tokenized examples of ``trajectories`` and how many were dropped as too long."""
+    examples, dropped = [], 0
+    for t in trajectories:
+        for conversation in turn_examples(t, config.history, system_prompt=config.system_prompt):
+            encoded = tokenize_example(tokenizer, conversation, config.max_length)
+            if encoded is None:
+                dropped += 1
+            else:
+                examples.append(encoded)
+    if config.packing:
+        examples = _pack(examples, config.max_length, random.Random(config.seed))
+    return examples, dropped
+
+
+def _pack(
+    examples: list[dict[str, list[int]]], max_length: int, rng: random.Random
+) -> list[dict[str, list[int]]]:
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    rows: list[dict[str, list[int]]] = []
+    current: dict[str, list[int]] = {"input_ids": [], "labels": []}
+    for i in order:
+        example = examples[i]
+        if (
+            current["input_ids"]
+            and len(current["input_ids"]) + len(example["input_ids"]) > max_length
+        ):
+            rows.append(current)
+            current = {"input_ids": [], "labels": []}
+        current["input_ids"] += example["input_ids"]
+        current["labels"] += example["labels"]
+    if current["input_ids"]:
+        rows.append(current)
+    return rows
+
+
+class SFTCollator:
+    """Pads a batch on the right; padding is masked out of attention and loss.
+
+    Counts the real tokens it hands out (``tokens``), for a tokens/s figure.
+    """
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+        self.tokens = 0
+
+    def __call__(self, batch: Sequence[dict[str, list[int]]]) -> dict[str, Any]:
+        """The tensors of one batch."""
+        import torch
+
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = [b["input_ids"] + [self.pad_token_id] * (width - len(b["input_ids"])) for b in batch]
+        labels = [b["labels"] + [IGNORE_INDEX] * (width - len(b["labels"])) for b in batch]
+        mask = [[1] * len(b["input_ids"]) + [0] * (width - len(b["input_ids"])) for b in batch]
+        self.tokens += sum(len(b["input_ids"]) for b in batch)
+        return {
+            "input_ids": torch.tensor(ids),
+            "labels": torch.tensor(labels),
+            "attention_mask": torch.tensor(mask),
+        }
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+def train_sft(
+    model: str | Path,
+    trajectories: Sequence[Trajectory],
+    out: str | Path,
+    config: SFTConfig | None = None,
+    *,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> SFTResult:
+    """Fine-tune ``model`` on ``trajectories``; resumes a run left unfinished in ``out``.
+
+    Args:
+        model: Anything :func:`palaestra.agents.resolve_model` accepts (``"tiny"``,
+            a folder, ``smollm2``...).
+        trajectories: The training data.
+        out: The run folder (see the module doc).
+        config: The settings (default :class:`SFTConfig`).
+        progress: Show the trainer's progress bar.
+        callbacks: ``transformers.TrainerCallback`` objects for the trainer.
+
+    Returns:
+        The result; when ``out`` already holds a finished run, that run's result.
+
+    Raises:
+        ValueError: No trainable example (no assistant message with ``loss``).
+    """
+    import torch
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    from palaestra.agents.models import load_model, resolve_model
+
+    config = config or SFTConfig()
+    out = Path(out)
+    summary_path = out / "sft.json"
+    if summary_path.exists():
+        return _result_from_json(out, json.loads(summary_path.read_text()))
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    net, tokenizer = load_model(resolve_model(str(model)), dtype="float32")
+    net.train()
+    examples, dropped = build_examples(trajectories, tokenizer, config)
+    if not examples:
+        raise ValueError(
+            f"no training example in {len(trajectories)} trajectories "
+            f"({dropped} over max_length={config.max_length})"
+        )
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        net = get_peft_model(
+            net,
+            LoraConfig(
+                task_type="CAUSAL_LM",
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                target_modules="all-linear",
+            ),
+        )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = SFTCollator(pad)
+    checkpoints = out / "checkpoints"
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        report_to=[],
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=net,
+        args=args,
+        train_dataset=examples,
+        data_collator=collator,
+        callbacks=list(callbacks),
+    )
+    started = time.perf_counter()
+    resume = _latest_checkpoint(checkpoints)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - started
+    losses = [
+        (int(entry["step"]), float(entry["loss"]))
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+    final = trainer.model
+    if config.lora:
+        final = final.merge_and_unload()
+    staging = out / "model.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    final.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(out / "model", ignore_errors=True)
+    staging.replace(out / "model")
+    result = SFTResult(
+        model_dir=out / "model",
+        steps=trainer.state.global_step,
+        examples=len(examples),
+        dropped=dropped,
+        train_tokens=collator.tokens,
+        tokens_per_s=collator.tokens / seconds if seconds > 0 else 0.0,
+        losses=losses,
+        seconds=seconds,
+    )
+    summary = {"config": asdict(config), "model": str(model), **asdict(result)}
+    summary["model_dir"] = "model"
+    tmp = summary_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(summary_path)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return result
+
+
+def _result_from_json(out: Path, summary: dict[str, Any]) -> SFTResult:
+    return SFTResult(
+        model_dir=out / summary["model_dir"],
+        steps=summary["steps"],
+        examples=summary["examples"],
+        dropped=summary["dropped"],
+        train_tokens=summary["train_tokens"],
+        tokens_per_s=summary["tokens_per_s"],
+        losses=[tuple(x) for x in summary["losses"]],
+        seconds=summary["seconds"],
+    )

@@ -1,0 +1,326 @@
+"""The self-training sub-commands of ``palaestra``: data, train sft, evolve, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_evol_commands"]
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+# -- data -----------------------------------------------------------------------------
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    """Print the dataset card of trajectory files."""
+    from palaestra.evol.data import dataset_card, load_trajectories
+    from palaestra.tables import format_table
+
+    try:
+        trajectories = load_trajectories(args.paths)
+    except (FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    rows = dataset_card(trajectories)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    headers = ["env", "split", "trajectories", "tasks", "success", "mean score", "mean turns"]
+    headers.append("assistant turns")
+    table = [
+        [
+            r["env"],
+            r["split"],
+            r["trajectories"],
+            r["tasks"],
+            f"{r['success']:.1%}",
+            f"{r['mean score']:.3f}",
+            f"{r['mean turns']:.1f}",
+            r["assistant turns"],
+        ]
+        for r in rows
+    ]
+    print(format_table(headers, table))
+    print(f"\n{len(trajectories)} trajectories in {len(args.paths)} file(s)")
+    return 0
+
+
+def cmd_data_filter(args: argparse.Namespace) -> int:
+    """Filter, dedupe and merge trajectory files into one JSONL (or Parquet) file."""
+    from palaestra.evol.data import (
+        best_per_task,
+        filter_trajectories,
+        load_trajectories,
+        merge,
+        save_trajectories,
+        write_parquet,
+    )
+
+    try:
+        groups = [load_trajectories(path) for path in args.paths]
+    except (FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    kept = filter_trajectories(
+        merge(*groups),
+        envs=args.envs,
+        split=args.split,
+        success=True if args.success else None,
+        min_score=args.min_score,
+    )
+    if args.best:
+        kept = best_per_task(kept)
+    out = Path(args.out)
+    if out.suffix == ".parquet":
+        write_parquet(kept, out)
+    else:
+        save_trajectories(kept, out)
+    print(f"{len(kept)} of {sum(map(len, groups))} trajectories written to {out}")
+    return 0
+
+
+# -- train ----------------------------------------------------------------------------
+
+
+def cmd_train_sft(args: argparse.Namespace) -> int:
+    """Fine-tune a model on trajectory files."""
+    from palaestra.evol.data import filter_trajectories, load_trajectories
+    from palaestra.evol.sft import SFTConfig, train_sft
+
+    try:
+        data = load_trajectories(args.data)
+    except (FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    if args.success_only:
+        data = filter_trajectories(data, success=True)
+    config = SFTConfig(
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        learning_rate=args.lr,
+        history=args.history,
+        max_length=args.max_length,
+        packing=args.packing,
+        lora=args.lora,
+        lora_r=args.lora_r,
+        seed=args.seed,
+        save_steps=args.save_steps,
+        threads=args.threads,
+    )
+    try:
+        result = train_sft(args.model, data, args.out, config, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    print(
+        f"trained {result.steps} steps on {result.examples} examples "
+        f"({result.dropped} dropped as too long); {result.tokens_per_s:.0f} tokens/s; "
+        f"final loss {result.losses[-1][1] if result.losses else float('nan'):.4f}"
+    )
+    print(f"model: {result.model_dir}  (try: palaestra eval --policy {result.model_dir} ...)")
+    return 0
+
+
+# -- evolve ---------------------------------------------------------------------------
+
+
+def cmd_evolve_agentevol(args: argparse.Namespace) -> int:
+    """Run (or resume) AgentEvol."""
+    from palaestra.evol.agentevol import AgentEvolConfig, run_agentevol
+    from palaestra.evol.sft import SFTConfig
+
+    try:
+        config = AgentEvolConfig(
+            envs=tuple(args.envs),
+            model=args.model,
+            iterations=args.iterations,
+            base_tasks=args.base_tasks,
+            explore_tasks=args.explore_tasks,
+            samples=args.samples,
+            explore_temperature=args.temperature,
+            min_score=args.min_score,
+            keep=args.keep,
+            retrain=args.retrain,
+            sft=SFTConfig(
+                max_steps=args.steps,
+                batch_size=args.batch_size,
+                learning_rate=args.lr,
+                lora=args.lora,
+                seed=args.seed,
+            ),
+            iteration_steps=args.iteration_steps,
+            eval_tasks=args.eval_tasks,
+            baselines=tuple(args.baselines),
+            max_turns=args.max_turns,
+            history=args.history,
+            concurrency=args.concurrency,
+            seed=args.seed,
+            threads=args.threads,
+        )
+        result = run_agentevol(config, args.out, resume=args.resume, progress=not args.quiet)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    print()
+    print(result.table)
+    print(f"\nwritten: {result.out}/results.md, {result.out}/run.json")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The self-training demo on the embedded tiny model."""
+    from palaestra.demo import DEMO_PRESETS, run_demo
+
+    try:
+        return run_demo(
+            args.out,
+            preset=DEMO_PRESETS[args.preset],
+            model=args.model,
+            resume=args.resume,
+            progress=not args.quiet,
+            threads=args.threads,
+        )
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+
+
+# -- parser ---------------------------------------------------------------------------
+
+DEMO_DESCRIPTION = """\
+The self-training pipeline end to end on this machine's CPU, in about 15 minutes:
+build the embedded tiny model (a 1.1M-parameter Llama and a tokenizer trained on
+the envs' text), collect expert trajectories on Maze (5x5 mazes) and Wordle,
+behaviour-clone them, evaluate, run AgentEvol rounds (explore train tasks the
+clone did not see, keep the best success per task, retrain), and print the table:
+uniform random, random valid moves, a heuristic, BC and each AgentEvol round, per
+env, greedy and sampled, with 95% intervals. The report folder (--out) gets
+results.md, results.json, run.json (every stage, resumable), report.md and plot.png.
+"""
+
+
+def add_evol_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``data``, ``train``, ``evolve`` and ``demo`` to the ``palaestra`` parser."""
+    # data
+    data = sub.add_parser("data", help="inspect, filter and convert trajectory files")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    p = data_sub.add_parser(
+        "info", help="the dataset card: per env and split, counts, success, mean turns"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="trajectories .jsonl or .parquet")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_data_info)
+    p = data_sub.add_parser(
+        "filter", help="merge files, drop duplicates, filter; write .jsonl or .parquet"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="trajectories .jsonl or .parquet")
+    p.add_argument("--out", required=True, help="output file (.jsonl, or .parquet)")
+    p.add_argument("--envs", nargs="+", default=None, metavar="ENV_ID", help="keep these envs")
+    p.add_argument("--split", default=None, help="keep this split")
+    p.add_argument("--success", action="store_true", help="keep successes only")
+    p.add_argument("--min-score", type=float, default=None, help="keep scores >= this")
+    p.add_argument(
+        "--best", action="store_true", help="one per task: best score, then fewest turns"
+    )
+    p.set_defaults(func=cmd_data_filter)
+
+    # train
+    train = sub.add_parser("train", help="fine-tune a model on trajectories")
+    train_sub = train.add_subparsers(dest="train_command", required=True, metavar="COMMAND")
+    p = train_sub.add_parser(
+        "sft",
+        help="supervised fine-tuning (transformers.Trainer) on assistant turns with loss",
+        description="Fine-tune on the assistant messages of trajectories whose loss flag "
+        "is true. Resumes from OUT/checkpoints when run again with the same --out; the "
+        "model lands in OUT/model, a summary in OUT/sft.json. Multi-GPU: run it under "
+        "accelerate launch or torchrun.",
+    )
+    p.add_argument("--data", nargs="+", required=True, help="trajectory files (.jsonl/.parquet)")
+    p.add_argument("--model", default="tiny", help="base model: tiny, a folder, smollm2...")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
+    p.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16)")
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation (default 1)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    p.add_argument(
+        "--history",
+        type=int,
+        default=None,
+        help="past turns per example, as in eval --history (default: whole conversations)",
+    )
+    p.add_argument("--max-length", type=int, default=2048, help="longest example (tokens)")
+    p.add_argument("--packing", action="store_true", help="pack examples into full rows")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft), merged after")
+    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
+    p.add_argument("--success-only", action="store_true", help="train on successes only")
+    p.add_argument("--save-steps", type=int, default=100, help="checkpoint interval")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_sft)
+
+    # evolve
+    evolve = sub.add_parser("evolve", help="self-training: AgentEvol")
+    evolve_sub = evolve.add_subparsers(dest="evolve_command", required=True, metavar="COMMAND")
+    p = evolve_sub.add_parser(
+        "agentevol",
+        help="behaviour cloning, then rounds of explore / keep successes / retrain / evaluate",
+        description="AgentEvol (Xi et al. 2024). Every stage's data, model and table is "
+        "saved under --out with a run.json manifest; --resume continues after a crash "
+        "from the last finished stage.",
+    )
+    p.add_argument(
+        "--envs",
+        nargs="+",
+        default=["palaestra/Maze-v0", "palaestra/Wordle-v0"],
+        metavar="ENV_ID",
+    )
+    p.add_argument("--model", default="tiny", help="base model (default tiny)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--iterations", type=int, default=2, help="AgentEvol rounds (default 2)")
+    p.add_argument("--base-tasks", type=int, default=200, help="expert-cloned tasks per env")
+    p.add_argument("--explore-tasks", type=int, default=200, help="explored tasks per env")
+    p.add_argument("--samples", type=int, default=2, help="samples per explored task (K)")
+    p.add_argument("--temperature", type=float, default=1.0, help="exploration temperature")
+    p.add_argument("--min-score", type=float, default=1.0, help="lowest score kept")
+    p.add_argument("--keep", choices=("best", "all"), default="best")
+    p.add_argument("--retrain", choices=("base", "continue"), default="base")
+    p.add_argument("--steps", type=int, default=300, help="behaviour-cloning steps")
+    p.add_argument("--iteration-steps", type=int, default=None, help="steps of later rounds")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lora", action="store_true")
+    p.add_argument("--eval-tasks", type=int, default=100, help="test tasks per env")
+    p.add_argument(
+        "--baselines", nargs="*", default=[], metavar="POLICY", help="e.g. uniform random"
+    )
+    p.add_argument("--max-turns", type=int, default=60)
+    p.add_argument("--history", type=int, default=0, help="past turns in prompts (default 0)")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evolve_agentevol)
+
+    # demo
+    p = sub.add_parser(
+        "demo",
+        help="self-train the embedded tiny model end to end (BC, AgentEvol) and print the table",
+        description=DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", default="runs/demo", help="report folder (default runs/demo)")
+    p.add_argument("--resume", action="store_true", help="continue the demo in --out")
+    p.add_argument("--model", default="tiny", help="base model (default: the tiny model)")
+    p.add_argument(
+        "--preset",
+        choices=("full", "quick"),
+        default="full",
+        help="full (~15 min on 2 cores) or quick (a 1-minute smoke run)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)

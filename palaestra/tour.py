@@ -1,0 +1,174 @@
+"""``palaestra tour``: start a real server process, let every env's expert play over HTTP.
+
+What it shows: the server, the async client at concurrency, and that every
+installed env's expert solves its tasks through the wire. It prints a table per
+env and split and writes it to ``OUT/results.json`` and ``OUT/results.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from palaestra.envs import list_envs
+from palaestra.servers import AsyncEnvClient
+
+__all__ = ["EpisodeResult", "run_tour", "start_server_process"]
+
+
+@dataclass
+class EpisodeResult:
+    """One expert episode played over HTTP."""
+
+    env: str
+    split: str
+    task_id: int | str
+    success: bool
+    score: float
+    turns: int
+    seconds: float
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server_process(
+    env_ids: list[str], port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start ``palaestra serve`` as a child process; returns it and its base URL once healthy."""
+    port = port or _free_port()
+    command = [sys.executable, "-m", "palaestra.cli", "serve", *env_ids, "--port", str(port)]
+    process = subprocess.Popen([*command, "--log-level", "warning"])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the server did not become healthy within 60 s")
+
+
+async def _play(
+    client: AsyncEnvClient, env_id: str, split: str, task_id: int | str
+) -> EpisodeResult:
+    started = time.perf_counter()
+    session = await client.create(env_id, task_id=task_id, seed=0)
+    try:
+        turns = 0
+        while True:
+            step = await session.step(await session.expert_action())
+            turns += 1
+            if step.terminated or step.truncated:
+                return EpisodeResult(
+                    env_id,
+                    split,
+                    task_id,
+                    bool(step.info["success"]),
+                    float(step.info["score"]),
+                    turns,
+                    time.perf_counter() - started,
+                )
+    finally:
+        await session.close()
+
+
+async def _play_all(
+    url: str, jobs: list[tuple[str, str, int | str]], concurrency: int
+) -> list[EpisodeResult]:
+    gate = asyncio.Semaphore(concurrency)
+    async with AsyncEnvClient(url) as client:
+
+        async def one(job: tuple[str, str, int | str]) -> EpisodeResult:
+            async with gate:
+                return await _play(client, *job)
+
+        results = []
+        with tqdm(total=len(jobs), desc="expert episodes over HTTP", unit="ep") as bar:
+            for finished in asyncio.as_completed([one(job) for job in jobs]):
+                results.append(await finished)
+                bar.update()
+        return results
+
+
+def run_tour(
+    env_ids: list[str], episodes: int = 20, concurrency: int = 16, out: str = "runs/tour"
+) -> int:
+    """Serve ``env_ids``; their experts play ``episodes`` per split over HTTP; print the table.
+
+    Returns:
+        0 when every expert episode succeeded, else 1.
+    """
+    from palaestra.tables import format_table
+
+    infos = [
+        info
+        for info in list_envs()
+        if "expert" in info.capabilities and info.unavailable is None and info.id in env_ids
+    ]
+    missing = sorted(set(env_ids) - {info.id for info in infos})
+    if missing:
+        print(f"error: no available env with an expert named {missing}", file=sys.stderr)
+        return 2
+    env_ids = [info.id for info in infos]
+    print(f"starting a server for {', '.join(env_ids)} ...")
+    process, url = start_server_process(env_ids)
+    try:
+        jobs = []
+        for info in infos:
+            for split in ("train", "test"):
+                ids = info.cls.tasks(split)
+                step = max(1, len(ids) // episodes)
+                jobs += [(info.id, split, ids[i]) for i in range(0, len(ids), step)][:episodes]
+        started = time.perf_counter()
+        results = asyncio.run(_play_all(url, jobs, concurrency))
+        elapsed = time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    rows = []
+    for info in infos:
+        for split in ("train", "test"):
+            group = [r for r in results if r.env == info.id and r.split == split]
+            if not group:
+                continue
+            rows.append(
+                (
+                    info.id,
+                    split,
+                    len(group),
+                    f"{sum(r.success for r in group) / len(group):.0%}",
+                    f"{sum(r.score for r in group) / len(group):.2f}",
+                    f"{sum(r.turns for r in group) / len(group):.1f}",
+                )
+            )
+    table = format_table(["env", "split", "episodes", "success", "mean score", "mean turns"], rows)
+    steps = sum(r.turns for r in results)
+    summary = (
+        f"{len(results)} expert episodes, {steps} steps over HTTP in {elapsed:.1f}s "
+        f"({steps / elapsed:.0f} steps/s incl. expert calls, {concurrency} concurrent sessions)"
+    )
+    print(f"\n{table}\n\n{summary}")
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "results.md").write_text(f"{table}\n\n{summary}\n")
+    (path / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    print(f"written: {path / 'results.md'}, {path / 'results.json'}")
+    return 0 if all(r.success for r in results) else 1
