@@ -54,8 +54,10 @@ class AgentEvolConfig:
         model: The base model (anything ``--policy``/``resolve_model`` takes as a model).
         iterations: Explore-and-learn rounds after behaviour cloning.
         base_tasks: Train tasks per env that the expert plays (the first ones).
-        explore_tasks: Further train tasks per env explored each round (spread over
-            the rest of the split).
+        explore_tasks: Train tasks per env explored each round, spread over the
+            train tasks after the base ones (``explore_from="rest"``) or over all
+            of them (``"all"``, as the paper explores every instruction).
+        explore_from: ``"rest"`` or ``"all"`` (see ``explore_tasks``).
         samples: Episodes per explored task (the paper's K).
         explore_temperature: Sampling temperature while exploring.
         min_score: Lowest score kept from exploration; a dict sets it per env.
@@ -86,6 +88,7 @@ class AgentEvolConfig:
     iterations: int = 2
     base_tasks: int = 200
     explore_tasks: int = 200
+    explore_from: str = "rest"
     samples: int = 2
     explore_temperature: float = 1.0
     min_score: float | dict[str, float] = 1.0
@@ -107,6 +110,8 @@ class AgentEvolConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.explore_from not in ("rest", "all"):
+            raise ValueError(f"explore_from must be 'rest' or 'all', not {self.explore_from!r}")
         if self.keep not in ("best", "all"):
             raise ValueError(f"keep must be 'best' or 'all', not {self.keep!r}")
         if self.retrain not in ("base", "continue"):
@@ -133,8 +138,8 @@ def plan_tasks(config: AgentEvolConfig) -> dict[str, dict[str, list[TaskId]]]:
     """``{env: {"base": [...], "explore": [...], "test": [...]}}`` for the run.
 
     Base tasks are the first ``base_tasks`` of the train pool; explore tasks are
-    ``explore_tasks`` spread evenly over the rest; test tasks are ``eval_tasks``
-    spread evenly over the test pool.
+    ``explore_tasks`` spread evenly over the rest (or over all, see
+    ``explore_from``); test tasks are ``eval_tasks`` spread evenly over the test pool.
     """
     plan = {}
     for env_id in config.envs:
@@ -147,7 +152,7 @@ def plan_tasks(config: AgentEvolConfig) -> dict[str, dict[str, list[TaskId]]]:
                 env.close()
         train, test = list(pools["train"]), list(pools["test"])
         base = train[: config.base_tasks]
-        rest = train[config.base_tasks :]
+        rest = train[config.base_tasks :] if config.explore_from == "rest" else train
         plan[env_id] = {
             "base": base,
             "explore": _spread(rest, config.explore_tasks),
@@ -321,7 +326,9 @@ def run_agentevol(
 
     try:
         for name in config.baselines:
-            record = stage(f"baseline-{name}", evaluate, name, out / "baselines" / name, name, None)
+            label = BASELINE_LABELS.get(name, name)
+            folder = out / "baselines" / name
+            record = stage(f"baseline-{name}", evaluate, label, folder, name, None)
             results += record["rows"]
 
         def collect_expert() -> dict[str, Any]:
@@ -405,6 +412,10 @@ def run_agentevol(
     (out / "results.md").write_text(table + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return AgentEvolResult(results, table, out)
+
+
+BASELINE_LABELS = {"uniform": "uniform (any move)", "random": "random (valid moves)"}
+"""Table labels of baseline policies whose ``--policy`` name says too little."""
 
 
 def _playable(policy_name: str, envs: Sequence[str]) -> tuple[str, ...]:

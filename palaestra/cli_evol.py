@@ -140,6 +140,7 @@ def cmd_evolve_agentevol(args: argparse.Namespace) -> int:
             iterations=args.iterations,
             base_tasks=args.base_tasks,
             explore_tasks=args.explore_tasks,
+            explore_from=args.explore_from,
             samples=args.samples,
             explore_temperature=args.temperature,
             min_score=args.min_score,
@@ -182,6 +183,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.quiet,
             threads=args.threads,
+            envs=tuple(args.envs),
         )
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         return _fail(str(error))
@@ -192,9 +194,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 DEMO_DESCRIPTION = """\
 The self-training pipeline end to end on this machine's CPU, in about 15 minutes:
 build the embedded tiny model (a 1.1M-parameter Llama and a tokenizer trained on
-the envs' text), collect expert trajectories on Maze (5x5 mazes) and Wordle,
-behaviour-clone them, evaluate, run AgentEvol rounds (explore train tasks the
-clone did not see, keep the best success per task, retrain), and print the table:
+the envs' text), collect expert trajectories on Maze's 1,000 5x5 train mazes,
+behaviour-clone them, evaluate, run an AgentEvol round (sample 2 episodes on 150
+train mazes, keep the best success per maze, retrain from the base model on
+base + kept), and print the table:
 uniform random, random valid moves, a heuristic, BC and each AgentEvol round, per
 env, greedy and sampled, with 95% intervals. The report folder (--out) gets
 results.md, results.json, run.json (every stage, resumable), report.md and plot.png.
@@ -283,6 +286,12 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=2, help="AgentEvol rounds (default 2)")
     p.add_argument("--base-tasks", type=int, default=200, help="expert-cloned tasks per env")
     p.add_argument("--explore-tasks", type=int, default=200, help="explored tasks per env")
+    p.add_argument(
+        "--explore-from",
+        choices=("rest", "all"),
+        default="rest",
+        help="explore the train tasks after the base ones (default) or all of them",
+    )
     p.add_argument("--samples", type=int, default=2, help="samples per explored task (K)")
     p.add_argument("--temperature", type=float, default=1.0, help="exploration temperature")
     p.add_argument("--min-score", type=float, default=1.0, help="lowest score kept")
@@ -320,6 +329,13 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         choices=("full", "quick"),
         default="full",
         help="full (~15 min on 2 cores) or quick (a 1-minute smoke run)",
+    )
+    p.add_argument(
+        "--envs",
+        nargs="+",
+        default=["palaestra/Maze-v0"],
+        metavar="ENV_ID",
+        help="envs to self-train on (default: palaestra/Maze-v0, its 5x5 mazes)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

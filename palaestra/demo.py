@@ -26,7 +26,6 @@ from palaestra.evol.sft import SFTConfig
 __all__ = ["DEMO_PRESETS", "DemoPreset", "demo_config", "plot_results", "run_demo"]
 
 MAZE = "palaestra/Maze-v0"
-WORDLE = "palaestra/Wordle-v0"
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,7 @@ class DemoPreset:
 
     base_tasks: int
     explore_tasks: int
+    explore_from: str
     samples: int
     steps: int
     iteration_steps: int
@@ -48,11 +48,12 @@ class DemoPreset:
 
 DEMO_PRESETS: dict[str, DemoPreset] = {
     "full": DemoPreset(
-        base_tasks=500,
+        base_tasks=1000,
         explore_tasks=150,
+        explore_from="all",
         samples=2,
-        steps=800,
-        iteration_steps=800,
+        steps=900,
+        iteration_steps=900,
         iterations=1,
         eval_tasks=100,
         max_turns=60,
@@ -63,6 +64,7 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
     "quick": DemoPreset(
         base_tasks=12,
         explore_tasks=6,
+        explore_from="rest",
         samples=2,
         steps=6,
         iteration_steps=3,
@@ -77,9 +79,16 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
 
 
 def demo_config(
-    preset: DemoPreset, model: str = "tiny", threads: int | None = None
+    preset: DemoPreset,
+    model: str = "tiny",
+    threads: int | None = None,
+    envs: tuple[str, ...] = (MAZE,),
 ) -> AgentEvolConfig:
-    """The AgentEvol run of the demo: Maze's 5x5 mazes and Wordle, with baselines."""
+    """The AgentEvol run of the demo: Maze's 5x5 mazes (and any other ``envs``), with baselines.
+
+    Only Maze by default: with Wordle's expert games mixed into the same budget
+    the tiny model learned neither (0% on Maze against 23% for Maze alone).
+    """
     maze = env_class(MAZE)()
     try:
         pools = {
@@ -91,11 +100,12 @@ def demo_config(
     finally:
         maze.close()
     return AgentEvolConfig(
-        envs=(MAZE, WORDLE),
+        envs=envs,
         model=model,
         iterations=preset.iterations,
         base_tasks=preset.base_tasks,
         explore_tasks=preset.explore_tasks,
+        explore_from=preset.explore_from,
         samples=preset.samples,
         explore_temperature=1.0,
         min_score=1.0,
@@ -176,6 +186,7 @@ def run_demo(
     resume: bool = False,
     progress: bool = True,
     threads: int | None = None,
+    envs: tuple[str, ...] = (MAZE,),
 ) -> int:
     """Run the demo (see the module doc); print the table; returns an exit status.
 
@@ -184,7 +195,7 @@ def run_demo(
     """
     out = Path(out)
     started = time.perf_counter()
-    config = demo_config(preset, model, threads)
+    config = demo_config(preset, model, threads, envs)
     result = run_agentevol(config, out, resume=resume, progress=progress)
     wall = time.perf_counter() - started
     plot = plot_results(result.rows, out / "plot.png")
@@ -211,7 +222,7 @@ def run_demo(
         f"(all stages: {sum(r['seconds'] for r in stages.values()):.0f} s).",
         "",
         "Success on the test tasks (95% Wilson interval); greedy and sampled at t=1. "
-        "Maze: 5x5 mazes only.",
+        "Maze: its 5x5 mazes (task ids divisible by 3).",
         "",
         result.table,
         "",

@@ -18,7 +18,7 @@ QUICK = DEMO_PRESETS["quick"]
 
 
 def tiny_config(**changes: object) -> AgentEvolConfig:
-    config = demo_config(QUICK)
+    config = demo_config(QUICK, envs=("palaestra/Maze-v0", "palaestra/Wordle-v0"))
     return replace(config, **{"baselines": ("random",), "concurrency": 8, **changes})
 
 
@@ -41,7 +41,7 @@ def test_two_iterations_run_and_a_crash_between_stages_resumes(tmp_path):
     )
     stages = json.loads((out / "run.json").read_text())["stages"]
     assert list(stages) == ["baseline-random", "expert", "bc", "eval-0", "explore-1"]
-    assert {r["policy"] for r in partial.rows} == {"random", "BC"}
+    assert {r["policy"] for r in partial.rows} == {"random (valid moves)", "BC"}
     before = snapshot(out)
     with pytest.raises(FileExistsError, match="--resume"):
         run_agentevol(tiny_config(), out, progress=False, log=logs.append)
@@ -64,7 +64,7 @@ def test_two_iterations_run_and_a_crash_between_stages_resumes(tmp_path):
         assert (out / f"iter-{i}" / "sft" / "model" / "config.json").exists()
         assert (out / f"iter-{i}" / "data.jsonl").exists()
     policies = [r["policy"] for r in result.rows]
-    assert {"random", "BC", "AgentEvol 1", "AgentEvol 2"} <= set(policies)
+    assert {"random (valid moves)", "BC", "AgentEvol 1", "AgentEvol 2"} <= set(policies)
     assert "AgentEvol 2" in (out / "results.md").read_text()
     # The kept exploration data is the base set plus the best success per task.
     base = (out / "base" / "data.jsonl").read_text().splitlines()
@@ -101,7 +101,8 @@ def test_a_crash_after_training_but_before_the_record_does_not_retrain(tmp_path,
 @pytest.mark.slow
 def test_demo_quick_preset_writes_the_report(tmp_path):
     out = tmp_path / "demo"
-    result = run_cli("demo", "--preset", "quick", "--out", str(out), "--quiet", timeout=600)
+    envs = ("--envs", "palaestra/Maze-v0", "palaestra/Wordle-v0")
+    result = run_cli("demo", "--preset", "quick", "--out", str(out), "--quiet", *envs, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("results.md", "results.json", "run.json", "report.md", "plot.png"):
         assert (out / name).exists(), name

@@ -1,0 +1,67 @@
+"""The self-training commands as a user runs them: data info/filter, train sft, evolve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_runner import run_cli
+
+from palaestra.agents.evaluate import EvalConfig, run_eval
+
+MAZE, WORDLE = "palaestra/Maze-v0", "palaestra/Wordle-v0"
+
+
+@pytest.fixture(scope="module")
+def expert_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("expert")
+    run_eval(EvalConfig("expert", (MAZE, WORDLE), split="train", limit=6), out, progress=False)
+    return out / "trajectories.jsonl"
+
+
+def test_data_info_prints_the_card(expert_file):
+    result = run_cli("data", "info", str(expert_file))
+    assert result.returncode == 0, result.stderr
+    assert "| palaestra/Maze-v0" in result.stdout and "| palaestra/Wordle-v0" in result.stdout
+    assert "12 trajectories in 1 file(s)" in result.stdout
+    as_json = json.loads(run_cli("data", "info", str(expert_file), "--json").stdout)
+    assert {row["env"] for row in as_json} == {MAZE, WORDLE}
+    assert all(row["success"] == 1.0 and row["tasks"] == 6 for row in as_json)
+
+
+def test_data_filter_to_parquet_and_back(expert_file, tmp_path):
+    parquet = tmp_path / "maze.parquet"
+    result = run_cli(
+        "data", "filter", str(expert_file), str(expert_file), "--envs", MAZE, "--best",
+        "--out", str(parquet),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "6 of 24 trajectories" in result.stdout  # the second copy was a duplicate
+    card = json.loads(run_cli("data", "info", str(parquet), "--json").stdout)
+    assert [(row["env"], row["trajectories"]) for row in card] == [(MAZE, 6)]
+
+
+def test_data_commands_report_bad_input(tmp_path):
+    result = run_cli("data", "info", str(tmp_path / "missing.jsonl"))
+    assert result.returncode == 2 and "no trajectory file" in result.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"env_id": 1}\nnot json\n')
+    result = run_cli("data", "info", str(broken))
+    assert result.returncode == 2 and "broken.jsonl:1" in result.stderr
+
+
+def test_train_sft_trains_and_saves_a_loadable_model(expert_file, tmp_path):
+    out = tmp_path / "sft"
+    result = run_cli(
+        "train", "sft", "--data", str(expert_file), "--model", "tiny", "--out", str(out),
+        "--steps", "3", "--batch-size", "4", "--history", "0", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "trained 3 steps" in result.stdout
+    summary = json.loads((out / "sft.json").read_text())
+    assert summary["steps"] == 3 and summary["config"]["history"] == 0
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "model")
+    help_text = run_cli("train", "sft", "--help").stdout
+    assert "--lora" in help_text and "torchrun" in " ".join(help_text.split())
