@@ -196,8 +196,8 @@ The self-training pipeline end to end on this machine's CPU, in about 15 minutes
 build the embedded tiny model (a 1.1M-parameter Llama and a tokenizer trained on
 the envs' text), collect expert trajectories on Maze's 1,000 5x5 train mazes,
 behaviour-clone them, evaluate, run an AgentEvol round (sample 2 episodes on 150
-train mazes, keep the best success per maze, retrain from the base model on
-base + kept), and print the table:
+train mazes, keep the best success per maze, fine-tune the BC model 300 more
+steps on base + kept), and print the table:
 uniform random, random valid moves, a heuristic, BC and each AgentEvol round, per
 env, greedy and sampled, with 95% intervals. The report folder (--out) gets
 results.md, results.json, run.json (every stage, resumable), report.md and plot.png.

@@ -71,6 +71,7 @@ def test_a_finished_run_is_not_overwritten_and_resume_checks_the_settings(tmp_pa
     assert again.stats.episodes == 0 and len(again.trajectories) == 2
 
 
+@pytest.mark.slow  # a subprocess killed midway: ~60 s; CI runs it
 def test_a_killed_eval_resumes_without_losing_or_duplicating_episodes(tmp_path):
     out = tmp_path / "killed"
     args = ["eval", "--policy", "random", "--envs", MAZE, "--limit", "300", "--seed", "3"]
