@@ -116,7 +116,7 @@ def read_trajectories(path: str | Path, *, repair: bool = False) -> list[Traject
                 if not raw.endswith(b"\n"):
                     raise ValueError("no newline at the end (a torn write)")
                 out.append(Trajectory.from_json(json.loads(raw)))
-            except ValueError as error:
+            except (ValueError, TypeError) as error:  # bad JSON, or not a trajectory
                 rest = f.read()
                 if repair and not rest.strip():
                     with path.open("r+b") as w:

@@ -50,3 +50,12 @@ def test_a_bad_line_in_the_middle_is_an_error_even_with_repair(tmp_path):
     path.write_text('{"broken\n' + json.dumps(make(1).to_json()) + "\n")
     with pytest.raises(ValueError, match=":1"):
         read_trajectories(path, repair=True)
+
+
+def test_a_json_object_that_is_not_a_trajectory_is_a_value_error(tmp_path):
+    from palaestra.agents.trajectory import read_trajectories
+
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"env_id": "palaestra/Maze-v0"}\n')  # valid JSON, missing fields
+    with pytest.raises(ValueError, match=r"t.jsonl:1: not a trajectory"):
+        read_trajectories(path)
