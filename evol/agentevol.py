@@ -33,7 +33,13 @@ from typing import Any
 from palaestra.agents.evaluate import EvalConfig, EvalResult, run_eval, wilson_interval
 from palaestra.agents.trajectory import Trajectory
 from palaestra.envs import TaskId, env_class
-from palaestra.evol.data import best_per_task, filter_trajectories, merge, save_trajectories
+from palaestra.evol.data import (
+    best_per_task,
+    filter_trajectories,
+    load_trajectories,
+    merge,
+    save_trajectories,
+)
 from palaestra.evol.sft import SFTConfig, train_sft
 
 __all__ = [
@@ -348,12 +354,11 @@ def run_agentevol(
             return {"trajectories": len(kept), "played": len(result.trajectories)}
 
         stage("expert", collect_expert)
-        base = _load(out / "base" / "data.jsonl")
+        base = load_trajectories(out / "base" / "data.jsonl")
         record = stage(
             "bc", train, out / "iter-0" / "sft", base, config.model, config.sft.max_steps
         )
         model_dir = out / record["model"]
-        sizes = {"iter-0": record["trajectories"]}
         results += stage("eval-0", evaluate, "BC", out / "iter-0" / "eval", "bc", model_dir)["rows"]
         for i in range(1, config.iterations + 1):
             folder = out / f"iter-{i}"
@@ -397,12 +402,11 @@ def run_agentevol(
                 }
 
             stage(f"explore-{i}", explore, i, folder, current)
-            data = _load(folder / "data.jsonl")
+            data = load_trajectories(folder / "data.jsonl")
             start = config.model if config.retrain == "base" else str(current)
             steps = config.iteration_steps or config.sft.max_steps
             record = stage(f"train-{i}", train, folder / "sft", data, start, steps)
             model_dir = out / record["model"]
-            sizes[f"iter-{i}"] = record["trajectories"]
             results += stage(
                 f"eval-{i}", evaluate, f"AgentEvol {i}", folder / "eval", f"iter-{i}", model_dir
             )["rows"]
@@ -434,12 +438,6 @@ def _playable(policy_name: str, envs: Sequence[str]) -> tuple[str, ...]:
 
 class _Stopped(Exception):
     """``stop_after`` reached."""
-
-
-def _load(path: Path) -> list[Trajectory]:
-    from palaestra.evol.data import load_trajectories
-
-    return load_trajectories(path)
 
 
 def render_evolution_table(rows: Sequence[dict[str, Any]]) -> str:
