@@ -38,6 +38,7 @@ TaskId = int | str
 CHARSET: str = string.printable + "·█░"
 
 MAX_TEXT_LENGTH = 1 << 16
+_TEXT_SPACE = spaces.Text(max_length=MAX_TEXT_LENGTH, charset=CHARSET)
 
 _ECHO_CHARS = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
 
@@ -127,11 +128,18 @@ class TextEnv(gymnasium.Env[str, str]):
         splits: Task ids per split; at least ``"train"`` and ``"test"``. Ranges are
             fine (membership is O(1)).
         task_id: The current task (``None`` before the first reset).
+        fast_calls: True when every reset and step is pure computation that ends in
+            well under a millisecond (no I/O, no subprocess): a server then runs
+            them on its event loop instead of its thread pool, saving a thread hop
+            per call. Such calls cannot be interrupted by the server's per-call
+            timeout; a call over 50 ms makes the server fall back to the pool for
+            this env (and log it).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
     instruction: ClassVar[str] = ""
     max_steps: ClassVar[int] = 50
+    fast_calls: ClassVar[bool] = False
     splits: ClassVar[Mapping[str, Sequence[TaskId]]] = {}
 
     def __init__(self, render_mode: str | None = None) -> None:
@@ -141,8 +149,11 @@ class TextEnv(gymnasium.Env[str, str]):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', not {render_mode!r}")
         self.render_mode = render_mode
-        self.observation_space = spaces.Text(max_length=MAX_TEXT_LENGTH, charset=CHARSET)
-        self.action_space = spaces.Text(max_length=MAX_TEXT_LENGTH, charset=CHARSET)
+        # Shallow copies of one pristine space: building a Text space indexes its
+        # charset (~85 us and ~10 KB each); the copies share that read-only index
+        # and still get their own random generator when first seeded or sampled.
+        self.observation_space = copy.copy(_TEXT_SPACE)
+        self.action_space = copy.copy(_TEXT_SPACE)
         self.task_id: TaskId | None = None
         self._steps = 0
         self._over = False

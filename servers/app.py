@@ -7,8 +7,8 @@ the routes of DESIGN.md; ``palaestra serve`` runs it under uvicorn.
 from __future__ import annotations
 
 import hmac
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,11 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from palaestra.envs.registration import list_envs
 from palaestra.servers.metrics import Metrics
-from palaestra.servers.sessions import ApiError, Session, SessionStore, Settings
+from palaestra.servers.operations import Operations
+from palaestra.servers.sessions import ApiError, SessionStore, Settings
+from palaestra.servers.websocket_route import add_socket_route
 from palaestra.servers.wire import (
     CreateSession,
     EnvSpec,
@@ -55,6 +57,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def json_response(body: Any, status: int = 200) -> Response:
+    """``body`` as compact UTF-8 JSON (bodies are built as dicts; no model round trip)."""
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
 def problem(status: int, error: str, detail: str) -> JSONResponse:
     """A JSON problem response (the body of every error)."""
     return JSONResponse({"status": status, "error": error, "detail": detail}, status_code=status)
@@ -64,7 +75,11 @@ class _Guard:
     """Pure ASGI middleware: bearer token on every route but /health, body-size cap.
 
     Written as raw ASGI rather than ``BaseHTTPMiddleware`` to stay off the hot
-    path's cost (no extra task or stream wrapping per request).
+    path's cost (no extra task or stream wrapping per request). The token guards
+    the WebSocket too (its upgrade request is refused with 403 before it is
+    accepted). Bodies over the cap are refused with 413 before they are read when
+    a Content-Length announces them, and as soon as the cap is passed otherwise
+    (chunked bodies), so a huge body never sits in memory.
     """
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
@@ -73,7 +88,8 @@ class _Guard:
         self.expected = f"Bearer {settings.token}".encode() if settings.token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -81,19 +97,52 @@ class _Guard:
             given = headers.get(b"authorization", b"")
             # Constant-time: the comparison time must not reveal how much of a guess was right.
             if not hmac.compare_digest(given, self.expected):
+                if kind == "websocket":
+                    # Closing before accepting answers the upgrade with HTTP 403.
+                    await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+                    return
                 status = 401 if not given else 403
                 detail = "missing bearer token" if not given else "wrong bearer token"
                 response = problem(status, "unauthorized", detail)
                 response.headers["WWW-Authenticate"] = "Bearer"
                 await response(scope, receive, send)
                 return
+        if kind == "websocket":
+            await self.app(scope, receive, send)
+            return
+        cap = self.settings.max_body_bytes
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.settings.max_body_bytes:
-            await problem(
-                413, "body_too_large", f"request body over {self.settings.max_body_bytes} bytes"
-            )(scope, receive, send)
+        if length is not None:
+            if not length.isdigit() or int(length) > cap:
+                await _too_large(cap)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"chunked" in headers.get(b"transfer-encoding", b""):
+            # No announced length: read up to the cap here, then replay it to the app.
+            messages: list[Message] = []
+            size = 0
+            while True:
+                message = await receive()
+                messages.append(message)
+                size += len(message.get("body", b""))
+                if size > cap:
+                    await _too_large(cap)(scope, receive, send)
+                    return
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
+            replay = iter(messages)
+
+            async def replayed() -> Message:
+                return next(replay, None) or await receive()
+
+            await self.app(scope, replayed, send)
             return
         await self.app(scope, receive, send)
+
+
+def _too_large(cap: int) -> JSONResponse:
+    return problem(413, "body_too_large", f"request body over {cap} bytes")
 
 
 def create_app(env_ids: list[str] | None = None, settings: Settings | None = None) -> FastAPI:
@@ -126,7 +175,9 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
         version="1",
         lifespan=lifespan,
         responses=_ERRORS,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    ops = Operations(store, metrics)
     app.state.store = store
     app.state.metrics = metrics
     app.add_middleware(_Guard, settings=settings)
@@ -156,21 +207,6 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
         metrics.errors.labels("internal").inc()
         return problem(500, "internal", f"internal server error ({type(error).__name__})")
 
-    def locked(
-        handler: Callable[[Session], Awaitable[Any]],
-    ) -> Callable[[str], Awaitable[Any]]:
-        async def run(session_id: str) -> Any:
-            session = store.get(session_id)
-            async with session.lock:
-                if store.sessions.get(session_id) is not session:
-                    raise ApiError(404, "session_not_found", f"session {session_id!r} was closed")
-                try:
-                    return await handler(session)
-                finally:
-                    session.last_used = time.monotonic()
-
-        return run
-
     # -- envs -----------------------------------------------------------------------
 
     @app.get("/v1/envs", response_model=list[EnvSpec], tags=["envs"])
@@ -198,73 +234,33 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
     # -- sessions -------------------------------------------------------------------
 
     @app.post("/v1/sessions", response_model=SessionCreated, status_code=201, tags=["sessions"])
-    async def create_session(body: CreateSession) -> SessionCreated:
-        """Open a session on an env and reset it to a task."""
-        session, observation, info = await store.create(body.env, body.task_id, body.seed)
-        metrics.created.labels(body.env).inc()
-        metrics.active.set(len(store.sessions))
-        return SessionCreated(session_id=session.id, observation=observation, info=info)
+    async def create_session(body: CreateSession) -> Response:
+        """Open a session on an env and reset it."""
+        _, created = await ops.create(body.env, body.task_id, body.seed)
+        return json_response(created, 201)
 
     @app.post("/v1/sessions/{session_id}/step", response_model=StepResult, tags=["sessions"])
-    async def step(session_id: str, body: StepRequest) -> StepResult:
+    async def step(session_id: str, body: StepRequest) -> Response:
         """Apply one action; gymnasium's five-tuple."""
-        if len(body.action) > settings.max_action_chars:
-            raise ApiError(
-                422,
-                "action_too_long",
-                f"action of {len(body.action)} characters; the cap is {settings.max_action_chars}",
-            )
-
-        async def run(session: Session) -> StepResult:
-            started = time.perf_counter()
-            observation, reward, terminated, truncated, info = await store.step(
-                session, body.action
-            )
-            metrics.steps.labels(session.env_id).inc()
-            metrics.step_seconds.observe(time.perf_counter() - started)
-            return StepResult(
-                observation=observation,
-                reward=reward,
-                terminated=terminated,
-                truncated=truncated,
-                info=info,
-            )
-
-        return await locked(run)(session_id)
+        return json_response(await ops.step(store.get(session_id), body.action))
 
     @app.post("/v1/sessions/{session_id}/reset", response_model=ResetResult, tags=["sessions"])
-    async def reset(session_id: str, body: ResetRequest | None = None) -> ResetResult:
+    async def reset(session_id: str, body: ResetRequest | None = None) -> Response:
         """Start a new episode in the session (a broken session gets a fresh env)."""
         body = body or ResetRequest()
-
-        async def run(session: Session) -> ResetResult:
-            observation, info = await store.reset(session, body.task_id, body.seed)
-            return ResetResult(observation=observation, info=info)
-
-        return await locked(run)(session_id)
+        return json_response(await ops.reset(store.get(session_id), body.task_id, body.seed))
 
     @app.post(
         "/v1/sessions/{session_id}/fork", response_model=Forked, status_code=201, tags=["sessions"]
     )
-    async def fork(session_id: str) -> Forked:
+    async def fork(session_id: str) -> Response:
         """Clone the session into a new, independent one (snapshot/restore, else replay)."""
-
-        async def run(session: Session) -> Forked:
-            twin, method = await store.fork(session)
-            metrics.created.labels(session.env_id).inc()
-            metrics.active.set(len(store.sessions))
-            return Forked(session_id=twin.id, method=method)
-
-        return await locked(run)(session_id)
+        return json_response(await ops.fork(store.get(session_id)), 201)
 
     @app.get("/v1/sessions/{session_id}/expert", response_model=ExpertAction, tags=["sessions"])
-    async def expert(session_id: str) -> ExpertAction:
+    async def expert(session_id: str) -> Response:
         """The next action of the env's scripted expert (where the env declares one)."""
-
-        async def run(session: Session) -> ExpertAction:
-            return ExpertAction(action=await store.expert(session))
-
-        return await locked(run)(session_id)
+        return json_response(await ops.expert(store.get(session_id)))
 
     @app.get(
         "/v1/sessions/{session_id}/random_action", response_model=RandomAction, tags=["sessions"]
@@ -272,40 +268,27 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
     async def random_action(
         session_id: str,
         seed: int = Query(ge=0, lt=2**63, description="Seed of the draw (numpy default_rng)."),
-    ) -> RandomAction:
+    ) -> Response:
         """A uniformly random valid action now (where the env declares ``random_action``).
 
         The env draws it from ``numpy.random.default_rng(seed)`` without touching its
         own randomness: the same seed in the same state gives the same action, here
         and in-process.
         """
-
-        async def run(session: Session) -> RandomAction:
-            return RandomAction(action=await store.random_action(session, seed))
-
-        return await locked(run)(session_id)
+        return json_response(await ops.random_action(store.get(session_id), seed))
 
     @app.get("/v1/sessions/{session_id}", response_model=SessionStatus, tags=["sessions"])
-    async def status(session_id: str) -> SessionStatus:
+    async def status(session_id: str) -> Response:
         """Env, task, step count, and whether the episode is done or the session broken."""
-        session = store.get(session_id)
-        return SessionStatus(
-            session_id=session.id,
-            env=session.env_id,
-            task_id=session.task_id,
-            steps=session.env.steps,
-            done=session.done,
-            broken=session.broken,
-            idle_seconds=round(time.monotonic() - session.last_used, 3),
-        )
+        return json_response(ops.status(store.get(session_id)))
 
     @app.delete("/v1/sessions/{session_id}", status_code=204, tags=["sessions"])
     async def delete(session_id: str) -> Response:
         """Close the session and free its env."""
-        session = store.get(session_id)
-        await store.close(session)
-        metrics.active.set(len(store.sessions))
+        await ops.close(store.get(session_id))
         return Response(status_code=204)
+
+    add_socket_route(app, ops)
 
     # -- operations -------------------------------------------------------------------
 

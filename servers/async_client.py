@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import os
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
 from palaestra.envs import TaskId
 from palaestra.errors import ServerUnavailableError
 from palaestra.servers.protocol import (
+    SOCKET_PATH,
     TOKEN_ENV,
     Request,
     RetryPolicy,
@@ -41,12 +42,16 @@ from palaestra.servers.protocol import (
     reset_request,
     step_request,
 )
+from palaestra.servers.session_socket import SessionSocket
 
 __all__ = ["AsyncEnvClient", "AsyncSession"]
 
 
 class AsyncSession:
     """A handle on one server session (made by :meth:`AsyncEnvClient.create`).
+
+    Over the WebSocket transport the handle holds the session's socket and every
+    call goes over it; otherwise each call is one HTTP request.
 
     Attributes:
         id: The server's session id.
@@ -56,17 +61,33 @@ class AsyncSession:
     """
 
     def __init__(
-        self, client: AsyncEnvClient, session_id: str, env_id: str, observation: str, info: dict
+        self,
+        client: AsyncEnvClient,
+        session_id: str,
+        env_id: str,
+        observation: str,
+        info: dict,
+        socket: SessionSocket | None = None,
     ) -> None:
         self.client = client
         self.id = session_id
         self.env_id = env_id
         self.observation = observation
         self.info = info
+        self._socket = socket
+
+    @property
+    def transport(self) -> str:
+        """``"websocket"`` or ``"http"``."""
+        return "websocket" if self._socket is not None else "http"
 
     async def step(self, action: str) -> Step:
         """Apply ``action``."""
-        result = await self.client.step(self.id, action)
+        if self._socket is not None:
+            step_request(self.id, action)  # the same argument checks as over HTTP
+            result = Step.from_json(await self._socket.call("step", action=action))
+        else:
+            result = await self.client.step(self.id, action)
         self.observation, self.info = result.observation, result.info
         return result
 
@@ -74,24 +95,44 @@ class AsyncSession:
         self, task_id: TaskId | None = None, seed: int | None = None
     ) -> tuple[str, dict]:
         """Start a new episode in this session."""
-        self.observation, self.info = await self.client.reset(self.id, task_id, seed)
+        if self._socket is not None:
+            data = await self._socket.call("reset", task_id=task_id, seed=seed)
+            self.observation, self.info = data["observation"], data["info"]
+        else:
+            self.observation, self.info = await self.client.reset(self.id, task_id, seed)
         return self.observation, self.info
 
     async def fork(self) -> AsyncSession:
-        """A new session in the same state."""
+        """A new session in the same state (on its own socket over the WebSocket transport)."""
+        if self._socket is not None:
+            twin_id = (await self._socket.call("fork"))["session_id"]
+            twin = await self.client.attach(twin_id)
+            twin.observation, twin.info = self.observation, dict(self.info)
+            return twin
         twin_id = await self.client.fork(self.id)
         return AsyncSession(self.client, twin_id, self.env_id, self.observation, dict(self.info))
 
     async def expert_action(self) -> str:
         """The env expert's next action."""
+        if self._socket is not None:
+            return (await self._socket.call("expert"))["action"]
         return await self.client.expert_action(self.id)
 
     async def random_action(self, seed: int) -> str:
         """A uniformly random valid action now, drawn by the server from ``seed``."""
+        if self._socket is not None:
+            random_action_request(self.id, seed)  # the same argument checks as over HTTP
+            return (await self._socket.call("random_action", seed=seed))["action"]
         return await self.client.random_action(self.id, seed)
 
     async def close(self) -> None:
-        """Delete the session on the server."""
+        """Delete the session on the server (and close its socket)."""
+        if self._socket is not None:
+            try:
+                await self._socket.call("close")
+            finally:
+                await self._socket.aclose()
+            return
         await self.client.close_session(self.id)
 
 
@@ -103,7 +144,11 @@ class AsyncEnvClient:
         token: Bearer token; defaults to the ``PALAESTRA_TOKEN`` env variable.
         timeouts: Per-phase timeouts.
         retry: Retry policy for connection failures and 503 answers.
-        max_connections: Size of the connection pool.
+        max_connections: Size of the HTTP connection pool.
+        transport: ``"http"`` (each call one request on pooled connections) or
+            ``"websocket"``: :meth:`create` opens one socket per session on
+            ``/v1/ws`` and the session's calls go over it (several times faster;
+            one open connection, two file descriptors on a local server, per session).
     """
 
     def __init__(
@@ -114,8 +159,12 @@ class AsyncEnvClient:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         max_connections: int = 256,
+        transport: Literal["http", "websocket"] = "http",
     ) -> None:
+        if transport not in ("http", "websocket"):
+            raise ValueError(f"transport is 'http' or 'websocket', not {transport!r}")
         self.base_url = base_url.rstrip("/")
+        self.transport = transport
         self.retry = retry or RetryPolicy()
         self._timeouts = timeouts or Timeouts()
         token = token if token is not None else os.environ.get(TOKEN_ENV)
@@ -200,8 +249,61 @@ class AsyncEnvClient:
         self, env_id: str, task_id: TaskId | None = None, seed: int | None = None
     ) -> AsyncSession:
         """Open a session on ``env_id``, reset to ``task_id`` (a train task when None)."""
+        if self.transport == "websocket":
+            socket = await self._connect()
+            try:
+                data = await socket.call("create", env=env_id, task_id=task_id, seed=seed)
+            except BaseException:
+                await socket.aclose()
+                raise
+            return AsyncSession(
+                self, data["session_id"], env_id, data["observation"], data["info"], socket
+            )
         data = await self._call(create_request(env_id, task_id, seed))
         return AsyncSession(self, data["session_id"], env_id, data["observation"], data["info"])
+
+    async def attach(self, session_id: str) -> AsyncSession:
+        """A handle on an existing session (its own socket over the WebSocket transport).
+
+        The session is not closed when the handle's socket closes; ``close()`` does.
+        """
+        if self.transport == "websocket":
+            socket = await self._connect()
+            try:
+                status = await socket.call("attach", session_id=session_id)
+            except BaseException:
+                await socket.aclose()
+                raise
+            return AsyncSession(self, session_id, status["env"], "", {}, socket)
+        status = await self.status(session_id)
+        return AsyncSession(self, session_id, status["env"], "", {})
+
+    async def _connect(self) -> SessionSocket:
+        """Open a socket on ``/v1/ws`` (connection failures retried like requests)."""
+        delays = self.retry.delays()
+        url = "ws" + self.base_url.removeprefix("http") + SOCKET_PATH
+        while True:
+            try:
+                ws = await self._http().ws_connect(
+                    url,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=self._timeouts.write),
+                    autoping=True,
+                    max_msg_size=0,
+                )
+                return SessionSocket(ws, self._timeouts.read, url)
+            except aiohttp.WSServerHandshakeError as error:
+                raise error_for(error.status, f"websocket refused: {error.message}") from None
+            except aiohttp.ClientConnectorError as error:
+                delay = next(delays, None)
+                if delay is None:
+                    raise ServerUnavailableError(0, f"cannot reach {url}: {error}") from None
+                await asyncio.sleep(delay)
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise TimeoutError(f"opening {url} timed out") from None
+            except aiohttp.ClientError as error:
+                raise ServerUnavailableError(
+                    0, f"opening {url} failed: {type(error).__name__}: {error}"
+                ) from None
 
     async def step(self, session_id: str, action: str) -> Step:
         """One step of a session."""

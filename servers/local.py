@@ -33,6 +33,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+    store = getattr(app.state, "store", None)
     return uvicorn.Config(
         app,
         host=host,
@@ -40,6 +41,8 @@ def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Confi
         log_level=log_level,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         access_log=False,
+        # A WebSocket message may be as large as an HTTP body, no larger.
+        ws_max_size=store.settings.max_body_bytes if store is not None else 64 * 1024,
     )
 
 

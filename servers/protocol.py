@@ -27,6 +27,7 @@ from palaestra.errors import (
 )
 
 __all__ = [
+    "SOCKET_PATH",
     "Request",
     "RetryPolicy",
     "Step",
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 TOKEN_ENV = "PALAESTRA_TOKEN"
+
+# The WebSocket route: one socket per session (servers.websocket_route, servers.session_socket).
+SOCKET_PATH = "/v1/ws"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Sessions: one env instance each, its lock, its history, and the store that reaps them.
 
-Env code runs on a thread pool, never on the event loop; each session has an
-``asyncio.Lock`` so its calls run one at a time. A call that raises marks its
+Env code runs on a thread pool, except for envs that declare ``fast_calls``
+(microsecond steps, no I/O), which run on the event loop to save the thread hop;
+each session has an ``asyncio.Lock`` so its calls run one at a time. A call that raises marks its
 session broken; one that exceeds the per-call timeout is abandoned (the thread
 finishes on its own) and its session is marked broken too. A broken session
 answers 409 until it is reset (which builds a fresh env) or deleted.
@@ -30,6 +31,9 @@ __all__ = ["ApiError", "Session", "SessionStore", "Settings"]
 
 log = logging.getLogger("palaestra.server")
 T = TypeVar("T")
+
+# An env call on the event loop longer than this sends its env to the pool.
+INLINE_LIMIT_SECONDS = 0.05
 
 
 class ApiError(Exception):
@@ -95,6 +99,8 @@ class SessionStore:
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="palaestra-env")
         self._reaper: asyncio.Task[None] | None = None
         self._reserved = 0  # sessions being created, counted against the cap
+        # Envs whose calls run on the event loop (they declare fast_calls).
+        self._inline = {env_id for env_id, cls in self.classes.items() if cls.fast_calls}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -114,11 +120,27 @@ class SessionStore:
 
     # -- running env code -----------------------------------------------------------
 
-    async def run(self, session: Session | None, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the pool with the per-call timeout; map env errors to API errors."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, fn)
+    async def run(
+        self, session: Session | None, fn: Callable[[], T], *, env_id: str | None = None
+    ) -> T:
+        """Run ``fn`` (env code) and map env errors to API errors.
+
+        Envs that declare ``fast_calls`` run on the event loop (no thread hop); the
+        rest run on the pool under the per-call timeout.
+
+        Args:
+            session: The session whose env runs (marked broken when it fails).
+            fn: The env call.
+            env_id: The env, when there is no session yet (making one).
+        """
+        env_id = env_id if env_id is not None else session.env_id if session else ""
         try:
+            if env_id in self._inline:
+                started = time.perf_counter()
+                result = fn()
+                self._check_inline(env_id, time.perf_counter() - started)
+                return result
+            future = asyncio.get_running_loop().run_in_executor(self.pool, fn)
             return await asyncio.wait_for(future, self.settings.step_timeout)
         except TimeoutError:
             if session is not None:
@@ -143,6 +165,17 @@ class SessionStore:
                 "env_error",
                 f"the env raised {type(error).__name__}: {error}; the session is marked broken",
             ) from None
+
+    def _check_inline(self, env_id: str, seconds: float) -> None:
+        # A "fast" env that blocks the loop this long goes back to the pool for good.
+        if seconds > INLINE_LIMIT_SECONDS:
+            self._inline.discard(env_id)
+            log.warning(
+                "%s declares fast_calls but one call took %.0f ms; its calls now run on "
+                "the thread pool",
+                env_id,
+                seconds * 1e3,
+            )
 
     # -- sessions -------------------------------------------------------------------
 
@@ -182,7 +215,7 @@ class SessionStore:
             )
         self._reserved += 1
         try:
-            env = await self.run(None, lambda: _make_env(env_id, cls))
+            env = await self.run(None, lambda: _make_env(env_id, cls), env_id=env_id)
             session = Session(id=secrets.token_urlsafe(16), env_id=env_id, env=env)
             try:
                 observation, info = await self._reset(session, task_id, seed)
@@ -201,7 +234,9 @@ class SessionStore:
         if session.broken is not None:
             old = session.env
             cls = self.classes[session.env_id]
-            session.env = await self.run(None, lambda: _make_env(session.env_id, cls))
+            session.env = await self.run(
+                None, lambda: _make_env(session.env_id, cls), env_id=session.env_id
+            )
             session.broken = None
             self.pool.submit(old.close)
         return await self._reset(session, task_id, seed)
@@ -306,7 +341,10 @@ class SessionStore:
         """Forget ``session`` and close its env (on the pool)."""
         if self.sessions.pop(session.id, None) is not None:
             with contextlib.suppress(Exception):
-                await asyncio.get_running_loop().run_in_executor(self.pool, session.env.close)
+                if session.env_id in self._inline:
+                    session.env.close()
+                else:
+                    await asyncio.get_running_loop().run_in_executor(self.pool, session.env.close)
 
     def check_usable(self, session: Session) -> None:
         """409 when ``session`` is broken."""

@@ -7,7 +7,7 @@ with the same field names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,8 @@ __all__ = [
     "ResetResult",
     "SessionCreated",
     "SessionStatus",
+    "SocketReply",
+    "SocketRequest",
     "StepRequest",
     "StepResult",
     "TaskList",
@@ -160,3 +162,49 @@ class Problem(BaseModel):
     status: int = Field(description="The HTTP status, repeated.")
     error: str = Field(description="A stable machine-readable code, e.g. 'session_not_found'.")
     detail: str = Field(description="What went wrong, for a person.")
+
+
+SocketOp = Literal[
+    "create", "attach", "step", "reset", "fork", "expert", "random_action", "status", "close"
+]
+
+
+class SocketRequest(_Strict):
+    """One request on the WebSocket ``/v1/ws`` (a JSON text frame).
+
+    The socket serves one session: its first request is ``create`` (a new session,
+    owned by the socket and closed when the socket closes) or ``attach`` (an
+    existing one, left open when the socket closes). The other ops are the HTTP
+    routes of that session, with the same fields: ``step`` {action}, ``reset``
+    {task_id?, seed?}, ``fork``, ``expert``, ``random_action`` {seed}, ``status``,
+    ``close``. Requests are answered one at a time, in order.
+    """
+
+    id: int | None = Field(
+        default=None, description="Echoed in the reply; lets a client drop late replies."
+    )
+    op: SocketOp
+    env: str | None = Field(default=None, description="create: the env id.")
+    session_id: str | None = Field(default=None, description="attach: the session.")
+    task_id: TaskIdField | None = Field(default=None, description="create/reset: the task.")
+    seed: int | None = Field(
+        default=None, ge=0, description="create/reset: env seed; random_action: the draw (< 2**63)."
+    )
+    action: str | None = Field(default=None, description="step: the action text.")
+
+
+class SocketReply(BaseModel):
+    """The answer to one :class:`SocketRequest`.
+
+    ``ok`` true: ``result`` is the body the HTTP route answers with (``create``
+    answers ``SessionCreated``, ``attach`` and ``status`` ``SessionStatus``,
+    ``close`` null). ``ok`` false: ``status``, ``error`` and ``detail`` are those
+    of the HTTP error (:class:`Problem`); the socket stays open.
+    """
+
+    id: int | None
+    ok: bool
+    result: Any = None
+    status: int | None = None
+    error: str | None = None
+    detail: str | None = None

@@ -129,6 +129,7 @@ class WordleEnv(TextEnv):
         "Reply with exactly one action: guess WORD (for example: guess crane)"
     )
     max_steps: ClassVar[int] = MAX_STEPS
+    fast_calls: ClassVar[bool] = True  # pure Python, microseconds per guess
     splits: ClassVar[dict[str, range]] = {"train": TRAIN_TASKS, "test": TEST_TASKS}
 
     def __init__(self, render_mode: str | None = None) -> None:

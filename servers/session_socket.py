@@ -1,0 +1,97 @@
+"""The client end of one session's WebSocket (``/v1/ws``).
+
+One request at a time: each carries a fresh ``id`` and the answer with that id
+is its reply. A reply that arrives after its caller gave up (a read timeout, a
+cancelled task) is dropped when the next call reads past it, so a timeout never
+shifts later answers onto the wrong requests. A socket the server closed (it
+restarted, or was killed) turns into :class:`~palaestra.errors.ServerUnavailableError`
+at once, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from palaestra.errors import ServerUnavailableError
+from palaestra.servers.protocol import error_for
+
+__all__ = ["SessionSocket"]
+
+_GONE = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+
+
+class SessionSocket:
+    """Request/reply calls over one open WebSocket.
+
+    Args:
+        ws: The connected socket.
+        read_timeout: Seconds to wait for each reply.
+        url: The socket's URL (for error messages).
+    """
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, read_timeout: float, url: str) -> None:
+        self._ws = ws
+        self._read_timeout = read_timeout
+        self._url = url
+        self._last_id = 0
+        self._lock = asyncio.Lock()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the socket is closed."""
+        return self._ws.closed
+
+    async def call(self, op: str, **fields: Any) -> Any:
+        """Send one request (``None`` fields left out) and return its reply's ``result``.
+
+        Raises:
+            ServerError: The server answered an error (the subclass of its status).
+            ServerUnavailableError: The socket is closed or broke.
+            TimeoutError: No reply within the read timeout (the socket stays usable).
+        """
+        async with self._lock:
+            self._last_id += 1
+            request_id = self._last_id
+            message = {"id": request_id, "op": op}
+            message.update((k, v) for k, v in fields.items() if v is not None)
+            if self._ws.closed:
+                raise ServerUnavailableError(0, f"the socket {self._url} is closed")
+            try:
+                await self._ws.send_str(json.dumps(message))
+            except (ConnectionError, aiohttp.ClientError) as error:
+                raise ServerUnavailableError(
+                    0, f"{op} on {self._url} failed: {type(error).__name__}: {error}"
+                ) from None
+            deadline = time.monotonic() + self._read_timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{op} on {self._url}: no reply in {self._read_timeout:g}s")
+                try:
+                    reply = await self._ws.receive(timeout=remaining)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"{op} on {self._url}: no reply in {self._read_timeout:g}s"
+                    ) from None
+                if reply.type == aiohttp.WSMsgType.TEXT:
+                    data = json.loads(reply.data)
+                    if data.get("id") != request_id:
+                        continue  # the late reply to a request whose caller gave up
+                    if data.get("ok"):
+                        return data.get("result")
+                    raise error_for(int(data.get("status") or 500), data)
+                if reply.type in _GONE or reply.type == aiohttp.WSMsgType.ERROR:
+                    raise ServerUnavailableError(
+                        0, f"{op} on {self._url}: the server closed the socket"
+                    )
+                # pings/pongs are handled by aiohttp; binary frames are not ours: skip
+
+    async def aclose(self) -> None:
+        """Close the socket (the server closes a session this socket created)."""
+        if not self._ws.closed:
+            await self._ws.close()
