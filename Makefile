@@ -30,7 +30,9 @@ lint: install  ## ruff lint and format check
 test: lint  ## lint, then every test (slow ones included)
 	$(BIN)/pytest -m "" -q
 
-bench: install  ## the benchmark tables: client throughput, per-env speed and cost
+bench: install  ## the benchmark tables: server and client throughput, sessions, per-env speed and cost
+	$(BIN)/python bench/server_throughput.py
+	$(BIN)/python bench/server_sessions.py
 	$(BIN)/python bench/client_throughput.py
 	$(BIN)/python bench/env_speed.py
 	$(BIN)/python bench/rollout_speed.py

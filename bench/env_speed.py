@@ -22,35 +22,14 @@ import os
 import random
 import statistics
 import time
-from pathlib import Path
+
+from common import percentile, rss_mib  # bench/common.py
 
 import palaestra
 from palaestra.envs import list_envs
 from palaestra.servers import AsyncEnvClient
 from palaestra.tables import format_table
 from palaestra.tour import start_server_process
-
-
-def rss_mib(pid: int) -> float:
-    """RSS of ``pid`` and all its descendants, in MiB (from /proc)."""
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-        except FileNotFoundError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            stack += [int(c) for c in task.read_text().split()]
-    return total / 1024
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def in_process(env_id: str, test_tasks: int) -> dict[str, float]:

@@ -114,6 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from palaestra.envs import list_envs
     from palaestra.servers import Settings, create_app
     from palaestra.servers.local import run_server
+    from palaestra.servers.workers import run_workers, worker_urls
 
     if not is_loopback(args.host) and not args.token and not args.insecure:
         print(
@@ -140,8 +141,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         token=args.token,
     )
-    app = create_app(env_ids, settings)
     auth = "token required" if args.token else "no token"
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        urls = worker_urls(args.host, args.port, args.workers)
+        print(
+            f"palaestra serving {', '.join(env_ids)} with {args.workers} workers, one port "
+            f"each ({auth}): {' '.join(urls)}\n(a session lives on the worker that made it; "
+            f"give clients every URL, e.g. palaestra eval {' '.join('--url ' + u for u in urls)})",
+            flush=True,
+        )
+        return run_workers(env_ids, settings, args.host, args.port, args.workers, args.log_level)
+    app = create_app(env_ids, settings)
     print(f"palaestra serving {', '.join(env_ids)} on http://{args.host}:{args.port} ({auth})")
     run_server(app, args.host, args.port, log_level=args.log_level)
     return 0
@@ -321,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-action-chars", type=int, default=4096, help="longest accepted action (default 4096)"
     )
     p.add_argument("--threads", type=int, default=16, help="threads running env code (default 16)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes, one port each from --port up (default 1); a session stays on "
+        "the worker that made it, so clients get every URL (eval --url ... --url ...)",
+    )
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,11 +46,18 @@ def _free_port() -> int:
 
 
 def start_server_process(
-    env_ids: list[str], port: int | None = None
+    env_ids: list[str], port: int | None = None, extra_args: Sequence[str] = ()
 ) -> tuple[subprocess.Popen, str]:
-    """Start ``palaestra serve`` as a child process; returns it and its base URL once healthy."""
+    """Start ``palaestra serve`` as a child process; returns it and its base URL once healthy.
+
+    Args:
+        env_ids: The envs to serve.
+        port: The port (default: a free one).
+        extra_args: More ``palaestra serve`` flags, e.g. ``["--max-sessions", "20000"]``.
+    """
     port = port or _free_port()
     command = [sys.executable, "-m", "palaestra.cli", "serve", *env_ids, "--port", str(port)]
+    command += list(extra_args)
     process = subprocess.Popen([*command, "--log-level", "warning"])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,17 +58,24 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    """``body`` as compact UTF-8 JSON (bodies are built as dicts; no model round trip)."""
+    r"""``body`` as compact UTF-8 JSON (bodies are built as dicts; no model round trip).
+
+    A lone surrogate (the JSON escape ``"\ud800"`` decodes to one, and an env may
+    echo it) has no UTF-8 form: it goes out as that same escape, which the client
+    decodes back to the string the env returned.
+    """
     return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace"
+        ),
         status_code=status,
         media_type="application/json",
     )
 
 
-def problem(status: int, error: str, detail: str) -> JSONResponse:
+def problem(status: int, error: str, detail: str) -> Response:
     """A JSON problem response (the body of every error)."""
-    return JSONResponse({"status": status, "error": error, "detail": detail}, status_code=status)
+    return json_response({"status": status, "error": error, "detail": detail}, status)
 
 
 class _Guard:
@@ -141,7 +148,7 @@ class _Guard:
         await self.app(scope, receive, send)
 
 
-def _too_large(cap: int) -> JSONResponse:
+def _too_large(cap: int) -> Response:
     return problem(413, "body_too_large", f"request body over {cap} bytes")
 
 
@@ -183,12 +190,12 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
     app.add_middleware(_Guard, settings=settings)
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, error: ApiError) -> JSONResponse:
+    async def _api_error(_: Request, error: ApiError) -> Response:
         metrics.errors.labels(error.error).inc()
         return problem(error.status, error.error, error.detail)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid(_: Request, error: RequestValidationError) -> Response:
         parts = []
         for item in error.errors():
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
@@ -197,12 +204,24 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
         return problem(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(_: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 400:
+            # FastAPI's answer to a body json.loads cannot read (not UTF-8, nested too
+            # deep, an int of over 4300 digits): a bad body like any other, so a 422.
+            metrics.errors.labels("invalid_request").inc()
+            return problem(
+                422,
+                "invalid_request",
+                "body: not readable as UTF-8 JSON (bad UTF-8, nested too deep, or a number "
+                "too long)",
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return problem(error.status_code, code, str(error.detail))
+        response = problem(error.status_code, code, str(error.detail))
+        response.headers.update(error.headers or {})  # the Allow of a 405
+        return response
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def _unexpected(_: Request, error: Exception) -> Response:
         # Never a stack trace on the wire; the log has it.
         metrics.errors.labels("internal").inc()
         return problem(500, "internal", f"internal server error ({type(error).__name__})")

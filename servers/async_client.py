@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Literal
 
@@ -143,7 +144,9 @@ class AsyncEnvClient:
         base_url: The server, e.g. ``"http://127.0.0.1:8000"``.
         token: Bearer token; defaults to the ``PALAESTRA_TOKEN`` env variable.
         timeouts: Per-phase timeouts.
-        retry: Retry policy for connection failures and 503 answers.
+        retry: Retry policy for connection failures and 503 answers. Once the server
+            could not be reached after every retry, later calls try it once each
+            (no backoff) until one gets through.
         max_connections: Size of the HTTP connection pool.
         transport: ``"http"`` (each call one request on pooled connections) or
             ``"websocket"``: :meth:`create` opens one socket per session on
@@ -171,6 +174,18 @@ class AsyncEnvClient:
         self._headers = auth_headers(token)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Set when a connection failed after every retry; cleared by the next one made.
+        self._unreachable = False
+
+    def _retry_delays(self) -> Iterator[float]:
+        """The waits between connection attempts: none while the server is known down.
+
+        Once the server could not be reached after every retry, later calls try once
+        without waiting until one gets through, so a dead server fails each of them
+        at once instead of after the whole backoff (an eval's remaining episodes are
+        reported lost in moments, not in one backoff per episode).
+        """
+        return iter(()) if self._unreachable else self.retry.delays()
 
     def _http(self) -> aiohttp.ClientSession:
         # Made lazily, inside the running loop, as aiohttp requires.
@@ -192,7 +207,7 @@ class AsyncEnvClient:
         return self._session
 
     async def _call(self, request: Request) -> Any:
-        delays = self.retry.delays()
+        delays = self._retry_delays()
         http = self._http()
         while True:
             try:
@@ -202,6 +217,7 @@ class AsyncEnvClient:
                     json=request.body,
                     params=request.params,
                 ) as response:
+                    self._unreachable = False
                     if response.status == 503:
                         delay = next(delays, None)
                         if delay is not None:
@@ -220,18 +236,22 @@ class AsyncEnvClient:
                 # Connection not established: the request was never sent, safe to retry.
                 delay = next(delays, None)
                 if delay is None:
+                    self._unreachable = True
                     raise ServerUnavailableError(
                         0, f"cannot reach {self.base_url}: {error}"
                     ) from None
                 await asyncio.sleep(delay)
             except (TimeoutError, aiohttp.ServerTimeoutError) as error:
                 raise TimeoutError(
-                    f"{request.method} {request.path} timed out ({type(error).__name__})"
+                    f"{request.method} {self.base_url}{request.path} timed out "
+                    f"({type(error).__name__})"
                 ) from None
             except aiohttp.ClientError as error:
                 # Connection lost mid-request: not retried, the server may have applied it.
                 raise ServerUnavailableError(
-                    0, f"{request.method} {request.path} failed: {type(error).__name__}: {error}"
+                    0,
+                    f"{request.method} {self.base_url}{request.path} failed: "
+                    f"{type(error).__name__}: {error}",
                 ) from None
 
     # -- the API ----------------------------------------------------------------------
@@ -280,7 +300,7 @@ class AsyncEnvClient:
 
     async def _connect(self) -> SessionSocket:
         """Open a socket on ``/v1/ws`` (connection failures retried like requests)."""
-        delays = self.retry.delays()
+        delays = self._retry_delays()
         url = "ws" + self.base_url.removeprefix("http") + SOCKET_PATH
         while True:
             try:
@@ -290,12 +310,14 @@ class AsyncEnvClient:
                     autoping=True,
                     max_msg_size=0,
                 )
+                self._unreachable = False
                 return SessionSocket(ws, self._timeouts.read, url)
             except aiohttp.WSServerHandshakeError as error:
                 raise error_for(error.status, f"websocket refused: {error.message}") from None
             except aiohttp.ClientConnectorError as error:
                 delay = next(delays, None)
                 if delay is None:
+                    self._unreachable = True
                     raise ServerUnavailableError(0, f"cannot reach {url}: {error}") from None
                 await asyncio.sleep(delay)
             except (TimeoutError, aiohttp.ServerTimeoutError):

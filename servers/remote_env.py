@@ -126,7 +126,16 @@ class RemoteEnv(gymnasium.Env[str, str]):
                 continue
             except httpx.TimeoutException as error:
                 raise TimeoutError(
-                    f"{request.method} {request.path} timed out ({type(error).__name__})"
+                    f"{request.method} {self.base_url}{request.path} timed out "
+                    f"({type(error).__name__})"
+                ) from None
+            except httpx.TransportError as error:
+                # Connection lost mid-request (the server died or restarted): not
+                # retried, since the server may have applied it.
+                raise ServerUnavailableError(
+                    0,
+                    f"{request.method} {self.base_url}{request.path} failed: "
+                    f"{type(error).__name__}: {error}",
                 ) from None
             if response.status_code == 503:
                 delay = next(delays, None)

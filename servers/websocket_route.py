@@ -133,7 +133,12 @@ def add_socket_route(app: FastAPI, ops: Operations) -> None:
                     answer = _error(None, 413, "body_too_large", f"message over {max_bytes} bytes")
                 else:
                     answer = await _answer(state, text)
-                await websocket.send_text(answer)
+                try:
+                    await websocket.send_text(answer)
+                except UnicodeEncodeError:
+                    # A lone surrogate (an env echoing the "\ud800" of an HTTP step) has no
+                    # UTF-8 form: send it as that JSON escape, which decodes back to it.
+                    await websocket.send_text(answer.encode("utf-8", "backslashreplace").decode())
         except WebSocketDisconnect:
             pass  # the client went away, maybe mid-request: nothing to answer
         except RuntimeError as error:

@@ -35,7 +35,9 @@ TaskIdField = int | str
 
 class _Strict(BaseModel):
     # Unknown fields are errors: a typo like {"actoin": ...} must not pass silently.
-    model_config = ConfigDict(extra="forbid")
+    # So are wrong JSON types: {"seed": true} or {"task_id": true} must not play seed or
+    # task 1, nor {"seed": "5"} seed 5 (strict: no coercion between JSON types).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class EnvSpec(BaseModel):
