@@ -161,7 +161,7 @@ async def echo_http(url: str, sessions: int, seconds: float) -> tuple[list[float
 
 async def echo_ws(url: str, sessions: int, seconds: float) -> tuple[list[float], float]:
     latencies: list[float] = []
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         sockets = [await http.ws_connect("ws" + url.removeprefix("http") + "/ws")]
         sockets += await asyncio.gather(
             *(http.ws_connect("ws" + url.removeprefix("http") + "/ws") for _ in range(sessions - 1))

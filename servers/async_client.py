@@ -147,7 +147,8 @@ class AsyncEnvClient:
         retry: Retry policy for connection failures and 503 answers. Once the server
             could not be reached after every retry, later calls try it once each
             (no backoff) until one gets through.
-        max_connections: Size of the HTTP connection pool.
+        max_connections: Size of the HTTP connection pool (sockets are not pooled:
+            one each per open WebSocket session).
         transport: ``"http"`` (each call one request on pooled connections) or
             ``"websocket"``: :meth:`create` opens one socket per session on
             ``/v1/ws`` and the session's calls go over it (several times faster;
@@ -174,6 +175,7 @@ class AsyncEnvClient:
         self._headers = auth_headers(token)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._ws_session: aiohttp.ClientSession | None = None
         # Set when a connection failed after every retry; cleared by the next one made.
         self._unreachable = False
 
@@ -205,6 +207,20 @@ class AsyncEnvClient:
                 ),
             )
         return self._session
+
+    def _ws_http(self) -> aiohttp.ClientSession:
+        # Sockets get their own connector without a limit: each holds its connection
+        # for the session's life, so a pool limit would make socket N+1 wait forever.
+        if self._ws_session is None or self._ws_session.closed:
+            t = self._timeouts
+            self._ws_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=t.connect, sock_connect=t.connect
+                ),
+            )
+        return self._ws_session
 
     async def _call(self, request: Request) -> Any:
         delays = self._retry_delays()
@@ -304,7 +320,7 @@ class AsyncEnvClient:
         url = "ws" + self.base_url.removeprefix("http") + SOCKET_PATH
         while True:
             try:
-                ws = await self._http().ws_connect(
+                ws = await self._ws_http().ws_connect(
                     url,
                     timeout=aiohttp.ClientWSTimeout(ws_close=self._timeouts.write),
                     autoping=True,
@@ -367,10 +383,15 @@ class AsyncEnvClient:
         return await self._call(Request("GET", "/health"))
 
     async def aclose(self) -> None:
-        """Close the connection pool (sessions on the server stay until reaped/deleted)."""
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        """Close the connections.
+
+        HTTP sessions on the server stay until reaped or deleted; the server closes
+        those its sockets created.
+        """
+        for http in (self._session, self._ws_session):
+            if http is not None and not http.closed:
+                await http.close()
+        self._session = self._ws_session = None
 
     async def __aenter__(self) -> AsyncEnvClient:
         return self

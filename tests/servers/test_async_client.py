@@ -12,7 +12,7 @@ from palaestra.errors import (
     SessionConflictError,
     SessionNotFoundError,
 )
-from palaestra.servers import AsyncEnvClient, RetryPolicy
+from palaestra.servers import AsyncEnvClient, RetryPolicy, Timeouts
 
 
 def test_async_episode_matches_in_process(maze_url):
@@ -157,3 +157,22 @@ def test_503_is_retried_until_the_server_answers():
         calls["n"] = 0
         with pytest.raises(ServerUnavailableError, match="starting"):
             asyncio.run(run(2))
+
+
+def test_websocket_sessions_are_not_limited_by_the_http_pool(maze_url):
+    # Each socket holds its connection for the session's life: with sockets drawn
+    # from the HTTP pool, session max_connections + 1 waited forever.
+    async def main() -> list[str]:
+        client = AsyncEnvClient(
+            maze_url, transport="websocket", max_connections=2, timeouts=Timeouts(connect=2)
+        )
+        async with client:
+            sessions = await asyncio.wait_for(
+                asyncio.gather(*(client.create("toy/Counter-v0", task_id=t) for t in range(6))),
+                timeout=20,
+            )
+            steps = [await s.step("inc") for s in sessions]
+            await asyncio.gather(*(s.close() for s in sessions))
+            return [step.observation for step in steps]
+
+    assert asyncio.run(main()) == ["count 1"] * 6
