@@ -7,7 +7,6 @@ the routes of DESIGN.md; ``palaestra serve`` runs it under uvicorn.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from palaestra.envs.registration import list_envs
+from palaestra.servers import json_codec
 from palaestra.servers.metrics import Metrics
 from palaestra.servers.operations import Operations
 from palaestra.servers.sessions import ApiError, SessionStore, Settings
@@ -64,13 +64,7 @@ def json_response(body: Any, status: int = 200) -> Response:
     echo it) has no UTF-8 form: it goes out as that same escape, which the client
     decodes back to the string the env returned.
     """
-    return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(
-            "utf-8", "backslashreplace"
-        ),
-        status_code=status,
-        media_type="application/json",
-    )
+    return Response(json_codec.dumps(body), status_code=status, media_type="application/json")
 
 
 def problem(status: int, error: str, detail: str) -> Response:

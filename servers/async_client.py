@@ -28,6 +28,7 @@ import aiohttp
 
 from palaestra.envs import TaskId
 from palaestra.errors import ServerUnavailableError
+from palaestra.servers import json_codec
 from palaestra.servers.protocol import (
     SOCKET_PATH,
     TOKEN_ENV,
@@ -202,6 +203,7 @@ class AsyncEnvClient:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
+                json_serialize=json_codec.dumps_text,
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=t.pool + t.connect, sock_connect=t.connect, sock_read=t.read
                 ),
@@ -216,8 +218,9 @@ class AsyncEnvClient:
             self._ws_session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0),
                 headers=self._headers,
+                # sock_read bounds the upgrade's answer; aiohttp drops it once upgraded.
                 timeout=aiohttp.ClientTimeout(
-                    total=None, connect=t.connect, sock_connect=t.connect
+                    total=None, connect=t.connect, sock_connect=t.connect, sock_read=t.read
                 ),
             )
         return self._ws_session
@@ -241,13 +244,15 @@ class AsyncEnvClient:
                             continue
                     if response.status >= 400:
                         try:
-                            body: Any = await response.json(content_type=None)
+                            body: Any = await response.json(
+                                content_type=None, loads=json_codec.loads
+                            )
                         except (ValueError, aiohttp.ContentTypeError):
                             body = await response.text()
                         raise error_for(response.status, body)
                     if response.status == 204:
                         return None
-                    return await response.json(content_type=None)
+                    return await response.json(content_type=None, loads=json_codec.loads)
             except aiohttp.ClientConnectorError as error:
                 # Connection not established: the request was never sent, safe to retry.
                 delay = next(delays, None)

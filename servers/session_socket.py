@@ -11,13 +11,13 @@ at once, never a hang.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 import aiohttp
 
 from palaestra.errors import ServerUnavailableError
+from palaestra.servers import json_codec
 from palaestra.servers.protocol import error_for
 
 __all__ = ["SessionSocket"]
@@ -62,7 +62,7 @@ class SessionSocket:
             if self._ws.closed:
                 raise ServerUnavailableError(0, f"the socket {self._url} is closed")
             try:
-                await self._ws.send_str(json.dumps(message))
+                await self._ws.send_str(json_codec.dumps_text(message))
             except (ConnectionError, aiohttp.ClientError) as error:
                 raise ServerUnavailableError(
                     0, f"{op} on {self._url} failed: {type(error).__name__}: {error}"
@@ -79,7 +79,7 @@ class SessionSocket:
                         f"{op} on {self._url}: no reply in {self._read_timeout:g}s"
                     ) from None
                 if reply.type == aiohttp.WSMsgType.TEXT:
-                    data = json.loads(reply.data)
+                    data = json_codec.loads(reply.data)
                     if data.get("id") != request_id:
                         continue  # the late reply to a request whose caller gave up
                     if data.get("ok"):

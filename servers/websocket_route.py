@@ -15,7 +15,6 @@ dies leaks nothing. An attached session stays open (the reaper frees it).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -23,6 +22,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from palaestra.servers import json_codec
 from palaestra.servers.operations import Operations
 from palaestra.servers.protocol import SOCKET_PATH
 from palaestra.servers.sessions import ApiError, Session
@@ -34,16 +34,12 @@ log = logging.getLogger("palaestra.server")
 
 
 def _reply(request_id: int | None, result: Any) -> str:
-    return json.dumps(
-        {"id": request_id, "ok": True, "result": result}, ensure_ascii=False, separators=(",", ":")
-    )
+    return json_codec.dumps_text({"id": request_id, "ok": True, "result": result})
 
 
 def _error(request_id: int | None, status: int, error: str, detail: str) -> str:
-    return json.dumps(
-        {"id": request_id, "ok": False, "status": status, "error": error, "detail": detail},
-        ensure_ascii=False,
-        separators=(",", ":"),
+    return json_codec.dumps_text(
+        {"id": request_id, "ok": False, "status": status, "error": error, "detail": detail}
     )
 
 
@@ -133,12 +129,7 @@ def add_socket_route(app: FastAPI, ops: Operations) -> None:
                     answer = _error(None, 413, "body_too_large", f"message over {max_bytes} bytes")
                 else:
                     answer = await _answer(state, text)
-                try:
-                    await websocket.send_text(answer)
-                except UnicodeEncodeError:
-                    # A lone surrogate (an env echoing the "\ud800" of an HTTP step) has no
-                    # UTF-8 form: send it as that JSON escape, which decodes back to it.
-                    await websocket.send_text(answer.encode("utf-8", "backslashreplace").decode())
+                await websocket.send_text(answer)  # json_codec escapes lone surrogates
         except WebSocketDisconnect:
             pass  # the client went away, maybe mid-request: nothing to answer
         except RuntimeError as error:
@@ -173,7 +164,7 @@ async def _answer(state: _SocketSession, text: str) -> str:
 def _request_id(text: str) -> int | None:
     # The id of a request that failed validation, when it can be read at all.
     try:
-        data = json.loads(text)
+        data = json_codec.loads(text)
     except ValueError:
         return None
     value = data.get("id") if isinstance(data, dict) else None
