@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import sys
+import threading
+import time
 from types import FrameType
 
 from palaestra.servers.sessions import Settings
 
 __all__ = ["run_workers", "worker_urls"]
+
+# How often a worker checks that its parent is still alive.
+ORPHAN_CHECK_SECONDS = 0.5
 
 
 def worker_urls(host: str, port: int, workers: int) -> list[str]:
@@ -33,7 +39,17 @@ def _serve_one(env_ids: list[str], settings: Settings, host: str, port: int, lev
     from palaestra.servers.app import create_app
     from palaestra.servers.local import run_server
 
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     run_server(create_app(env_ids, settings), host, port, log_level=level)
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A parent killed with SIGKILL cannot stop its workers: they notice they were
+    # orphaned (re-parented) and shut down gracefully themselves.
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

@@ -107,3 +107,23 @@ def test_a_dead_worker_stops_the_set():
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_workers_of_a_killed_parent_stop_themselves():
+    port = _two_free_ports()
+    server = _start(port)
+    try:
+        for url in (f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"):
+            _healthy(url, time.monotonic() + 60)
+        workers = _workers(server.pid)
+        server.kill()  # SIGKILL: the parent cannot stop them
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(
+            _state(pid) not in ("gone", "Z") for pid in workers
+        ):
+            time.sleep(0.1)
+        assert all(_state(pid) in ("gone", "Z") for pid in workers), "orphaned workers live on"
+    finally:
+        if server.poll() is None:
+            server.kill()
