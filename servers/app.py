@@ -22,8 +22,9 @@ from palaestra.envs.registration import list_envs
 from palaestra.servers import json_codec
 from palaestra.servers.metrics import Metrics
 from palaestra.servers.operations import Operations
+from palaestra.servers.protocol import SOCKET_PATH
 from palaestra.servers.sessions import ApiError, SessionStore, Settings
-from palaestra.servers.websocket_route import add_socket_route
+from palaestra.servers.websocket_route import SocketApp
 from palaestra.servers.wire import (
     CreateSession,
     EnvSpec,
@@ -73,7 +74,10 @@ def problem(status: int, error: str, detail: str) -> Response:
 
 
 class _Guard:
-    """Pure ASGI middleware: bearer token on every route but /health, body-size cap.
+    """Pure ASGI middleware: the token, the body-size cap, and the socket hand-off.
+
+    The bearer token is required on every route but /health; ``/v1/ws`` goes to
+    the socket app.
 
     Written as raw ASGI rather than ``BaseHTTPMiddleware`` to stay off the hot
     path's cost (no extra task or stream wrapping per request). The token guards
@@ -83,9 +87,10 @@ class _Guard:
     (chunked bodies), so a huge body never sits in memory.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, socket_app: ASGIApp) -> None:
         self.app = app
         self.settings = settings
+        self.socket_app = socket_app
         self.expected = f"Bearer {settings.token}".encode() if settings.token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -109,7 +114,10 @@ class _Guard:
                 await response(scope, receive, send)
                 return
         if kind == "websocket":
-            await self.app(scope, receive, send)
+            # The session socket goes straight to its raw ASGI app (no per-message
+            # framework wrappers); any other WebSocket path gets the router's 403.
+            app = self.socket_app if scope["path"] == SOCKET_PATH else self.app
+            await app(scope, receive, send)
             return
         cap = self.settings.max_body_bytes
         length = headers.get(b"content-length")
@@ -181,7 +189,7 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
     ops = Operations(store, metrics)
     app.state.store = store
     app.state.metrics = metrics
-    app.add_middleware(_Guard, settings=settings)
+    app.add_middleware(_Guard, settings=settings, socket_app=SocketApp(ops))
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> Response:
@@ -300,8 +308,6 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
         """Close the session and free its env."""
         await ops.close(store.get(session_id))
         return Response(status_code=204)
-
-    add_socket_route(app, ops)
 
     # -- operations -------------------------------------------------------------------
 
