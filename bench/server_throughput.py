@@ -10,9 +10,11 @@ Rows:
   message (the floor HTTP and WebSocket put under any server).
 
 The server runs on CPU 0 and this script (the load) on CPU 1 where there are two.
-"vs in-process" is steps/s over the one-core in-process rate.
+"vs in-process" is steps/s over the one-core in-process rate. Each row is the
+median of ``--repeats`` runs (this kind of machine varies by tens of percent
+from one run to the next).
 
-    python bench/server_throughput.py [--seconds 3] [--levels 1 8 64 256]
+    python bench/server_throughput.py [--seconds 3] [--repeats 3] [--levels 1 8 64 256]
 """
 
 from __future__ import annotations
@@ -194,20 +196,35 @@ def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coroutine)
 
 
-def measure(driver: Driver, url: str, sessions: int, seconds: float) -> tuple[float, float, float]:
-    latencies, elapsed = run_loop(driver(url, sessions, seconds))
-    return (
-        len(latencies) / elapsed,
-        statistics.median(latencies) * 1e3,
-        percentile(latencies, 0.99) * 1e3,
-    )
+def measure(
+    driver: Driver, url: str, sessions: int, seconds: float, repeats: int = 1
+) -> tuple[float, float, float]:
+    """Steps/s, p50 and p99 ms of the median of ``repeats`` runs (by steps/s)."""
+    runs = []
+    for _ in range(repeats):
+        latencies, elapsed = run_loop(driver(url, sessions, seconds))
+        runs.append(
+            (
+                len(latencies) / elapsed,
+                statistics.median(latencies) * 1e3,
+                percentile(latencies, 0.99) * 1e3,
+            )
+        )
+    return sorted(runs)[len(runs) // 2]
+
+
+def in_process_median(seconds: float, repeats: int) -> float:
+    return statistics.median(in_process(seconds) for _ in range(repeats))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each row")
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each run")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per row; the median is shown (default 3)"
+    )
     parser.add_argument(
         "--levels", type=int, nargs="+", default=[1, 8, 64, 256], help="concurrent sessions"
     )
@@ -217,7 +234,7 @@ def main() -> None:
         serve_echo(args.serve_echo)
         return
 
-    base = in_process(args.seconds)
+    base = in_process_median(args.seconds, args.repeats)
     rows: list[tuple[object, ...]] = [
         ("Maze in-process (1 core)", "-", f"{base:,.0f}", "-", "-", "1")
     ]
@@ -245,7 +262,7 @@ def main() -> None:
         try:
             for name, driver in drivers:
                 for sessions in args.levels:
-                    rate, p50, p99 = measure(driver, url, sessions, args.seconds)
+                    rate, p50, p99 = measure(driver, url, sessions, args.seconds, args.repeats)
                     ratio = f"{rate / base:.3f}" if name.startswith("Maze") else "-"
                     rows.append((name, sessions, f"{rate:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ratio))
                     print(
@@ -254,7 +271,7 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
-    print(f"\nSteps/s ({placement}, {args.seconds:g} s per row)\n")
+    print(f"\nSteps/s ({placement}; median of {args.repeats} runs of {args.seconds:g} s)\n")
     headers = ["route", "sessions", "steps/s", "p50 ms", "p99 ms", "vs in-process"]
     print(format_table(headers, rows))
 
