@@ -238,36 +238,24 @@ def main() -> None:
     rows: list[tuple[object, ...]] = [
         ("Maze in-process (1 core)", "-", f"{base:,.0f}", "-", "-", "1")
     ]
-    plans: list[
-        tuple[str, Callable[[], tuple[subprocess.Popen, str]], list[tuple[str, Driver]]]
-    ] = [
-        (
-            "palaestra serve",
-            lambda: start_server_process([ENV], extra_args=["--log-level", "warning"]),
-            [
-                ("Maze over HTTP", maze_driver("http")),
-                ("Maze over WebSocket", maze_driver("websocket")),
-            ],
-        ),
-        (
-            "bare FastAPI",
-            start_echo,
-            [("FastAPI echo, HTTP", echo_http), ("FastAPI echo, WebSocket", echo_ws)],
-        ),
+    # Each route gets a fresh server process, as a user runs one transport or the other.
+    serve = lambda: start_server_process([ENV], extra_args=["--log-level", "warning"])  # noqa: E731
+    plans: list[tuple[Callable[[], tuple[subprocess.Popen, str]], str, Driver]] = [
+        (serve, "Maze over HTTP", maze_driver("http")),
+        (serve, "Maze over WebSocket", maze_driver("websocket")),
+        (start_echo, "FastAPI echo, HTTP", echo_http),
+        (start_echo, "FastAPI echo, WebSocket", echo_ws),
     ]
     placement = ""
-    for _, start, drivers in plans:
+    for start, name, driver in plans:
         process, url = start()
         placement = pin_server_and_load(process.pid)
         try:
-            for name, driver in drivers:
-                for sessions in args.levels:
-                    rate, p50, p99 = measure(driver, url, sessions, args.seconds, args.repeats)
-                    ratio = f"{rate / base:.3f}" if name.startswith("Maze") else "-"
-                    rows.append((name, sessions, f"{rate:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ratio))
-                    print(
-                        f"  {name} x{sessions}: {rate:,.0f} steps/s, p99 {p99:.1f} ms", flush=True
-                    )
+            for sessions in args.levels:
+                rate, p50, p99 = measure(driver, url, sessions, args.seconds, args.repeats)
+                ratio = f"{rate / base:.3f}" if name.startswith("Maze") else "-"
+                rows.append((name, sessions, f"{rate:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ratio))
+                print(f"  {name} x{sessions}: {rate:,.0f} steps/s, p99 {p99:.1f} ms", flush=True)
         finally:
             process.terminate()
             process.wait(timeout=30)
