@@ -4,7 +4,7 @@ The server runs as its own process (``palaestra serve``), pinned to CPU 0; this
 script (the load) is pinned to CPU 1 where the machine has two. Printed next to
 it: Maze stepped in-process on one core, and the same load driven through
 ``httpx.AsyncClient`` instead of aiohttp (the transport ``AsyncEnvClient`` uses),
-to show why.
+to show why. (``bench/server_throughput.py`` compares the server's routes.)
 
     python bench/client_throughput.py [--seconds 3] [--levels 1 8 64]
 """
@@ -13,59 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
 import time
 
 import httpx
+from common import pin_server_and_load  # bench/common.py
+from server_throughput import ENV, MOVES, Driver, in_process, maze_driver, measure
 
-import palaestra
-from palaestra.servers import AsyncEnvClient
 from palaestra.tables import format_table
 from palaestra.tour import start_server_process
 
-ENV = "palaestra/Maze-v0"
-MOVES = ("move up", "move right", "move down", "move left")
 
-
-def in_process(seconds: float) -> float:
-    env = palaestra.make(ENV)
-    env.reset(seed=0, options={"task_id": 0})
-    steps, i = 0, 0
-    deadline = time.perf_counter() + seconds
-    started = time.perf_counter()
-    while time.perf_counter() < deadline:
-        for _ in range(200):
-            _, _, terminated, truncated, _ = env.step(MOVES[i % 4])
-            i += 1
-            if terminated or truncated:
-                env.reset(options={"task_id": i % 3000})
-        steps += 200
-    return steps / (time.perf_counter() - started)
-
-
-async def drive_aiohttp(url: str, sessions: int, seconds: float) -> tuple[int, list[float]]:
-    latencies: list[float] = []
-    async with AsyncEnvClient(url) as client:
-        handles = await asyncio.gather(*(client.create(ENV, task_id=t) for t in range(sessions)))
-        deadline = time.perf_counter() + seconds
-
-        async def loop(session, offset: int) -> None:
-            i = offset
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                step = await session.step(MOVES[i % 4])
-                latencies.append(time.perf_counter() - started)
-                i += 1
-                if step.terminated or step.truncated:
-                    await session.reset()
-
-        await asyncio.gather(*(loop(s, n) for n, s in enumerate(handles)))
-        await asyncio.gather(*(s.close() for s in handles))
-    return len(latencies), latencies
-
-
-async def drive_httpx(url: str, sessions: int, seconds: float) -> tuple[int, list[float]]:
+async def drive_httpx(url: str, sessions: int, seconds: float) -> tuple[list[float], float]:
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
@@ -75,33 +33,26 @@ async def drive_httpx(url: str, sessions: int, seconds: float) -> tuple[int, lis
             ]
             for t in range(sessions)
         ]
-        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+        deadline = started + seconds
 
         async def loop(sid: str, offset: int) -> None:
             i = offset
             while time.perf_counter() < deadline:
-                started = time.perf_counter()
+                sent = time.perf_counter()
                 data = (
                     await client.post(f"/v1/sessions/{sid}/step", json={"action": MOVES[i % 4]})
                 ).json()
-                latencies.append(time.perf_counter() - started)
+                latencies.append(time.perf_counter() - sent)
                 i += 1
                 if data["terminated"] or data["truncated"]:
                     await client.post(f"/v1/sessions/{sid}/reset", json={})
 
         await asyncio.gather(*(loop(s, n) for n, s in enumerate(ids)))
+        elapsed = time.perf_counter() - started
         for sid in ids:
             await client.delete(f"/v1/sessions/{sid}")
-    return len(latencies), latencies
-
-
-def measure(driver, url: str, sessions: int, seconds: float) -> tuple[float, float, float]:
-    started = time.perf_counter()
-    count, latencies = asyncio.run(driver(url, sessions, seconds))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-    return count / elapsed, statistics.median(latencies) * 1e3, p99 * 1e3
+    return latencies, elapsed
 
 
 def main() -> None:
@@ -115,14 +66,11 @@ def main() -> None:
     parser.add_argument("--no-httpx", action="store_true", help="skip the httpx.AsyncClient rows")
     args = parser.parse_args()
 
-    two_cores = len(os.sched_getaffinity(0)) >= 2
     process, url = start_server_process([ENV])
-    if two_cores:
-        os.sched_setaffinity(process.pid, {0})
-        os.sched_setaffinity(0, {1})
+    placement = pin_server_and_load(process.pid)
     try:
         rows = [("in-process (1 core)", ENV, "-", f"{in_process(args.seconds):,.0f}", "-", "-")]
-        drivers = [("AsyncEnvClient (aiohttp)", drive_aiohttp)]
+        drivers: list[tuple[str, Driver]] = [("AsyncEnvClient (aiohttp)", maze_driver("http"))]
         if not args.no_httpx:
             drivers.append(("httpx.AsyncClient", drive_httpx))
         for name, driver in drivers:
@@ -133,7 +81,6 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
-    placement = "server on CPU 0, load on CPU 1" if two_cores else "one CPU shared"
     print(f"\nMaze-v0 steps over HTTP ({placement}, {args.seconds:g}s per row)\n")
     print(format_table(["client", "env", "sessions", "steps/s", "p50 ms", "p99 ms"], rows))
 
