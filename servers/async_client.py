@@ -3,10 +3,12 @@
 Transport choice: aiohttp, not ``httpx.AsyncClient``. httpx's async pool
 collapses under contention (httpx issue 3215; ~50 requests/s at 64 concurrent
 requests was seen on this project's 2-core machine). ``bench/client_throughput.py``
-measures both against one Maze server: aiohttp ~4,500 steps/s at 64 sessions
-(p99 ~44 ms), httpx.AsyncClient ~450 steps/s (p99 ~590 ms). The request
-building, retry policy and error mapping are shared with the sync ``RemoteEnv``
-(``palaestra.servers.protocol``).
+measures both against one Maze server (server on one core, load on the other):
+aiohttp ~2,500 steps/s at 64 sessions, httpx.AsyncClient a few hundred. With
+``transport="websocket"`` each session steps over its own socket on ``/v1/ws``:
+~8,000-9,000 steps/s at 64 sessions (``bench/server_throughput.py``). The
+request building, retry policy and error mapping are shared with the sync
+``RemoteEnv`` (``palaestra.servers.protocol``).
 
 Example::
 
