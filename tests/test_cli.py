@@ -48,6 +48,11 @@ def test_serve_refuses_a_public_bind_without_token():
     assert "refusing to bind 0.0.0.0 without a token" in result.stderr
 
 
+def test_serve_rejects_zero_workers():
+    result = cli("serve", "palaestra/Maze-v0", "--port", "1", "--workers", "0")
+    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
+
+
 def test_serve_rejects_unknown_envs():
     result = cli("serve", "palaestra/Nope-v0", "--port", "1")
     assert result.returncode == 2 and "unknown env" in result.stderr

@@ -700,3 +700,25 @@ def test_token_guards_the_socket_and_every_route_but_health():
             asyncio.run(handshake(server.url.replace("http://", "ws://") + "/v1/wsx", right)) == 403
         )
         assert server.drained() == 0  # the session of the authorised socket closed with it
+
+
+def test_the_token_is_compared_in_constant_time(serve, monkeypatch):
+    # Timing cannot be asserted reliably; what can be pinned is that every guarded
+    # request goes through hmac.compare_digest (a plain == leaks the matching prefix).
+    import hmac
+
+    seen: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    with serve(["toy/Counter-v0"], token="s3cret") as url:
+        assert (
+            httpx.get(f"{url}/v1/envs", headers={"Authorization": "Bearer nope"}).status_code == 403
+        )
+        ok = httpx.get(f"{url}/v1/envs", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+    assert seen == [(b"Bearer nope", b"Bearer s3cret"), (b"Bearer s3cret", b"Bearer s3cret")]
