@@ -39,7 +39,7 @@ from pydantic import BaseModel
 import palaestra
 from palaestra.servers import AsyncEnvClient
 from palaestra.tables import format_table
-from palaestra.tour import _free_port, start_server_process
+from palaestra.tour import free_port, start_server_process
 
 ENV = "palaestra/Maze-v0"
 MOVES = ("move up", "move right", "move down", "move left")
@@ -82,7 +82,7 @@ def serve_echo(port: int) -> None:
 
 
 def start_echo() -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, __file__, "--serve-echo", str(port)])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -15,19 +15,18 @@ Target: ratio (ours / stock) >= 0.95.
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
 from palaestra.agents.evaluate import EvalConfig, run_eval
 from palaestra.agents.models import load_model, resolve_model
 from palaestra.evol.data import load_trajectories
 from palaestra.evol.examples import IGNORE_INDEX
-from palaestra.evol.sft import SFTConfig, build_examples, train_sft
+from palaestra.evol.sft import SFTConfig, build_examples, train_sft, training_arguments
 from palaestra.tables import format_table
 
 MAZE = "palaestra/Maze-v0"
@@ -59,25 +58,7 @@ def run_stock(examples, config, out):
     collator = CountingCollator(
         DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
     )
-    args = TrainingArguments(
-        output_dir=str(out),
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
-        weight_decay=config.weight_decay,
-        logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        seed=config.seed,
-        report_to=[],
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-    )
+    args = training_arguments(config, out, progress=False)  # the same as ours
     trainer = Trainer(model=net, args=args, train_dataset=examples, data_collator=collator)
     started = time.perf_counter()
     trainer.train()

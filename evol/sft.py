@@ -33,7 +33,14 @@ from typing import Any
 from palaestra.agents.trajectory import Trajectory
 from palaestra.evol.examples import IGNORE_INDEX, tokenize_example, turn_examples
 
-__all__ = ["SFTCollator", "SFTConfig", "SFTResult", "build_examples", "train_sft"]
+__all__ = [
+    "SFTCollator",
+    "SFTConfig",
+    "SFTResult",
+    "build_examples",
+    "train_sft",
+    "training_arguments",
+]
 
 
 @dataclass
@@ -176,6 +183,36 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
 
+def training_arguments(config: SFTConfig, output_dir: Path, *, progress: bool) -> Any:
+    """The ``transformers.TrainingArguments`` of a run: ``config``, checkpoints in ``output_dir``.
+
+    ``train_sft`` uses them; ``bench/sft_speed.py`` gives the same ones to a stock
+    ``Trainer`` for its comparison.
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        report_to=[],
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
 def train_sft(
     model: str | Path,
     trajectories: Sequence[Trajectory],
@@ -203,7 +240,7 @@ def train_sft(
         ValueError: No trainable example (no assistant message with ``loss``).
     """
     import torch
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, set_seed
 
     from palaestra.agents.models import load_model, resolve_model
 
@@ -238,25 +275,7 @@ def train_sft(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     collator = SFTCollator(pad)
     checkpoints = out / "checkpoints"
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
-        weight_decay=config.weight_decay,
-        logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        seed=config.seed,
-        report_to=[],
-        disable_tqdm=not progress,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-    )
+    args = training_arguments(config, checkpoints, progress=progress)
     trainer = Trainer(
         model=net,
         args=args,

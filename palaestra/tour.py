@@ -23,7 +23,7 @@ from tqdm import tqdm
 from palaestra.envs import list_envs
 from palaestra.servers import AsyncEnvClient
 
-__all__ = ["EpisodeResult", "run_tour", "start_server_process"]
+__all__ = ["EpisodeResult", "free_port", "run_tour", "start_server_process"]
 
 
 @dataclass
@@ -39,7 +39,8 @@ class EpisodeResult:
     seconds: float
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free now (for a server about to be started)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -55,7 +56,7 @@ def start_server_process(
         port: The port (default: a free one).
         extra_args: More ``palaestra serve`` flags, e.g. ``["--max-sessions", "20000"]``.
     """
-    port = port or _free_port()
+    port = port or free_port()
     command = [sys.executable, "-m", "palaestra.cli", "serve", *env_ids, "--port", str(port)]
     command += list(extra_args)
     process = subprocess.Popen([*command, "--log-level", "warning"])

@@ -722,3 +722,34 @@ def test_the_token_is_compared_in_constant_time(serve, monkeypatch):
         ok = httpx.get(f"{url}/v1/envs", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
     assert seen == [(b"Bearer nope", b"Bearer s3cret"), (b"Bearer s3cret", b"Bearer s3cret")]
+
+
+def test_the_socket_app_answers_413_to_a_message_over_the_cap_itself():
+    # Under `palaestra serve` uvicorn's ws_max_size closes such a socket first (1009);
+    # under an ASGI server without that limit the app still refuses the message.
+    from prometheus_client import CollectorRegistry
+
+    from palaestra.servers.metrics import Metrics
+    from palaestra.servers.operations import Operations
+    from palaestra.servers.sessions import SessionStore, Settings
+    from palaestra.servers.websocket_route import SocketApp
+
+    store = SessionStore(["toy/Counter-v0"], Settings(max_body_bytes=100))
+    app = SocketApp(Operations(store, Metrics(CollectorRegistry())))
+    incoming = [
+        {"type": "websocket.connect"},
+        {"type": "websocket.receive", "text": json.dumps({"op": "step", "action": "x" * 200})},
+        {"type": "websocket.disconnect", "code": 1000},
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return incoming.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "websocket", "path": "/v1/ws"}, receive, send))
+    assert sent[0] == {"type": "websocket.accept"}
+    reply = json.loads(sent[1]["text"])
+    assert (reply["ok"], reply["status"], reply["error"]) == (False, 413, "body_too_large")
