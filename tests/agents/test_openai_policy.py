@@ -24,6 +24,7 @@ from palaestra.agents.policy_server import create_policy_app
 from palaestra.agents.tiny import TinyConfig, tiny_model_path
 from palaestra.agents.transformers_policy import TransformersPolicy
 from palaestra.servers import RetryPolicy, serve_in_thread
+from palaestra.tour import free_port
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05)
 
@@ -240,12 +241,6 @@ def test_fewer_choices_than_n_are_topped_up():
     assert replies == ["a0", "b0", "b1"]
     assert [s["body"]["n"] for s in seen] == [3, 2]
     assert seen[0]["body"]["seed"] != seen[1]["body"]["seed"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_connection_refused_is_retried_then_a_clear_error():

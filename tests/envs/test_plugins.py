@@ -33,9 +33,9 @@ def test_plugin_passes_palaestra_check():
 
 
 def test_plugin_is_served():
-    from palaestra.tour import _free_port
+    from palaestra.tour import free_port
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(PLUGIN)}
     server = subprocess.Popen(
         [

@@ -40,7 +40,7 @@ from palaestra.servers import (
     serve_in_thread,
 )
 from palaestra.servers.protocol import SOCKET_PATH
-from palaestra.tour import start_server_process
+from palaestra.tour import free_port, start_server_process
 
 MAZE = "palaestra/Maze-v0"
 COUNTER = "toy/Counter-v0"  # tests/toy_envs.py: `sleep S` stalls its step S seconds
@@ -87,12 +87,6 @@ asyncio.run(main())
 
 def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PALAESTRA_TOKEN"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _sessions(url: str) -> int:
@@ -229,7 +223,7 @@ def test_an_eval_whose_server_is_killed_reports_the_lost_episodes_and_resume_pla
     tmp_path, monkeypatch
 ):
     monkeypatch.delenv("PALAESTRA_TOKEN", raising=False)  # the servers inherit our env
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "run"
     path = out / "trajectories.jsonl"
     args = ["eval", "--policy", "expert", "--envs", MAZE, "--limit", "300", "--concurrency", "8"]
@@ -283,7 +277,7 @@ def test_an_eval_whose_server_is_killed_reports_the_lost_episodes_and_resume_pla
 
 @pytest.mark.parametrize("transport", ["http", "websocket"])
 def test_a_client_that_found_its_server_down_fails_fast_until_it_answers_again(transport):
-    port = _free_port()
+    port = free_port()
     retry = RetryPolicy(attempts=4, backoff=0.2, max_backoff=0.2)  # 0.3-0.9 s of retries
 
     url = f"http://127.0.0.1:{port}"
@@ -308,7 +302,7 @@ def test_a_client_that_found_its_server_down_fails_fast_until_it_answers_again(t
 
 
 def test_clients_mid_call_on_a_killed_server_raise_at_once_and_work_after_a_restart():
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     retry = RetryPolicy(attempts=3, backoff=0.05)
     server = _toy_server(port)
