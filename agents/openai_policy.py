@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.errors import PolicyConnectionError, PolicyRequestError, PolicyTimeoutError
 from palaestra.servers.protocol import RetryPolicy
 
 __all__ = [
@@ -39,31 +40,6 @@ MAX_RETRY_AFTER = 60.0
 CONNECT_TIMEOUT = 10.0
 # What the official openai client retries too: timeouts, lock conflicts, rate limits, 5xx.
 _RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
-
-
-class PolicyRequestError(RuntimeError):
-    """An OpenAI-compatible server refused a request, or failed it after all retries.
-
-    Attributes:
-        status: The HTTP status (0 when no answer came: connection failure, timeout).
-        message: The server's explanation (its ``error.message``), or what went wrong.
-        url: The endpoint called.
-    """
-
-    def __init__(self, status: int, message: str, url: str = "") -> None:
-        where = f" from {url}" if url else ""
-        super().__init__(f"[{status}]{where}: {message}" if status else f"{url}: {message}")
-        self.status = status
-        self.message = message
-        self.url = url
-
-
-class PolicyConnectionError(PolicyRequestError, ConnectionError):
-    """The server could not be reached (refused, reset, DNS) after all retries."""
-
-
-class PolicyTimeoutError(PolicyRequestError, TimeoutError):
-    """No answer within the policy's ``timeout`` (retries included)."""
 
 
 def _api_base(base_url: str) -> str:

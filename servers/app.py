@@ -19,11 +19,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from palaestra.envs.registration import list_envs
+from palaestra.errors import (
+    WIRE_ERRORS,
+    BadRequestError,
+    BodyTooLargeError,
+    PalaestraError,
+    ServerError,
+    UnauthorizedError,
+    UnknownSplitError,
+)
 from palaestra.servers import json_codec
 from palaestra.servers.metrics import Metrics
 from palaestra.servers.operations import Operations
 from palaestra.servers.protocol import SOCKET_PATH
-from palaestra.servers.sessions import ApiError, SessionStore, Settings
+from palaestra.servers.sessions import SessionStore, Settings
 from palaestra.servers.websocket_route import SocketApp
 from palaestra.servers.wire import (
     CreateSession,
@@ -44,18 +53,16 @@ from palaestra.servers.wire import (
 
 __all__ = ["create_app"]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "description": text}
-    for status, text in {
-        404: "No such session",
-        409: "Episode over, session broken, or capability not declared",
-        413: "Request body too large",
-        422: "Bad body, unknown env or task, or action too long",
-        429: "Session capacity reached",
-        500: "The env raised; the session is now broken",
-        504: "The env call exceeded the per-call timeout; the session is now broken",
-    }.items()
-}
+
+def _documented_errors() -> dict[int | str, dict[str, Any]]:
+    # The OpenAPI responses, from palaestra.errors' table: each status with its codes.
+    codes: dict[int, list[str]] = {}
+    for code, cls in WIRE_ERRORS.items():
+        codes.setdefault(cls.status, []).append(code)
+    return {
+        status: {"model": Problem, "description": "error: " + ", ".join(sorted(names))}
+        for status, names in sorted(codes.items())
+    }
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -71,6 +78,12 @@ def json_response(body: Any, status: int = 200) -> Response:
 def problem(status: int, error: str, detail: str) -> Response:
     """A JSON problem response (the body of every error)."""
     return json_response({"status": status, "error": error, "detail": detail}, status)
+
+
+def problem_for(error: PalaestraError) -> Response:
+    """The answer to ``error``: its class's status and code (palaestra.errors' table)."""
+    status = error.status if 400 <= error.status < 600 else 500
+    return problem(status, error.code, error.detail)
 
 
 class _Guard:
@@ -109,7 +122,7 @@ class _Guard:
                     return
                 status = 401 if not given else 403
                 detail = "missing bearer token" if not given else "wrong bearer token"
-                response = problem(status, "unauthorized", detail)
+                response = problem_for(UnauthorizedError(detail, status=status))
                 response.headers["WWW-Authenticate"] = "Bearer"
                 await response(scope, receive, send)
                 return
@@ -151,7 +164,7 @@ class _Guard:
 
 
 def _too_large(cap: int) -> Response:
-    return problem(413, "body_too_large", f"request body over {cap} bytes")
+    return problem_for(BodyTooLargeError(f"request body over {cap} bytes"))
 
 
 def create_app(env_ids: list[str] | None = None, settings: Settings | None = None) -> FastAPI:
@@ -183,7 +196,7 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
         summary="Text environments for LLM agents, behind one gymnasium-style HTTP API.",
         version="1",
         lifespan=lifespan,
-        responses=_ERRORS,
+        responses=_documented_errors(),
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     ops = Operations(store, metrics)
@@ -191,10 +204,10 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
     app.state.metrics = metrics
     app.add_middleware(_Guard, settings=settings, socket_app=SocketApp(ops))
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, error: ApiError) -> Response:
-        metrics.errors.labels(error.error).inc()
-        return problem(error.status, error.error, error.detail)
+    @app.exception_handler(PalaestraError)
+    async def _palaestra_error(_: Request, error: PalaestraError) -> Response:
+        metrics.errors.labels(error.code).inc()
+        return problem_for(error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> Response:
@@ -202,20 +215,20 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
         for item in error.errors():
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
             parts.append(f"{where or 'body'}: {item.get('msg')}")
-        metrics.errors.labels("invalid_request").inc()
-        return problem(422, "invalid_request", "; ".join(parts) or "invalid request")
+        metrics.errors.labels(BadRequestError.code).inc()
+        return problem_for(BadRequestError("; ".join(parts) or "invalid request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 400:
             # FastAPI's answer to a body json.loads cannot read (not UTF-8, nested too
             # deep, an int of over 4300 digits): a bad body like any other, so a 422.
-            metrics.errors.labels("invalid_request").inc()
-            return problem(
-                422,
-                "invalid_request",
-                "body: not readable as UTF-8 JSON (bad UTF-8, nested too deep, or a number "
-                "too long)",
+            metrics.errors.labels(BadRequestError.code).inc()
+            return problem_for(
+                BadRequestError(
+                    "body: not readable as UTF-8 JSON (bad UTF-8, nested too deep, or a number "
+                    "too long)"
+                )
             )
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         response = problem(error.status_code, code, str(error.detail))
@@ -225,8 +238,8 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> Response:
         # Never a stack trace on the wire; the log has it.
-        metrics.errors.labels("internal").inc()
-        return problem(500, "internal", f"internal server error ({type(error).__name__})")
+        metrics.errors.labels(ServerError.code).inc()
+        return problem_for(ServerError(f"internal server error ({type(error).__name__})"))
 
     # -- envs -----------------------------------------------------------------------
 
@@ -249,7 +262,7 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
         """The task ids of one split of one env."""
         cls = store.env_class_of(env)
         if split not in cls.splits:
-            raise ApiError(422, "unknown_split", f"{env} has splits {sorted(cls.splits)}")
+            raise UnknownSplitError(f"{env} has splits {sorted(cls.splits)}")
         return TaskList(env=env, split=split, task_ids=list(cls.splits[split]))
 
     # -- sessions -------------------------------------------------------------------

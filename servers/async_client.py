@@ -29,7 +29,7 @@ from typing import Any, Literal
 import aiohttp
 
 from palaestra.envs import TaskId
-from palaestra.errors import ServerUnavailableError
+from palaestra.errors import RequestTimeoutError, ServerUnavailableError
 from palaestra.servers import json_codec
 from palaestra.servers.protocol import (
     SOCKET_PATH,
@@ -261,20 +261,20 @@ class AsyncEnvClient:
                 if delay is None:
                     self._unreachable = True
                     raise ServerUnavailableError(
-                        0, f"cannot reach {self.base_url}: {error}"
+                        f"cannot reach {self.base_url}: {error}", status=0
                     ) from None
                 await asyncio.sleep(delay)
             except (TimeoutError, aiohttp.ServerTimeoutError) as error:
-                raise TimeoutError(
+                raise RequestTimeoutError(
                     f"{request.method} {self.base_url}{request.path} timed out "
                     f"({type(error).__name__})"
                 ) from None
             except aiohttp.ClientError as error:
                 # Connection lost mid-request: not retried, the server may have applied it.
                 raise ServerUnavailableError(
-                    0,
                     f"{request.method} {self.base_url}{request.path} failed: "
                     f"{type(error).__name__}: {error}",
+                    status=0,
                 ) from None
 
     # -- the API ----------------------------------------------------------------------
@@ -341,13 +341,13 @@ class AsyncEnvClient:
                 delay = next(delays, None)
                 if delay is None:
                     self._unreachable = True
-                    raise ServerUnavailableError(0, f"cannot reach {url}: {error}") from None
+                    raise ServerUnavailableError(f"cannot reach {url}: {error}", status=0) from None
                 await asyncio.sleep(delay)
             except (TimeoutError, aiohttp.ServerTimeoutError):
-                raise TimeoutError(f"opening {url} timed out") from None
+                raise RequestTimeoutError(f"opening {url} timed out") from None
             except aiohttp.ClientError as error:
                 raise ServerUnavailableError(
-                    0, f"opening {url} failed: {type(error).__name__}: {error}"
+                    f"opening {url} failed: {type(error).__name__}: {error}", status=0
                 ) from None
 
     async def step(self, session_id: str, action: str) -> Step:

@@ -45,4 +45,10 @@ def loads(data: str | bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(data)  # lone surrogate escapes; raises ValueError if not JSON
+    except RecursionError:
+        # Nesting orjson refused (over 1,024 levels) exhausts json's recursion: a
+        # RecursionError would escape every caller that expects ValueError.
+        raise ValueError("JSON nested too deep") from None

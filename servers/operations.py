@@ -2,8 +2,9 @@
 
 Every operation takes plain values and returns the JSON-ready body the HTTP
 route answers with (the same dict goes out as a WebSocket reply's ``result``),
-or raises :class:`~palaestra.servers.sessions.ApiError`. Calls on one session
-take its lock, so they run one at a time whichever transport they come from.
+or raises a :class:`~palaestra.errors.PalaestraError` (answered by its ``status``
+and ``code``). Calls on one session take its lock, so they run one at a time
+whichever transport they come from.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from palaestra.envs import TaskId
+from palaestra.errors import ActionTooLongError, SessionNotFoundError
 from palaestra.servers.metrics import Metrics
-from palaestra.servers.sessions import ApiError, Session, SessionStore
+from palaestra.servers.sessions import Session, SessionStore
 
 __all__ = ["Operations"]
 
@@ -39,7 +41,7 @@ class Operations:
         """Run ``call`` holding ``session``'s lock; 404 if it was closed meanwhile."""
         async with session.lock:
             if self.store.sessions.get(session.id) is not session:
-                raise ApiError(404, "session_not_found", f"session {session.id!r} was closed")
+                raise SessionNotFoundError(f"session {session.id!r} was closed")
             try:
                 return await call()
             finally:
@@ -58,13 +60,11 @@ class Operations:
         """One step: ``{observation, reward, terminated, truncated, info}``."""
         cap = self.store.settings.max_action_chars
         if len(action) > cap:
-            raise ApiError(
-                422, "action_too_long", f"action of {len(action)} characters; the cap is {cap}"
-            )
+            raise ActionTooLongError(f"action of {len(action)} characters; the cap is {cap}")
         # What locked() does, written out: this is the hot path of every transport.
         async with session.lock:
             if self.store.sessions.get(session.id) is not session:
-                raise ApiError(404, "session_not_found", f"session {session.id!r} was closed")
+                raise SessionNotFoundError(f"session {session.id!r} was closed")
             try:
                 started = time.perf_counter()
                 observation, reward, terminated, truncated, info = await self.store.step(

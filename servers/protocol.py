@@ -14,17 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from palaestra.envs import TaskId
-from palaestra.errors import (
-    BadRequestError,
-    CapacityError,
-    EnvFailedError,
-    ServerError,
-    ServerUnavailableError,
-    SessionConflictError,
-    SessionNotFoundError,
-    StepTimeoutError,
-    UnauthorizedError,
-)
+from palaestra.errors import PalaestraError, error_from_wire
 
 __all__ = [
     "SOCKET_PATH",
@@ -176,28 +166,14 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-_BY_STATUS: dict[int, type[ServerError]] = {
-    400: BadRequestError,
-    401: UnauthorizedError,
-    403: UnauthorizedError,
-    404: SessionNotFoundError,
-    409: SessionConflictError,
-    413: BadRequestError,
-    422: BadRequestError,
-    429: CapacityError,
-    500: EnvFailedError,
-    503: ServerUnavailableError,
-    504: StepTimeoutError,
-}
+def error_for(status: int, body: Any) -> PalaestraError:
+    """The exception for an error answer (``body``: the parsed JSON, or raw text).
 
-
-def error_for(status: int, body: Any) -> ServerError:
-    """The exception for an error answer (``body``: the parsed JSON, or raw text)."""
+    The class is the one ``palaestra.errors.WIRE_ERRORS`` gives the body's ``error``
+    code (the class the server raised), else the one of the status.
+    """
     if isinstance(body, dict):
-        detail = str(body.get("detail", body))
         code = body.get("error")
-        if code:
-            detail = f"{code}: {detail}"
-    else:
-        detail = str(body)[:500] or "(empty body)"
-    return _BY_STATUS.get(status, ServerError)(status, detail)
+        detail = str(body.get("detail", body))
+        return error_from_wire(code if isinstance(code, str) else None, status, detail)
+    return error_from_wire(None, status, str(body)[:500] or "(empty body)")

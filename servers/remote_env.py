@@ -20,11 +20,11 @@ from gymnasium import spaces
 from palaestra.envs import CHARSET, TaskId
 from palaestra.envs.core import MAX_TEXT_LENGTH
 from palaestra.errors import (
-    BadRequestError,
     EpisodeOverError,
+    RequestTimeoutError,
     ServerUnavailableError,
     SessionNotFoundError,
-    UnknownTaskError,
+    UnknownEnvError,
 )
 from palaestra.servers.protocol import (
     TOKEN_ENV,
@@ -95,7 +95,7 @@ class RemoteEnv(gymnasium.Env[str, str]):
         spec = next((s for s in self._call(Request("GET", "/v1/envs")) if s["id"] == env_id), None)
         if spec is None:
             self.close()
-            raise BadRequestError(422, f"env {env_id!r} is not served at {self.base_url}")
+            raise UnknownEnvError(f"env {env_id!r} is not served at {self.base_url}")
         self.instruction: str = spec["instruction"]
         self.max_steps: int = spec["max_steps"]
         self.split_sizes: dict[str, int] = spec["splits"]
@@ -120,12 +120,12 @@ class RemoteEnv(gymnasium.Env[str, str]):
                 delay = next(delays, None)
                 if delay is None:
                     raise ServerUnavailableError(
-                        0, f"cannot reach {self.base_url}: {error}"
+                        f"cannot reach {self.base_url}: {error}", status=0
                     ) from None
                 time.sleep(delay)
                 continue
             except httpx.TimeoutException as error:
-                raise TimeoutError(
+                raise RequestTimeoutError(
                     f"{request.method} {self.base_url}{request.path} timed out "
                     f"({type(error).__name__})"
                 ) from None
@@ -133,9 +133,9 @@ class RemoteEnv(gymnasium.Env[str, str]):
                 # Connection lost mid-request (the server died or restarted): not
                 # retried, since the server may have applied it.
                 raise ServerUnavailableError(
-                    0,
                     f"{request.method} {self.base_url}{request.path} failed: "
                     f"{type(error).__name__}: {error}",
+                    status=0,
                 ) from None
             if response.status_code == 503:
                 delay = next(delays, None)
@@ -162,22 +162,17 @@ class RemoteEnv(gymnasium.Env[str, str]):
         """
         super().reset(seed=seed)
         task_id = (options or {}).get("task_id")
-        try:
-            data = None
-            if self.session_id is not None:
-                try:
-                    data = self._call(reset_request(self.session_id, task_id, seed))
-                except SessionNotFoundError:
-                    # Reaped while idle, or the server restarted: a reset starts a new
-                    # episode anyway, so a new session loses nothing.
-                    self.session_id = None
-            if data is None:
-                data = self._call(create_request(self.env_id, task_id, seed))
-                self.session_id = data["session_id"]
-        except BadRequestError as error:
-            if "unknown_task" in error.detail:
-                raise UnknownTaskError(error.detail) from None
-            raise
+        data = None
+        if self.session_id is not None:
+            try:
+                data = self._call(reset_request(self.session_id, task_id, seed))
+            except SessionNotFoundError:
+                # Reaped while idle, or the server restarted: a reset starts a new
+                # episode anyway, so a new session loses nothing.
+                self.session_id = None
+        if data is None:
+            data = self._call(create_request(self.env_id, task_id, seed))
+            self.session_id = data["session_id"]
         self._over = False
         self._last_observation = data["observation"]
         return data["observation"], data["info"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from palaestra.errors import ServerUnavailableError
+from palaestra.errors import RequestTimeoutError, ServerUnavailableError
 from palaestra.servers import json_codec
 from palaestra.servers.protocol import error_for
 
@@ -50,9 +50,9 @@ class SessionSocket:
         """Send one request (``None`` fields left out) and return its reply's ``result``.
 
         Raises:
-            ServerError: The server answered an error (the subclass of its status).
+            PalaestraError: The server answered an error (the class of its code).
             ServerUnavailableError: The socket is closed or broke.
-            TimeoutError: No reply within the read timeout (the socket stays usable).
+            RequestTimeoutError: No reply within the read timeout (the socket stays usable).
         """
         async with self._lock:
             self._last_id += 1
@@ -60,22 +60,24 @@ class SessionSocket:
             message = {"id": request_id, "op": op}
             message.update((k, v) for k, v in fields.items() if v is not None)
             if self._ws.closed:
-                raise ServerUnavailableError(0, f"the socket {self._url} is closed")
+                raise ServerUnavailableError(f"the socket {self._url} is closed", status=0)
             try:
                 await self._ws.send_str(json_codec.dumps_text(message))
             except (ConnectionError, aiohttp.ClientError) as error:
                 raise ServerUnavailableError(
-                    0, f"{op} on {self._url} failed: {type(error).__name__}: {error}"
+                    f"{op} on {self._url} failed: {type(error).__name__}: {error}", status=0
                 ) from None
             deadline = time.monotonic() + self._read_timeout
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"{op} on {self._url}: no reply in {self._read_timeout:g}s")
+                    raise RequestTimeoutError(
+                        f"{op} on {self._url}: no reply in {self._read_timeout:g}s"
+                    )
                 try:
                     reply = await self._ws.receive(timeout=remaining)
                 except TimeoutError:
-                    raise TimeoutError(
+                    raise RequestTimeoutError(
                         f"{op} on {self._url}: no reply in {self._read_timeout:g}s"
                     ) from None
                 if reply.type == aiohttp.WSMsgType.TEXT:
@@ -87,7 +89,7 @@ class SessionSocket:
                     raise error_for(int(data.get("status") or 500), data)
                 if reply.type in _GONE or reply.type == aiohttp.WSMsgType.ERROR:
                     raise ServerUnavailableError(
-                        0, f"{op} on {self._url}: the server closed the socket"
+                        f"{op} on {self._url}: the server closed the socket", status=0
                     )
                 # pings/pongs are handled by aiohttp; binary frames are not ours: skip
 

@@ -26,9 +26,19 @@ import numpy as np
 
 from palaestra.envs import TaskId, TextEnv
 from palaestra.envs.registration import env_class
-from palaestra.errors import EnvBusyError, EpisodeOverError, NotSupportedError, UnknownTaskError
+from palaestra.errors import (
+    CapacityError,
+    EnvFailedError,
+    EpisodeOverError,
+    NotSupportedError,
+    PalaestraError,
+    SessionBrokenError,
+    SessionNotFoundError,
+    StepTimeoutError,
+    UnknownEnvError,
+)
 
-__all__ = ["ApiError", "Session", "SessionStore", "Settings"]
+__all__ = ["Session", "SessionStore", "Settings"]
 
 log = logging.getLogger("palaestra.server")
 T = TypeVar("T")
@@ -37,16 +47,6 @@ T = TypeVar("T")
 # to the thread pool.
 INLINE_LIMIT_SECONDS = 0.05
 INLINE_STRIKES = 3
-
-
-class ApiError(Exception):
-    """An error answered to the client as a JSON problem body."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
 
 
 @dataclass
@@ -128,10 +128,13 @@ class SessionStore:
     async def run(
         self, session: Session | None, fn: Callable[[], T], *, env_id: str | None = None
     ) -> T:
-        """Run ``fn`` (env code) and map env errors to API errors.
+        """Run ``fn`` (env code) and turn its failures into the errors a client sees.
 
         Envs that declare ``fast_calls`` run on the event loop (no thread hop); the
-        rest run on the pool under the per-call timeout.
+        rest run on the pool under the per-call timeout. A :class:`PalaestraError`
+        below 500 (episode over, unknown task, not supported, env busy) is the
+        caller's and passes through untouched; anything else the env raises is
+        an :class:`EnvFailedError` and breaks the session.
 
         Args:
             session: The session whose env runs (marked broken when it fails).
@@ -147,29 +150,25 @@ class SessionStore:
                 return result
             future = asyncio.get_running_loop().run_in_executor(self.pool, fn)
             return await asyncio.wait_for(future, self.settings.step_timeout)
+        except PalaestraError as error:
+            if 0 < error.status < 500:
+                raise
+            failure: Exception = error
         except TimeoutError:
             if session is not None:
                 session.broken = f"an env call exceeded the {self.settings.step_timeout:g}s timeout"
-            raise ApiError(
-                504,
-                "step_timeout",
+            raise StepTimeoutError(
                 f"the env call took longer than {self.settings.step_timeout:g}s; "
-                "the session is marked broken (reset or delete it)",
+                "the session is marked broken (reset or delete it)"
             ) from None
-        except (ApiError, UnknownTaskError, EpisodeOverError, NotSupportedError):
-            raise
-        except EnvBusyError as error:
-            # No room for another env instance: capacity, not a fault of any session.
-            raise ApiError(429, "capacity", f"{error}; retry later") from None
         except Exception as error:
-            log.exception("env error in session %s", session.id if session else "-")
-            if session is not None:
-                session.broken = f"{type(error).__name__}: {error}"
-            raise ApiError(
-                500,
-                "env_error",
-                f"the env raised {type(error).__name__}: {error}; the session is marked broken",
-            ) from None
+            failure = error
+        log.exception("env error in session %s", session.id if session else "-", exc_info=failure)
+        if session is not None:
+            session.broken = f"{type(failure).__name__}: {failure}"
+        raise EnvFailedError(
+            f"the env raised {type(failure).__name__}: {failure}; the session is marked broken"
+        ) from None
 
     def _check_inline(self, env_id: str, seconds: float) -> None:
         # A "fast" env that blocks the loop goes to the pool for good. One slow call
@@ -200,17 +199,13 @@ class SessionStore:
             return self.classes[env_id]
         except KeyError:
             served = ", ".join(sorted(self.classes))
-            raise ApiError(
-                422, "unknown_env", f"env {env_id!r} is not served here; served: {served}"
-            ) from None
+            raise UnknownEnvError(f"env {env_id!r} is not served here; served: {served}") from None
 
     def get(self, session_id: str) -> Session:
         """The open session ``session_id``, or a 404."""
         session = self.sessions.get(session_id)
         if session is None:
-            raise ApiError(
-                404,
-                "session_not_found",
+            raise SessionNotFoundError(
                 f"no session {session_id!r} (never created, deleted, or reaped after "
                 f"{self.settings.session_ttl:g}s idle)",
             )
@@ -222,9 +217,7 @@ class SessionStore:
         """Open a session on ``env_id`` and reset it; 429 when full."""
         cls = self.env_class_of(env_id)
         if len(self.sessions) + self._reserved >= self.settings.max_sessions:
-            raise ApiError(
-                429,
-                "capacity",
+            raise CapacityError(
                 f"the server holds its maximum of {self.settings.max_sessions} sessions; "
                 "close some or retry later",
             )
@@ -260,12 +253,9 @@ class SessionStore:
         self, session: Session, task_id: TaskId | None, seed: int | None
     ) -> tuple[str, dict[str, Any]]:
         options = None if task_id is None else {"task_id": task_id}
-        try:
-            observation, info = await self.run(
-                session, lambda: session.env.reset(seed=seed, options=options)
-            )
-        except UnknownTaskError as error:
-            raise ApiError(422, "unknown_task", str(error)) from None
+        observation, info = await self.run(
+            session, lambda: session.env.reset(seed=seed, options=options)
+        )
         session.task_id = info.get("task_id")
         session.seed = seed
         session.actions = []
@@ -277,9 +267,7 @@ class SessionStore:
         """One step of ``session``'s env."""
         self.check_usable(session)
         if session.env.over:
-            raise ApiError(
-                409,
-                "episode_over",
+            raise EpisodeOverError(
                 f"the episode of task {session.task_id!r} is over after "
                 f"{session.env.steps} steps; reset the session to play again",
             )
@@ -291,11 +279,9 @@ class SessionStore:
         """A new session in the same state: by snapshot/restore, else by replay."""
         self.check_usable(session)
         if session.task_id is None:
-            raise ApiError(409, "not_started", "the session has no episode to fork")
+            raise EpisodeOverError("the session has no episode to fork; reset first")
         if len(self.sessions) + self._reserved >= self.settings.max_sessions:
-            raise ApiError(
-                429, "capacity", f"the server holds its maximum of {self.settings.max_sessions}"
-            )
+            raise CapacityError(f"the server holds its maximum of {self.settings.max_sessions}")
         cls = self.classes[session.env_id]
         method = "snapshot" if "snapshot" in cls.capabilities() else "replay"
 
@@ -330,9 +316,9 @@ class SessionStore:
         """The env expert's next action for ``session``."""
         self.check_usable(session)
         if "expert" not in self.classes[session.env_id].capabilities():
-            raise ApiError(409, "not_supported", f"{session.env_id} has no expert")
+            raise NotSupportedError(f"{session.env_id} has no expert")
         if session.task_id is None or session.env.over:
-            raise ApiError(409, "episode_over", "the episode is over; reset first")
+            raise EpisodeOverError("the episode is over; reset first")
         return await self.run(session, session.env.expert_action)
 
     async def random_action(self, session: Session, seed: int) -> str:
@@ -343,14 +329,11 @@ class SessionStore:
         """
         self.check_usable(session)
         if "random_action" not in self.classes[session.env_id].capabilities():
-            raise ApiError(409, "not_supported", f"{session.env_id} cannot draw a random action")
+            raise NotSupportedError(f"{session.env_id} cannot draw a random action")
         if session.task_id is None or session.env.over:
-            raise ApiError(409, "episode_over", "the episode is over; reset first")
+            raise EpisodeOverError("the episode is over; reset first")
         rng = np.random.default_rng(seed)
-        try:
-            return await self.run(session, lambda: session.env.random_action(rng))
-        except NotSupportedError as error:
-            raise ApiError(409, "not_supported", str(error)) from None
+        return await self.run(session, lambda: session.env.random_action(rng))
 
     async def close(self, session: Session) -> None:
         """Forget ``session`` and close its env (on the pool)."""
@@ -364,9 +347,7 @@ class SessionStore:
     def check_usable(self, session: Session) -> None:
         """409 when ``session`` is broken."""
         if session.broken is not None:
-            raise ApiError(
-                409,
-                "session_broken",
+            raise SessionBrokenError(
                 f"session {session.id} is broken ({session.broken}); reset or delete it",
             )
 

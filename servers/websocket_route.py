@@ -21,9 +21,16 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
+from palaestra.errors import (
+    BadRequestError,
+    BodyTooLargeError,
+    PalaestraError,
+    ServerError,
+    SessionConflictError,
+)
 from palaestra.servers import json_codec
 from palaestra.servers.operations import Operations
-from palaestra.servers.sessions import ApiError, Session
+from palaestra.servers.sessions import Session
 from palaestra.servers.wire import SocketRequest
 
 __all__ = ["SocketApp"]
@@ -35,9 +42,17 @@ def _reply(request_id: int | None, result: Any) -> str:
     return json_codec.dumps_text({"id": request_id, "ok": True, "result": result})
 
 
-def _error(request_id: int | None, status: int, error: str, detail: str) -> str:
+def _error(request_id: int | None, error: PalaestraError) -> str:
+    # The same status, code and detail as the HTTP answer (palaestra.errors' table).
+    status = error.status if 400 <= error.status < 600 else 500
     return json_codec.dumps_text(
-        {"id": request_id, "ok": False, "status": status, "error": error, "detail": detail}
+        {
+            "id": request_id,
+            "ok": False,
+            "status": status,
+            "error": error.code,
+            "detail": error.detail,
+        }
     )
 
 
@@ -59,29 +74,31 @@ class _SocketSession:
 
     def current(self) -> Session:
         if self.session is None:
-            raise ApiError(409, "no_session", "the first request on a socket is create or attach")
+            raise SessionConflictError(
+                "no session yet: the first request on a socket is create or attach"
+            )
         return self.session
 
     async def handle(self, request: SocketRequest) -> Any:
-        """The ``result`` of one request (or an :class:`ApiError`)."""
+        """The ``result`` of one request (or raises a :class:`PalaestraError`)."""
         ops, op = self.ops, request.op
         if op in ("create", "attach"):
             if self.session is not None:
-                raise ApiError(409, "session_bound", f"this socket serves {self.session.id}")
+                raise SessionConflictError(f"this socket already serves {self.session.id}")
             if op == "create":
                 if request.env is None:
-                    raise ApiError(422, "invalid_request", "env: field required")
+                    raise BadRequestError("env: field required")
                 self.session, created = await ops.create(request.env, request.task_id, request.seed)
                 self.owned = True
                 return created
             if request.session_id is None:
-                raise ApiError(422, "invalid_request", "session_id: field required")
+                raise BadRequestError("session_id: field required")
             self.session = ops.store.get(request.session_id)
             return ops.status(self.session)
         session = self.current()
         if op == "step":
             if request.action is None:
-                raise ApiError(422, "invalid_request", "action: field required")
+                raise BadRequestError("action: field required")
             return await ops.step(session, request.action)
         if op == "reset":
             return await ops.reset(session, request.task_id, request.seed)
@@ -91,7 +108,7 @@ class _SocketSession:
             return await ops.expert(session)
         if op == "random_action":
             if request.seed is None or request.seed >= 2**63:
-                raise ApiError(422, "invalid_request", "seed: an integer in [0, 2**63) required")
+                raise BadRequestError("seed: an integer in [0, 2**63) required")
             return await ops.random_action(session, request.seed)
         if op == "status":
             return ops.status(ops.store.get(session.id))
@@ -142,9 +159,7 @@ class SocketApp:
                     text = (message.get("bytes") or b"").decode("utf-8", "replace")
                 if len(text) > self.max_bytes:
                     # uvicorn closes the socket first (ws_max_size); other servers may not.
-                    answer = _error(
-                        None, 413, "body_too_large", f"message over {self.max_bytes} bytes"
-                    )
+                    answer = _error(None, BodyTooLargeError(f"message over {self.max_bytes} bytes"))
                 else:
                     answer = await _answer(state, text)
                 # json_codec escapes lone surrogates, so the text always encodes.
@@ -160,30 +175,26 @@ class SocketApp:
 
 
 async def _answer(state: _SocketSession, text: str) -> str:
-    step = _fast_step(text) if state.session is not None else None
-    if step is not None:
-        request_id, action = step
-        try:
+    request_id: int | None = None
+    try:
+        step = _fast_step(text) if state.session is not None else None
+        if step is not None:
+            request_id, action = step
             return _reply(request_id, await state.ops.step(state.session, action))
-        except ApiError as error:
-            state.ops.metrics.errors.labels(error.error).inc()
-            return _error(request_id, error.status, error.error, error.detail)
-    try:
-        request = SocketRequest.model_validate_json(text)
-    except ValidationError as error:
-        request_id = _request_id(text)
-        return _error(request_id, 422, "invalid_request", _invalid(error))
-    try:
-        return _reply(request.id, await state.handle(request))
-    except ApiError as error:
-        state.ops.metrics.errors.labels(error.error).inc()
-        return _error(request.id, error.status, error.error, error.detail)
+        try:
+            request = SocketRequest.model_validate_json(text)
+        except ValidationError as error:
+            request_id = _request_id(text)
+            raise BadRequestError(_invalid(error)) from None
+        request_id = request.id
+        return _reply(request_id, await state.handle(request))
+    except PalaestraError as error:
+        state.ops.metrics.errors.labels(error.code).inc()
+        return _error(request_id, error)
     except Exception as error:  # a bug of ours: answer it, keep the socket and the server
         log.exception("websocket request failed")
-        state.ops.metrics.errors.labels("internal").inc()
-        return _error(
-            request.id, 500, "internal", f"internal server error ({type(error).__name__})"
-        )
+        state.ops.metrics.errors.labels(ServerError.code).inc()
+        return _error(request_id, ServerError(f"internal server error ({type(error).__name__})"))
 
 
 def _fast_step(text: str) -> tuple[int | None, str] | None:

@@ -14,7 +14,7 @@ from palaestra.errors import (
     CapacityError,
     EnvFailedError,
     EpisodeOverError,
-    SessionConflictError,
+    SessionBrokenError,
     SessionNotFoundError,
     StepTimeoutError,
     UnauthorizedError,
@@ -178,7 +178,7 @@ def test_504_step_timeout_marks_only_that_session_broken(serve):
             slow.step("sleep 1")
         assert time.monotonic() - started < 0.9  # answered at the timeout, not after the env
         assert other.step("inc")[4]["step"] == 1
-        with pytest.raises(SessionConflictError, match="session_broken"):
+        with pytest.raises(SessionBrokenError, match="broken"):
             slow.step("inc")
         assert slow.status()["broken"].startswith("an env call exceeded")
         _observation, info = slow.reset(options={"task_id": 1})  # a fresh env repairs it
@@ -192,7 +192,7 @@ def test_500_env_exception_breaks_only_that_session(maze_url):
     good.reset(options={"task_id": 0})
     with pytest.raises(EnvFailedError, match="RuntimeError: the counter exploded"):
         bad.step("boom")
-    with pytest.raises(SessionConflictError, match="broken"):
+    with pytest.raises(SessionBrokenError, match="broken"):
         bad.step("inc")
     assert "RuntimeError" in bad.status()["broken"]
     assert good.step("inc")[4]["step"] == 1
@@ -315,7 +315,7 @@ def test_random_action_route_errors(maze_url, serve):
         env.reset(options={"task_id": 0})
         for _ in range(3):
             env.step(env.random_action(5))
-        with pytest.raises(SessionConflictError, match="episode_over"):
+        with pytest.raises(EpisodeOverError, match="reset first"):
             env.random_action(5)
         with pytest.raises(ValueError, match="2\\*\\*63"):
             env.random_action(-1)
@@ -399,7 +399,9 @@ def test_an_env_without_room_for_another_instance_answers_429(serve):
     palaestra.register("toy/Busy-v0", Busy)
     with serve(["toy/Busy-v0"]) as url:
         detail = problem(
-            httpx.post(f"{url}/v1/sessions", json={"env": "toy/Busy-v0"}), 429, "capacity"
+            httpx.post(f"{url}/v1/sessions", json={"env": "toy/Busy-v0"}), 429, "env_busy"
         )
-        assert "all 2 JVMs hold their 8 games; retry later" in detail
+        assert "all 2 JVMs hold their 8 games" in detail
+        with pytest.raises(EnvBusyError, match="all 2 JVMs"):  # the env's class, remotely too
+            palaestra.make("toy/Busy-v0", base_url=url).reset()
         assert httpx.get(f"{url}/health").json()["sessions"] == 0

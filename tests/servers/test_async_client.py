@@ -6,11 +6,12 @@ import pytest
 
 import palaestra
 from palaestra.errors import (
-    BadRequestError,
     EnvFailedError,
+    NotSupportedError,
     ServerUnavailableError,
-    SessionConflictError,
+    SessionBrokenError,
     SessionNotFoundError,
+    UnknownEnvError,
 )
 from palaestra.servers import AsyncEnvClient, RetryPolicy, Timeouts
 
@@ -50,7 +51,7 @@ def test_async_random_action_matches_in_process(maze_url):
                 assert step.info["invalid_action"] is False
                 drawn.append(action)
             counter = await client.create("toy/Counter-v0")
-            with pytest.raises(SessionConflictError, match="not_supported"):
+            with pytest.raises(NotSupportedError, match="cannot draw"):
                 await counter.random_action(0)
             with pytest.raises(ValueError):
                 await session.random_action(-1)
@@ -92,12 +93,12 @@ def test_async_errors_map_to_palaestra_errors(maze_url):
         async with AsyncEnvClient(maze_url) as client:
             with pytest.raises(SessionNotFoundError):
                 await client.step("missing", "inc")
-            with pytest.raises(BadRequestError, match="unknown_env"):
+            with pytest.raises(UnknownEnvError, match="not served"):
                 await client.create("nope/Env-v0")
             session = await client.create("toy/Counter-v0")
             with pytest.raises(EnvFailedError, match="exploded"):
                 await session.step("boom")
-            with pytest.raises(SessionConflictError, match="broken"):
+            with pytest.raises(SessionBrokenError, match="broken"):
                 await session.step("inc")
             await session.reset(task_id=4, seed=1)
             assert (await session.step("inc")).info["step"] == 1

@@ -529,8 +529,8 @@ def test_concurrent_http_and_socket_steps_on_one_session_are_serialised():
 def test_hostile_socket_frames_get_error_replies():
     frames: list[tuple[str | bytes, int | None, int | None, str | None]] = [
         # (frame, the reply's id, its status (None: ok), its error)
-        ('{"id": 1, "op": "step", "action": "inc"}', 1, 409, "no_session"),  # before create
-        ('{"id": 2, "op": "status"}', 2, 409, "no_session"),
+        ('{"id": 1, "op": "step", "action": "inc"}', 1, 409, "session_conflict"),  # before create
+        ('{"id": 2, "op": "status"}', 2, 409, "session_conflict"),
         ("{not json", None, 422, "invalid_request"),
         ("", None, 422, "invalid_request"),
         ("[1, 2]", None, 422, "invalid_request"),
@@ -556,8 +556,8 @@ def test_hostile_socket_frames_get_error_replies():
             "invalid_request",
         ),
         ('{"id": 11, "op": "create", "env": "toy/Counter-v0", "task_id": 1}', 11, None, None),
-        ('{"id": 12, "op": "create", "env": "toy/Counter-v0"}', 12, 409, "session_bound"),
-        ('{"id": 13, "op": "attach", "session_id": "x"}', 13, 409, "session_bound"),
+        ('{"id": 12, "op": "create", "env": "toy/Counter-v0"}', 12, 409, "session_conflict"),
+        ('{"id": 13, "op": "attach", "session_id": "x"}', 13, 409, "session_conflict"),
         ('{"id": 14, "op": "step"}', 14, 422, "invalid_request"),  # no action
         ('{"id": 15, "op": "step", "action": null}', 15, 422, "invalid_request"),
         ('{"id": 16, "op": "step", "action": 3}', 16, 422, "invalid_request"),
