@@ -16,7 +16,7 @@ class in-process and over HTTP or the WebSocket::
     │   └── PolicyTimeoutError              504     policy_timeout
     └── ServerError                         500     internal         an unexpected server failure
         ├── BadRequestError                 422     invalid_request  bad body or parameter
-        │   ├── UnknownEnvError             422     unknown_env      env not served
+        │   ├── UnknownEnvError             422     unknown_env      env not served (a KeyError)
         │   ├── UnknownSplitError           422     unknown_split    no such split (a KeyError)
         │   ├── UnknownTaskError            422     unknown_task     task id in no split
         │   ├── ActionTooLongError          422     action_too_long  over the server's cap
@@ -201,8 +201,11 @@ class BadRequestError(ServerError, ValueError):
     code = "invalid_request"
 
 
-class UnknownEnvError(BadRequestError):
-    """An env id the server does not serve (the message lists those it does)."""
+class UnknownEnvError(BadRequestError, KeyError):
+    """An env id the server does not serve (the message lists those it does).
+
+    A ``KeyError``, as the registry's own answer to an unknown id in-process.
+    """
 
     code = "unknown_env"
 
