@@ -114,8 +114,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from palaestra.envs import list_envs
     from palaestra.servers import Settings, create_app
     from palaestra.servers.local import run_server
+    from palaestra.servers.protocol import read_token_file
     from palaestra.servers.workers import run_workers, worker_urls
 
+    if args.token_file:
+        try:
+            args.token = read_token_file(args.token_file)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     if not is_loopback(args.host) and not args.token and not args.insecure:
         print(
             f"error: refusing to bind {args.host} without a token; pass --token "
@@ -140,6 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_action_chars=args.max_action_chars,
         threads=args.threads,
         token=args.token,
+        allowed_origins=tuple(args.allow_origin),
     )
     auth = "token required" if args.token else "no token"
     if args.workers < 1:
@@ -299,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve envs over HTTP (FastAPI + uvicorn)",
         description="Serve ENV_IDs (default: every installed env) on one HTTP API. Binds "
-        "127.0.0.1 by default; a non-loopback address needs --token or --insecure.",
+        "127.0.0.1 by default; a non-loopback address needs a token or --insecure. Pass "
+        f"the token in ${TOKEN_ENV} or --token-file: --token shows in `ps`. Web pages may "
+        "not open the WebSocket /v1/ws (a browser's upgrade with a foreign Origin is "
+        "refused with 403) unless --allow-origin lists their origin; programs send no "
+        "Origin and are not affected.",
     )
     p.add_argument("env_ids", nargs="*", metavar="ENV_ID", help="envs to serve (default: all)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -307,7 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--token",
         default=os.environ.get(TOKEN_ENV),
-        help=f"require this bearer token (default ${TOKEN_ENV})",
+        help=f"require this bearer token (default ${TOKEN_ENV}; visible in `ps`)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="require the bearer token stored in PATH (its first line)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages of ORIGIN (scheme://host[:port], or '*') open /v1/ws; repeatable "
+        "(default: none but the server's own loopback origin)",
     )
     p.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback bind without a token"

@@ -153,8 +153,11 @@ def _make_policy(args: argparse.Namespace) -> Any:
 def cmd_serve_policy(args: argparse.Namespace) -> int:
     """Serve a local model as an OpenAI-compatible chat-completions endpoint."""
     from palaestra.agents.policy_server import run_policy_server
+    from palaestra.servers.protocol import read_token_file
 
     try:
+        if args.token_file:
+            args.token = read_token_file(args.token_file)
         run_policy_server(
             args.model,
             args.host,
@@ -242,7 +245,12 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--token",
         default=os.environ.get(TOKEN_ENV),
-        help=f"require this bearer token (${TOKEN_ENV})",
+        help=f"require this bearer token (${TOKEN_ENV}; visible in `ps`)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="require the bearer token stored in PATH (its first line)",
     )
     p.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback bind without a token"

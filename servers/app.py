@@ -6,7 +6,6 @@ the routes of DESIGN.md; ``palaestra serve`` runs it under uvicorn.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +28,7 @@ from palaestra.errors import (
     UnknownSplitError,
 )
 from palaestra.servers import json_codec
+from palaestra.servers.auth import bearer_matches, origin_allowed
 from palaestra.servers.metrics import Metrics
 from palaestra.servers.operations import Operations
 from palaestra.servers.protocol import SOCKET_PATH
@@ -90,7 +90,8 @@ class _Guard:
     """Pure ASGI middleware: the token, the body-size cap, and the socket hand-off.
 
     The bearer token is required on every route but /health; ``/v1/ws`` goes to
-    the socket app.
+    the socket app, unless its upgrade carries a foreign ``Origin`` (a web page:
+    see :func:`~palaestra.servers.auth.origin_allowed`), refused with 403.
 
     Written as raw ASGI rather than ``BaseHTTPMiddleware`` to stay off the hot
     path's cost (no extra task or stream wrapping per request). The token guards
@@ -104,7 +105,7 @@ class _Guard:
         self.app = app
         self.settings = settings
         self.socket_app = socket_app
-        self.expected = f"Bearer {settings.token}".encode() if settings.token else None
+        self.expected = settings.token.encode() if settings.token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -112,10 +113,17 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        if kind == "websocket" and not origin_allowed(
+            headers.get(b"origin", b"").decode("latin-1"),
+            headers.get(b"host", b"").decode("latin-1"),
+            self.settings.allowed_origins,
+        ):
+            # Closing before accepting answers the upgrade with HTTP 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})
+            return
         if self.expected is not None and scope["path"] != "/health":
             given = headers.get(b"authorization", b"")
-            # Constant-time: the comparison time must not reveal how much of a guess was right.
-            if not hmac.compare_digest(given, self.expected):
+            if not bearer_matches(given, self.expected):
                 if kind == "websocket":
                     # Closing before accepting answers the upgrade with HTTP 403.
                     await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})

@@ -27,6 +27,7 @@ __all__ = [
     "error_for",
     "fork_request",
     "random_action_request",
+    "read_token_file",
     "reset_request",
     "step_request",
 ]
@@ -159,6 +160,24 @@ def random_action_request(session_id: str, seed: int) -> Request:
     if not 0 <= seed < 2**63:
         raise ValueError(f"seed must be in [0, 2**63), got {seed}")
     return Request("GET", f"/v1/sessions/{session_id}/random_action", params={"seed": str(seed)})
+
+
+def read_token_file(path: str) -> str:
+    """The token stored in the file ``path`` (its first line; whitespace around it dropped).
+
+    A token in a file, unlike one on the command line, does not show in ``ps``.
+
+    Raises:
+        ValueError: The file cannot be read, or holds no token.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.readline().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read the token file {path}: {error}") from None
+    if not token:
+        raise ValueError(f"the token file {path} is empty")
+    return token
 
 
 def auth_headers(token: str | None) -> dict[str, str]:

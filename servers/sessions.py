@@ -61,6 +61,10 @@ class Settings:
         max_body_bytes: Largest accepted request body; larger is answered 413.
         threads: Size of the thread pool that runs env code.
         token: Bearer token required on every route but /health (None = open).
+        allowed_origins: Web origins (``scheme://host[:port]``, ``"*"`` for any) whose
+            pages may open ``/v1/ws``; a browser's upgrade from any other origin is
+            refused with 403, except from the server's own loopback origin.
+            Programs send no ``Origin`` and are not affected.
     """
 
     max_sessions: int = 4096
@@ -70,6 +74,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     threads: int = 16
     token: str | None = None
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass

@@ -107,7 +107,7 @@ class _SocketSession:
         if op == "expert":
             return await ops.expert(session)
         if op == "random_action":
-            if request.seed is None or request.seed >= 2**63:
+            if request.seed is None:  # its range is the model's
                 raise BadRequestError("seed: an integer in [0, 2**63) required")
             return await ops.random_action(session, request.seed)
         if op == "status":

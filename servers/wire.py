@@ -32,6 +32,10 @@ __all__ = [
 
 TaskIdField = int | str
 
+# Seeds are 63-bit: what numpy, the JVM of ScienceWorld and every env's RNG take
+# without overflow. A larger one is a 422 naming the field, never an env's 500.
+SEED_LIMIT = 2**63
+
 
 class _Strict(BaseModel):
     # Unknown fields are errors: a typo like {"actoin": ...} must not pass silently.
@@ -70,7 +74,10 @@ class CreateSession(_Strict):
         default=None, description="Task to play; omitted = a training task drawn from the seed."
     )
     seed: int | None = Field(
-        default=None, ge=0, description="Seed of the env's randomness beyond the task."
+        default=None,
+        ge=0,
+        lt=SEED_LIMIT,
+        description="Seed of the env's randomness beyond the task (0 <= seed < 2**63).",
     )
 
 
@@ -107,7 +114,7 @@ class ResetRequest(_Strict):
     """Body of ``POST /v1/sessions/{id}/reset``."""
 
     task_id: TaskIdField | None = None
-    seed: int | None = Field(default=None, ge=0)
+    seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT, description="0 <= seed < 2**63.")
 
 
 class ResetResult(BaseModel):
@@ -190,7 +197,10 @@ class SocketRequest(_Strict):
     session_id: str | None = Field(default=None, description="attach: the session.")
     task_id: TaskIdField | None = Field(default=None, description="create/reset: the task.")
     seed: int | None = Field(
-        default=None, ge=0, description="create/reset: env seed; random_action: the draw (< 2**63)."
+        default=None,
+        ge=0,
+        lt=SEED_LIMIT,
+        description="create/reset: env seed; random_action: the draw (0 <= seed < 2**63).",
     )
     action: str | None = Field(default=None, description="step: the action text.")
 
