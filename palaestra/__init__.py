@@ -9,7 +9,8 @@ The public API::
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import gymnasium
 
@@ -24,8 +25,11 @@ from palaestra.envs import (
     list_envs,
     load_plugins,
     register,
+    set_remote_factory,
 )
-from palaestra.servers import AsyncEnvClient, RemoteEnv, Settings, create_app
+
+if TYPE_CHECKING:
+    from palaestra.servers import AsyncEnvClient, RemoteEnv, Settings, create_app
 
 __all__ = [
     "AsyncEnvClient",
@@ -61,8 +65,34 @@ def make(env_id: str, base_url: str | None = None, **kwargs: Any) -> gymnasium.E
     """
     env_class(env_id)  # a clear KeyError naming the registered envs, and plugins loaded
     if base_url is not None:
-        return RemoteEnv(env_id, base_url, **kwargs)
+        return _remote_env(env_id, base_url, **kwargs)
     return gymnasium.make(env_id, **kwargs).unwrapped
 
 
+# The server stack (FastAPI, uvicorn, aiohttp, httpx) loads on first use of one of
+# its names, not with `import palaestra` (nor with `import palaestra.envs`, which
+# imports this package first): an env author or an in-process run never pays it.
+_SERVER_NAMES = frozenset({"AsyncEnvClient", "RemoteEnv", "Settings", "create_app"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SERVER_NAMES:
+        value = getattr(importlib.import_module("palaestra.servers"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'palaestra' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SERVER_NAMES)
+
+
+def _remote_env(env_id: str, base_url: str, **kwargs: Any) -> gymnasium.Env:
+    from palaestra.servers.remote_env import RemoteEnv
+
+    return RemoteEnv(env_id, base_url, **kwargs)
+
+
+# `gymnasium.make(env_id, base_url=...)` builds a RemoteEnv, loading the client then.
+set_remote_factory(_remote_env)
 load_plugins()

@@ -291,9 +291,10 @@ class EnvBusyError(CapacityError, EnvError):
 
 
 class EnvFailedError(ServerError, EnvError):
-    """The env raised inside the server; that session is now broken (500)."""
+    """The env raised inside the server; that session is now broken (500).
 
-    code = "env_error"
+    The wire form of any exception of env code, :class:`EnvError`'s included (its code).
+    """
 
 
 class ServerUnavailableError(ServerError, ConnectionError):
