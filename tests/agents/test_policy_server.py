@@ -265,7 +265,8 @@ class RecordingPolicy(Policy):
 
 def test_batches_group_by_sampling_parameters():
     fake = RecordingPolicy()
-    app = create_policy_app(fake, batch_wait_s=0.5)
+    # A window wide enough that seven concurrent requests land in it on a busy machine.
+    app = create_policy_app(fake, batch_wait_s=3.0)
 
     async def ask_all(url: str) -> list[list[str]]:
         async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x") as aclient:
@@ -307,7 +308,7 @@ def test_batches_group_by_sampling_parameters():
 
 def test_max_batch_size_bounds_a_batch():
     fake = RecordingPolicy()
-    app = create_policy_app(fake, max_batch_size=4, batch_wait_s=0.3)
+    app = create_policy_app(fake, max_batch_size=4, batch_wait_s=3.0)
 
     async def ask_all(url: str) -> None:
         async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x") as aclient:

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket
 
 import palaestra
 from palaestra.agents.trajectory import read_trajectories
-from palaestra.errors import ServerUnavailableError, SessionNotFoundError
+from palaestra.errors import RequestTimeoutError, ServerUnavailableError, SessionNotFoundError
 from palaestra.servers import (
     AsyncEnvClient,
     RetryPolicy,
@@ -278,22 +278,26 @@ def test_an_eval_whose_server_is_killed_reports_the_lost_episodes_and_resume_pla
 @pytest.mark.parametrize("transport", ["http", "websocket"])
 def test_a_client_that_found_its_server_down_fails_fast_until_it_answers_again(transport):
     port = free_port()
-    retry = RetryPolicy(attempts=4, backoff=0.2, max_backoff=0.2)  # 0.3-0.9 s of retries
+    retry = RetryPolicy(attempts=4, backoff=1.0, max_backoff=1.0)  # 1.5-4.5 s of retries
 
     url = f"http://127.0.0.1:{port}"
 
     async def run() -> None:
         async with AsyncEnvClient(url, retry=retry, transport=transport) as c:
             error, seconds = await _outcome(c.create(MAZE, task_id=1))
-            assert isinstance(error, ServerUnavailableError) and seconds >= 0.3
+            assert isinstance(error, ServerUnavailableError) and seconds >= 1.5
             error, seconds = await _outcome(c.create(MAZE, task_id=1))  # known down: one try
-            assert isinstance(error, ServerUnavailableError) and seconds < 0.2
+            assert isinstance(error, ServerUnavailableError) and seconds < 1.5
             with serve_in_thread(create_app([MAZE], Settings()), port=port):
                 session = await c.create(MAZE, task_id=1)  # it is up: tried, and it works
                 await session.close()
-            await asyncio.sleep(0.1)  # the loop sees the server close its pooled connection
             error, seconds = await _outcome(c.create(MAZE, task_id=1))  # retried in full again
-            assert isinstance(error, ServerUnavailableError) and seconds >= 0.3
+            if "cannot reach" not in str(error):
+                # The pool's connection to the stopped server, not yet seen closed by the
+                # loop: lost mid-request (never retried). The next call connects afresh.
+                error, seconds = await _outcome(c.create(MAZE, task_id=1))
+            assert isinstance(error, ServerUnavailableError) and "cannot reach" in str(error)
+            assert seconds >= 1.5
 
     asyncio.run(run())
 
@@ -321,13 +325,13 @@ def test_clients_mid_call_on_a_killed_server_raise_at_once_and_work_after_a_rest
                 asyncio.create_task(_outcome(http_session.step("sleep 30"))),
                 asyncio.create_task(_outcome(ws_session.step("sleep 30"))),
             ]
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)  # (ordering needs no sleep: each call fails either way)
             assert not any(call.done() for call in calls)
             server.kill()
             await asyncio.to_thread(server.wait)
             for error, seconds in await asyncio.gather(*calls):
                 assert isinstance(error, ServerUnavailableError), repr(error)
-                assert f"127.0.0.1:{port}" in str(error) and seconds < 0.5 + 5
+                assert f"127.0.0.1:{port}" in str(error) and seconds < 1.0 + 15  # not the 30 s
             error, _ = await _outcome(ws_session.step("inc"))  # its socket is gone
             assert isinstance(error, ServerUnavailableError) and "closed" in str(error)
 
@@ -369,15 +373,15 @@ def test_every_client_call_times_out_on_a_server_that_never_answers():
     timeouts = Timeouts(connect=1.0, read=0.3, write=1.0, pool=1.0)
     with _silent_server() as url:
         started = time.monotonic()
-        with pytest.raises(TimeoutError, match=re.escape(url)):
+        with pytest.raises(RequestTimeoutError, match=re.escape(url)):
             palaestra.make(MAZE, base_url=url, timeouts=timeouts)
-        assert time.monotonic() - started < 0.3 + 1
+        assert time.monotonic() - started < 0.3 + 10  # the read timeout, not a hang
 
         async def run(base_url: str, transport: str) -> None:
             async with AsyncEnvClient(base_url, timeouts=timeouts, transport=transport) as client:
                 error, seconds = await _outcome(client.create(MAZE, task_id=1))
-                assert isinstance(error, TimeoutError), repr(error)
-                assert base_url.removeprefix("http") in str(error) and seconds < 0.3 + 1
+                assert isinstance(error, RequestTimeoutError), repr(error)  # a TimeoutError too
+                assert base_url.removeprefix("http") in str(error) and seconds < 0.3 + 10
 
         asyncio.run(run(url, "http"))
         asyncio.run(run(url, "websocket"))  # the upgrade is never answered
@@ -386,6 +390,14 @@ def test_every_client_call_times_out_on_a_server_that_never_answers():
 
 
 # -- 4. a reply that comes after its call timed out -------------------------------------
+
+
+def _wait_for_steps(url: str, session_id: str, steps: int) -> None:
+    """Until the server's session has taken ``steps`` steps (status takes no lock)."""
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/v1/sessions/{session_id}").json()["steps"] < steps:
+        assert time.monotonic() < deadline, f"the session never reached {steps} steps"
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("client", ["RemoteEnv", "http", "websocket"])
@@ -397,7 +409,7 @@ def test_a_late_reply_never_answers_the_next_call(serve, client):
             env.reset(options={"task_id": 1})
             with pytest.raises(TimeoutError, match=re.escape(url)):
                 env.step("sleep 0.5")
-            time.sleep(0.5)  # its answer is now due
+            _wait_for_steps(url, env.session_id, 1)  # its answer is now due
             observation, _, _, _, info = env.step("inc")
             assert (observation, info["step"]) == ("count 1", 2)
             env.close()
@@ -410,7 +422,8 @@ def test_a_late_reply_never_answers_the_next_call(serve, client):
                     await session.step("sleep 0.5")
                 with pytest.raises(TimeoutError):  # it waits on the first, then runs 0.3 s
                     await session.step("sleep 0.3")
-                await asyncio.sleep(0.7)  # both late replies are now on the socket
+                # both late replies are now due (on the socket, for that transport)
+                await asyncio.to_thread(_wait_for_steps, url, session.id, 2)
                 step = await session.step("inc")
                 assert (step.observation, step.info["step"]) == ("count 1", 3)
                 step = await session.step("inc")
