@@ -8,7 +8,7 @@ class in-process and over HTTP or the WebSocket::
 
     PalaestraError                          status  code
     ├── EnvError                            500     env_error        an env's own code failed
-    ├── EnvUnavailableError                 503     env_unavailable  data/software missing here
+    ├── EnvUnavailableError                 500     env_unavailable  data/software missing here
     ├── ContractError                       500     contract_breach  ``palaestra check`` found one
     ├── RequestTimeoutError                 0       request_timeout  a client gave up waiting
     ├── PolicyRequestError                  502     policy_error     a policy server failed
@@ -35,7 +35,8 @@ class in-process and over HTTP or the WebSocket::
 
 Errors below 500 are the caller's: the session they concern is unchanged. An env
 that raises anything else in a server is answered ``EnvFailedError`` and its
-session is broken. Classes keep builtin bases (``ValueError``, ``KeyError``,
+session is broken. The classes above ``ServerError`` are raised where they happen
+(in-process, or in a client) and never answered as themselves. Classes keep builtin bases (``ValueError``, ``KeyError``,
 ``TimeoutError``, ``ConnectionError``, ...) so plain ``except`` clauses work.
 Status 0 marks an error no server answers (the client raised it).
 
@@ -129,7 +130,6 @@ class EnvError(PalaestraError):
 class EnvUnavailableError(PalaestraError, RuntimeError):
     """The env cannot run here: data or software it needs is missing (the message says what)."""
 
-    status = 503
     code = "env_unavailable"
 
 
@@ -335,7 +335,6 @@ WIRE_ERRORS: dict[str, type[PalaestraError]] = {
         EnvFailedError,
         ServerUnavailableError,
         StepTimeoutError,
-        EnvUnavailableError,
     )
 }
 
