@@ -36,8 +36,9 @@ class in-process and over HTTP or the WebSocket::
 Errors below 500 are the caller's: the session they concern is unchanged. An env
 that raises anything else in a server is answered ``EnvFailedError`` and its
 session is broken. The classes above ``ServerError`` are raised where they happen
-(in-process, or in a client) and never answered as themselves. Classes keep builtin bases (``ValueError``, ``KeyError``,
-``TimeoutError``, ``ConnectionError``, ...) so plain ``except`` clauses work.
+(in-process, or in a client) and never answered as themselves. Classes keep
+builtin bases (``ValueError``, ``KeyError``, ``TimeoutError``, ``ConnectionError``,
+...) so plain ``except`` clauses work.
 Status 0 marks an error no server answers (the client raised it).
 
 This module imports nothing from the rest of palaestra, so every layer can use it.

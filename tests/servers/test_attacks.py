@@ -249,3 +249,29 @@ def test_token_file_errors_and_help(tmp_path: Path) -> None:
     for words in ("--token-file", "PALAESTRA_TOKEN", "--allow-origin", "Origin"):
         assert words in shown, words
     assert "--token-file" in run_cli("serve-policy", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed", "expected"),
+    [
+        ("", "127.0.0.1:8000", (), True),  # no Origin: a program, not a page
+        ("http://127.0.0.1:8000", "127.0.0.1:8000", (), True),
+        ("http://localhost:8000", "localhost:8000", (), True),
+        ("http://[::1]:8000", "[::1]:8000", (), True),
+        ("HTTP://LOCALHOST:8000", "localhost:8000", (), True),
+        ("http://localhost:8001", "localhost:8000", (), False),  # another local app
+        ("http://10.0.0.5:8000", "10.0.0.5:8000", (), False),  # same host, not loopback
+        ("http://evil.example:8000", "evil.example:8000", (), False),  # DNS rebinding
+        ("null", "127.0.0.1:8000", (), False),
+        ("ws://127.0.0.1:8000", "127.0.0.1:8000", (), False),
+        ("http://[bad", "127.0.0.1:8000", (), False),
+        ("https://lab.example", "127.0.0.1:8000", ("https://lab.example/",), True),
+        ("https://Lab.Example", "127.0.0.1:8000", ("https://lab.example",), True),
+        ("https://lab.example.evil", "127.0.0.1:8000", ("https://lab.example",), False),
+        ("https://evil.example", "127.0.0.1:8000", ("*",), True),
+    ],
+)
+def test_origin_rule(origin: str, host: str, allowed: tuple[str, ...], expected: bool) -> None:
+    from palaestra.servers.auth import origin_allowed
+
+    assert origin_allowed(origin, host, allowed) is expected
