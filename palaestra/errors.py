@@ -38,8 +38,9 @@ that raises anything else in a server is answered ``EnvFailedError`` and its
 session is broken. The classes above ``ServerError`` are raised where they happen
 (in-process, or in a client) and never answered as themselves. Classes keep
 builtin bases (``ValueError``, ``KeyError``, ``TimeoutError``, ``ConnectionError``,
-...) so plain ``except`` clauses work.
-Status 0 marks an error no server answers (the client raised it).
+...) so plain ``except`` clauses work, and ``EnvBusyError`` and ``EnvFailedError``
+are ``EnvError``s too. Status 0 marks an error no server answers (the client
+raised it).
 
 This module imports nothing from the rest of palaestra, so every layer can use it.
 """

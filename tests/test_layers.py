@@ -55,3 +55,17 @@ def test_the_server_names_still_resolve_from_the_top_package() -> None:
         "assert 'RemoteEnv' in dir(palaestra)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_errors_module_imports_nothing_of_palaestra() -> None:
+    import ast
+
+    import palaestra.errors
+
+    with open(palaestra.errors.__file__, encoding="utf-8") as file:
+        tree = ast.parse(file.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert not (node.module or "").startswith("palaestra"), node.module
+        elif isinstance(node, ast.Import):
+            assert not any(a.name.startswith("palaestra") for a in node.names)
