@@ -30,6 +30,7 @@ This module sees only ``palaestra.envs``: the remote env arrives as a factory.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -294,9 +295,11 @@ def check_invalid_actions(
     :data:`INVALID_ACTION`, then the rest of the episode's actions. The invalid
     action must be flagged (``info["invalid_action"] is True``), must not end the
     episode, must not draw from ``np_random``, and, where the env has
-    snapshot/restore, must leave ``get_state()`` equal (compared directly when the
-    state has value equality, i.e. it equals its own deep copy; a state of live
-    objects compares by identity and is judged by behaviour alone). Then the rest
+    snapshot/restore, must leave the state unchanged: compared value by value when
+    ``get_state()`` is plain data (dicts, lists, tuples, sets, dataclasses of
+    them, numbers, strings, bytes, numpy arrays); a state holding other objects
+    (a game engine, a simulator) has no comparable value, and is judged by
+    behaviour alone. Then the rest
     of the actions must give what the recorded episode got (observations,
     rewards, termination, info; ``info["step"]`` aside, which counts the extra
     action): the world behaves as if the invalid action never happened.
@@ -329,13 +332,13 @@ def check_invalid_actions(
                     _fail(f"{where}: the invalid action {INVALID_ACTION!r} ended the episode")
                 if env.np_random.bit_generator.state != rng_before:
                     _fail(f"{where}: the invalid action moved the env's np_random")
-                if snapshots and _has_value_equality(state_before):
-                    direct += 1
-                    state_after = env.snapshot().state
-                    if state_after != state_before:
+                if snapshots and state_before is not None:
+                    same = _same_plain_data(state_before, env.snapshot().state)
+                    direct += same is not None
+                    if same is False:
                         _fail(
                             f"{where}: the invalid action changed get_state(): "
-                            f"{_short(state_before)} -> {_short(state_after)}"
+                            f"{_short(state_before)} -> {_short(env.snapshot().state)}"
                         )
                 cuts += 1
                 if truncated:
@@ -346,7 +349,7 @@ def check_invalid_actions(
     elif direct:
         how = f"states compared directly at {direct}"
     else:
-        how = "by behaviour only (get_state() has no value equality)"
+        how = "by behaviour only (get_state() holds objects that are not plain data)"
     return f"{INVALID_ACTION!r} flagged invalid and changed nothing at {cuts} cuts; {how}"
 
 
@@ -714,12 +717,49 @@ def _without_step(info: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k != "step"}
 
 
-def _has_value_equality(state: Any) -> bool:
-    """True when ``state`` equals its own deep copy (so ``==`` compares values, not identity)."""
-    try:
-        return bool(state == copy.deepcopy(state))
-    except Exception:  # e.g. numpy arrays, whose == is elementwise
+def _same_plain_data(a: Any, b: Any) -> bool | None:
+    """Whether two states are equal value by value; ``None`` when either is not plain data.
+
+    Plain data: ``None``, bools, numbers, strings, bytes, numpy arrays and scalars,
+    and dicts, lists, tuples, sets and dataclass instances of them, all the way
+    down. Anything else compares by identity or by rules of its own (a fresh copy
+    of an unchanged object would look changed, a shared one unchanged), so a state
+    holding one gets no verdict here, however its other parts compare.
+    """
+    if not (_all_plain(a) and _all_plain(b)):
+        return None
+    return _plain_equal(a, b)
+
+
+def _plain_equal(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
         return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_plain_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_plain_equal(x, y) for x, y in zip(a, b, strict=True))
+    if dataclasses.is_dataclass(a):
+        return all(
+            _plain_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+        )
+    return bool(a == b) or (a != a and b != b)  # sets, scalars; NaN did not change either
+
+
+_PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes, np.generic, np.ndarray)
+
+
+def _all_plain(value: Any) -> bool:
+    if isinstance(value, _PLAIN_LEAVES):
+        return value.dtype != object if isinstance(value, np.ndarray) else True
+    if isinstance(value, dict):
+        return all(_all_plain(k) and _all_plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return all(_all_plain(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return all(_all_plain(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
 
 
 def _rng(seed: int) -> np.random.Generator:

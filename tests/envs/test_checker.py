@@ -1,5 +1,6 @@
 """The checker catches each kind of contract breach, with a message that names it."""
 
+import dataclasses
 import inspect
 import random
 
@@ -121,6 +122,36 @@ class InvalidDrawsRandomness(toy_envs.Counter):
         return outcome
 
 
+class Machine:
+    """A live object, like a game engine: it compares by identity."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+
+@dataclasses.dataclass
+class MachineState:
+    machine: Machine
+    last_input: str  # changes on every input, as an interpreter's buffer does
+
+    def __deepcopy__(self, memo: dict) -> "MachineState":
+        return self  # immutable by contract, shared by snapshots (as TextWorld's EngineState)
+
+
+class EngineLike(toy_envs.Counter):
+    """A sound env whose state holds a live object (as TextWorld's Z-machine state does)."""
+
+    def act(self, action: str) -> Outcome:
+        self.last_input = action
+        return super().act(action)
+
+    def get_state(self) -> MachineState:
+        return MachineState(Machine(self.count), getattr(self, "last_input", ""))
+
+    def set_state(self, state: MachineState) -> None:
+        self.count, self.last_input = state.machine.count, state.last_input
+
+
 class FlakyCounted(Flaky, Counted):
     pass
 
@@ -172,7 +203,7 @@ BROKEN = (
     OneStep,
     Exploding,
 )
-SOUND = (Listed, Counted)
+SOUND = (Listed, Counted, EngineLike)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -266,6 +297,31 @@ def test_http_mismatch_is_reported(serve):
     http = next(r for r in results if r.name == "same episodes over HTTP")
     assert not http.passed
     assert "in-process vs HTTP" in http.detail or "not served" in http.detail
+
+
+def test_a_state_of_live_objects_is_judged_by_behaviour_not_compared():
+    # Its input buffer changes on an invalid action; the world does not: no false alarm.
+    results = {r.name: r for r in check("broken/EngineLike-v0", episodes=2)}
+    invalid = results["invalid actions"]
+    assert invalid.status == "pass", invalid
+    assert "by behaviour only (get_state() holds objects that are not plain data)" in invalid.detail
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ({"n": 1, "xs": [1, 2]}, {"n": 1, "xs": [1, 2]}, True),
+        ({"n": 1}, {"n": 2}, False),
+        ((np.arange(3), float("nan")), (np.arange(3), float("nan")), True),
+        ((np.arange(3),), (np.arange(1, 4),), False),
+        (MachineState(Machine(1), ""), MachineState(Machine(1), ""), None),
+        ({"n": 1, "engine": Machine(1)}, {"n": 2, "engine": Machine(1)}, None),
+    ],
+)
+def test_states_are_compared_directly_only_when_plain_data(a, b, same):
+    from palaestra.envs.checker import _same_plain_data
+
+    assert _same_plain_data(a, b) is same
 
 
 @pytest.mark.parametrize(("name", "score"), list(BAD_SCORES.items()))
