@@ -48,6 +48,7 @@ import gymnasium
 import numpy as np
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 
+from palaestra.envs import core
 from palaestra.envs.core import TaskId, TextEnv
 from palaestra.envs.registration import env_class
 from palaestra.errors import ContractError
@@ -640,6 +641,8 @@ def _where(error: BaseException, cls: type[TextEnv]) -> str:
 
     def in_env(frame: traceback.FrameSummary) -> bool:
         path = Path(frame.filename).resolve()
+        if path in _FRAMEWORK_FILES:
+            return False
         return any(path == home or home in path.parents for home in homes)
 
     own = [frame for frame in frames if in_env(frame)]
@@ -648,6 +651,11 @@ def _where(error: BaseException, cls: type[TextEnv]) -> str:
     if frames[-1] is own[-1]:
         return f" (at {_place(own[-1])})"
     return f" (raised at {_place(frames[-1])}, from {_place(own[-1])})"
+
+
+# The checker's and the base class's own frames are never "where the env raised",
+# even for an env module that sits next to them.
+_FRAMEWORK_FILES = frozenset(Path(m.__file__).resolve() for m in (sys.modules[__name__], core))
 
 
 def _place(frame: traceback.FrameSummary) -> str:

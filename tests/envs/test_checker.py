@@ -2,6 +2,8 @@
 
 import dataclasses
 import inspect
+import json
+import os
 import random
 
 import gymnasium
@@ -170,6 +172,12 @@ class Exploding(toy_envs.Counter):
         return super().act(action)
 
 
+class ParsesBadly(toy_envs.Counter):
+    def act(self, action: str) -> Outcome:
+        json.loads(action)  # PARSES HERE: the library raises, from this line
+        return super().act(action)
+
+
 def scored(score: object) -> type[toy_envs.Counter]:
     class BadScore(toy_envs.Counter):
         def act(self, action: str) -> Outcome:
@@ -202,6 +210,7 @@ BROKEN = (
     FlakyCounted,
     OneStep,
     Exploding,
+    ParsesBadly,
 )
 SOUND = (Listed, Counted, EngineLike)
 
@@ -359,6 +368,15 @@ def test_an_env_exception_names_the_file_and_line_it_came_from():
     detail = found["determinism + info contract"]
     assert detail.startswith("ZeroDivisionError: the counter divided by zero")
     assert f"test_checker.py:{_exploding_line()} in act" in detail
+
+
+def test_an_exception_from_a_library_names_where_it_rose_and_the_env_line():
+    detail = failures("broken/ParsesBadly-v0")["determinism + info contract"]
+    lines, first = inspect.getsourcelines(ParsesBadly)
+    line = first + next(i for i, text in enumerate(lines) if "PARSES HERE" in text)
+    assert detail.startswith("JSONDecodeError: ")
+    assert "(raised at " in detail and f"json{os.sep}decoder.py:" in detail
+    assert ", from " in detail and detail.endswith(f"test_checker.py:{line} in act)")
 
 
 def test_cli_check_shows_skip_and_the_traceback_with_verbose(capsys):
