@@ -1,14 +1,28 @@
 """``palaestra check``: the TextEnv contract in code.
 
-Runs gymnasium's own ``check_env`` and then palaestra's contract: a sane spec
-(instruction, splits, max steps), determinism under (task, seed, actions),
-JSON-serialisable info with ``task_id`` on every step, a bool ``invalid_action``
-on every step and ``success``/``score`` on the last, an obviously invalid action
-reported as invalid, snapshot/restore continuing identically (where declared),
-the expert solving sampled tasks of every split (where declared), random actions
-that are valid, repeatable and leave the env's own randomness alone (where
-declared), and, given a second env reached over HTTP, the same episodes (and
-expert and random actions) there as in-process.
+A row of small ``check_*`` functions, each runnable alone (gymnasium's
+``env_checker`` style), and :func:`check`, which runs them in order on one env id:
+
+- :func:`check_spec`: a sane spec (instruction, splits, max steps);
+- :func:`check_gymnasium_api`: gymnasium's own ``check_env``;
+- :func:`check_determinism`: the same (task, seed, actions) give the same episode,
+  and the info contract holds (JSON-serialisable info, ``task_id`` on every step, a
+  bool ``invalid_action`` on every step, ``success`` and a ``score`` in [0, 1] on the
+  last); returns the recorded episodes that later checks replay;
+- :func:`check_invalid_actions`: an obviously invalid action is flagged invalid and
+  changes nothing;
+- :func:`check_snapshot_restore`: restoring a snapshot continues identically (where
+  declared);
+- :func:`check_expert`: the expert solves sampled tasks of every split (where declared);
+- :func:`check_random_actions`: random actions are valid, repeatable and leave the
+  env's own randomness alone (where declared);
+- :func:`check_over_http`: given a second env reached over HTTP, the same episodes
+  (and expert and random actions) there as in-process.
+
+A check passes, fails, or is skipped: when the capability it checks is not
+declared, when it has nothing to run on, or when a check it depends on did not
+pass. It never passes on nothing. A failure that the env's code raised names the
+file and line it came from; :attr:`CheckResult.traceback` has the whole traceback.
 
 This module sees only ``palaestra.envs``: the remote env arrives as a factory.
 """
@@ -16,41 +30,107 @@ This module sees only ``palaestra.envs``: the remote env arrives as a factory.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
+import sys
 import time
+import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import gymnasium
 import numpy as np
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 
+from palaestra.envs import core
 from palaestra.envs.core import TaskId, TextEnv
 from palaestra.envs.registration import env_class
 from palaestra.errors import ContractError
 
-__all__ = ["CheckResult", "Episode", "check", "play_episode"]
+__all__ = [
+    "CheckResult",
+    "CheckSkipped",
+    "Episode",
+    "check",
+    "check_determinism",
+    "check_expert",
+    "check_gymnasium_api",
+    "check_invalid_actions",
+    "check_over_http",
+    "check_random_actions",
+    "check_snapshot_restore",
+    "check_spec",
+    "play_episode",
+]
 
 EnvFactory = Callable[[], gymnasium.Env]
+Status = Literal["pass", "fail", "skip"]
 JUNK_ACTIONS = ("", "dance wildly", "Action: ???", "\x00\t☃ ünïcödé", "x" * 300)
 INVALID_ACTION = "xyzzy-not-an-action 12345"
 """An action no world should take for one of its own (printable, in the action charset)."""
 RANDOM_STEPS = 5
 """Steps taken by random actions per sampled task in the random-action checks."""
 
+SPEC = "spec"
+GYMNASIUM = "gymnasium check_env"
+DETERMINISM = "determinism + info contract"
+INVALID = "invalid actions"
+SNAPSHOT = "snapshot/restore"
+EXPERT = "expert solves sampled tasks"
+RANDOM = "random actions"
+HTTP = "same episodes over HTTP"
+
+T = TypeVar("T")
+
 
 @dataclass
 class CheckResult:
-    """One named check and how it went."""
+    """One named check and how it went.
+
+    Attributes:
+        name: The check, e.g. ``"snapshot/restore"``.
+        status: ``"pass"``, ``"fail"``, or ``"skip"`` (the capability is not
+            declared, there was nothing to run it on, or a check it depends on
+            did not pass; ``detail`` says which).
+        detail: What was checked, what broke, or why it was skipped. A failure the
+            env's own code raised ends with the file and line it came from.
+        seconds: Time taken.
+        traceback: The whole traceback of a failure that raised; ``""`` otherwise.
+    """
 
     name: str
-    passed: bool
+    status: Status
     detail: str
     seconds: float
+    traceback: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """True when the check found a breach (or could not run to its end)."""
+        return self.status == "fail"
+
+    @property
+    def skipped(self) -> bool:
+        """True when the check did not run (see ``detail``)."""
+        return self.status == "skip"
+
+    @property
+    def passed(self) -> bool:
+        """True unless the check failed: a skipped check found nothing broken.
+
+        ``status == "pass"`` tells the checks that ran and held.
+        """
+        return self.status != "fail"
+
+
+class CheckSkipped(Exception):
+    """Raised by a ``check_*`` function that has nothing to check; the message says why."""
 
 
 @dataclass
@@ -122,6 +202,487 @@ def play_episode(
     return episode
 
 
+# -- the checks, in the order check() runs them ------------------------------------
+
+
+def check_spec(cls: type[TextEnv]) -> str:
+    """The class attributes: an instruction, positive ``max_steps``, disjoint train/test splits.
+
+    Returns:
+        Split sizes, ``max_steps`` and the declared capabilities.
+
+    Raises:
+        ContractError: What is wrong with the spec.
+    """
+    if not isinstance(cls.instruction, str) or not cls.instruction.strip():
+        _fail("instruction is empty: say what the world is, the actions, and their format")
+    if not isinstance(cls.max_steps, int) or cls.max_steps < 1:
+        _fail(f"max_steps must be a positive int, got {cls.max_steps!r}")
+    for split in ("train", "test"):
+        if split not in cls.splits or len(cls.splits[split]) == 0:
+            _fail(f"split {split!r} is missing or empty (splits: {sorted(cls.splits)})")
+    for split, ids in cls.splits.items():
+        bad = next((t for t in ids if type(t) not in (int, str)), None)
+        if bad is not None:
+            _fail(f"split {split!r} holds {bad!r}: task ids are int or str")
+    overlap = set(cls.tasks("train")) & set(cls.tasks("test"))
+    if overlap:
+        _fail(f"train and test share {len(overlap)} task ids, e.g. {sorted(overlap)[:5]}")
+    sizes = ", ".join(f"{k}={len(v)}" for k, v in cls.splits.items())
+    capabilities = sorted(cls.capabilities()) or "-"
+    return f"{sizes}; max_steps={cls.max_steps}; capabilities={capabilities}"
+
+
+def check_gymnasium_api(env: TextEnv) -> str:
+    """Run gymnasium's ``check_env`` on ``env`` (closed afterwards).
+
+    Returns:
+        ``"passed"``, with the first words of each warning it gave.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gymnasium_check_env(env, skip_render_check=False)
+    finally:
+        env.close()
+    notes = sorted({str(w.message).split(".")[0] for w in caught})
+    return "passed" + (f" ({len(notes)} warnings: {'; '.join(notes)[:200]})" if notes else "")
+
+
+def check_determinism(
+    cls: type[TextEnv], make: Callable[[], TextEnv], tasks: Sequence[TaskId], seed: int
+) -> list[Episode]:
+    """Each task played by a seeded expert-ish policy, then replayed by a second instance.
+
+    The replay must give the same observations, rewards, flags and info; each
+    episode must keep the info contract (:func:`_check_episode_contract`); and a
+    reset by seed alone must draw the same train task in both instances.
+
+    Returns:
+        The recorded episodes (one per task), for the checks that replay them.
+
+    Raises:
+        CheckSkipped: No task to play.
+        ContractError: The first breach found.
+    """
+    if not tasks:
+        raise CheckSkipped("no task to play: the train and test splits are empty (see spec)")
+    episodes = []
+    with _made(make, 2) as (env_a, env_b):
+        for i, task_id in enumerate(tasks):
+            first = play_episode(env_a, task_id, seed + i, policy_seed=seed + i)
+            _check_episode_contract(cls, first)
+            again = play_episode(env_b, task_id, seed + i, actions=first.actions)
+            _compare(first, again, "same task, seed and actions")
+            episodes.append(first)
+        for reset_seed in (seed, seed + 1):  # without a task id, the seed picks a train task
+            drawn_a, drawn_b = env_a.reset(seed=reset_seed), env_b.reset(seed=reset_seed)
+            if drawn_a != drawn_b:
+                _fail(f"reset(seed={reset_seed}) without a task id differs between two instances")
+            if cls.split_of(drawn_a[1].get("task_id")) != "train":
+                _fail(
+                    f"reset(seed={reset_seed}) drew {drawn_a[1].get('task_id')!r}, not a train task"
+                )
+    return episodes
+
+
+def check_invalid_actions(
+    cls: type[TextEnv], make: Callable[[], TextEnv], episodes: Sequence[Episode]
+) -> str:
+    """An obviously invalid action is flagged invalid and leaves the world unchanged.
+
+    In the first two recorded episodes, at two cuts (before the first action and
+    half-way), the env replays the episode up to the cut, takes
+    :data:`INVALID_ACTION`, then the rest of the episode's actions. The invalid
+    action must be flagged (``info["invalid_action"] is True``), must not end the
+    episode, must not draw from ``np_random``, and, where the env has
+    snapshot/restore, must leave the state unchanged: compared value by value when
+    ``get_state()`` is plain data (dicts, lists, tuples, sets, dataclasses of
+    them, numbers, strings, bytes, numpy arrays); a state holding other objects
+    (a game engine, a simulator) has no comparable value, and is judged by
+    behaviour alone. Then the rest
+    of the actions must give what the recorded episode got (observations,
+    rewards, termination, info; ``info["step"]`` aside, which counts the extra
+    action): the world behaves as if the invalid action never happened.
+
+    Raises:
+        CheckSkipped: No recorded episode.
+        ContractError: The first breach found.
+    """
+    if not episodes:
+        raise CheckSkipped("no recorded episode to take an invalid action in")
+    snapshots = "snapshot" in cls.capabilities()
+    cuts = direct = 0
+    with _made(make, 1) as (env,):
+        for episode in episodes[:2]:
+            for cut in sorted({0, len(episode.actions) // 2}):
+                play_episode(env, episode.task_id, episode.seed, actions=episode.actions[:cut])
+                where = (
+                    f"task {episode.task_id!r} seed {episode.seed}, after {cut} recorded actions"
+                )
+                rng_before = copy.deepcopy(env.np_random.bit_generator.state)
+                state_before = env.snapshot().state if snapshots else None
+                *_, terminated, truncated, info = env.step(INVALID_ACTION)
+                if info.get("invalid_action") is not True:
+                    _fail(
+                        f"{where}: the action {INVALID_ACTION!r} was not reported invalid "
+                        f"(info['invalid_action']={info.get('invalid_action')!r}); return "
+                        "Outcome(..., invalid=True) for an action that is not one of the world's"
+                    )
+                if terminated:
+                    _fail(f"{where}: the invalid action {INVALID_ACTION!r} ended the episode")
+                if env.np_random.bit_generator.state != rng_before:
+                    _fail(f"{where}: the invalid action moved the env's np_random")
+                if snapshots and state_before is not None:
+                    same = _same_plain_data(state_before, env.snapshot().state)
+                    direct += same is not None
+                    if same is False:
+                        _fail(
+                            f"{where}: the invalid action changed get_state(): "
+                            f"{_short(state_before)} -> {_short(env.snapshot().state)}"
+                        )
+                cuts += 1
+                if truncated:
+                    continue  # the extra step reached max_steps: nothing left to replay
+                _continue_as_recorded(env, episode, cut, where)
+    if not snapshots:
+        how = "by behaviour only (no snapshot)"
+    elif direct:
+        how = f"states compared directly at {direct}"
+    else:
+        how = "by behaviour only (get_state() holds objects that are not plain data)"
+    return f"{INVALID_ACTION!r} flagged invalid and changed nothing at {cuts} cuts; {how}"
+
+
+def check_snapshot_restore(
+    cls: type[TextEnv], make: Callable[[], TextEnv], episodes: Sequence[Episode]
+) -> str:
+    """A snapshot half-way through each recorded episode continues it identically.
+
+    Restored in place and into another instance that moved on to another task.
+
+    Raises:
+        CheckSkipped: Snapshot not declared, or no recorded episode of 2 steps or more.
+        ContractError: The first breach found.
+    """
+    if "snapshot" not in cls.capabilities():
+        raise CheckSkipped("not declared (the framework falls back to replay)")
+    usable = [e for e in episodes if len(e.actions) >= 2]
+    if not usable:
+        raise CheckSkipped("no recorded episode has 2 steps or more to cut in two")
+    with _made(make, 2) as (env, other):
+        for episode in usable:
+            task_id = episode.task_id
+            cut = len(episode.actions) // 2
+            play_episode(env, task_id, episode.seed, actions=episode.actions[:cut])
+            snap = env.snapshot()
+            tail = episode.actions[cut:]
+            expected = [env.step(a) for a in tail]
+            for target in (env, other):  # restore in place, and into another instance
+                if target is other:
+                    # An env that moved on to another task must still restore exactly.
+                    elsewhere = next((e.task_id for e in episodes if e.task_id != task_id), task_id)
+                    other.reset(seed=episode.seed + 1, options={"task_id": elsewhere})
+                target.restore(snap)
+                if target._last_observation != episode.steps[cut - 1][0]:
+                    _fail(f"task {task_id!r}: restore() did not bring back the observation")
+                for index, action in enumerate(tail):
+                    number = cut + index + 1
+                    try:
+                        got = target.step(action)
+                    except Exception as error:
+                        raise ContractError(
+                            f"task {task_id!r}: after restore, step {number} raised "
+                            f"{type(error).__name__}: {error}"
+                        ) from error
+                    if got != expected[index]:
+                        _fail(
+                            f"task {task_id!r}: after restore, step {number} differs:\n"
+                            f"  {_short(got)}\n  vs {_short(expected[index])}"
+                        )
+    return f"{len(usable)} episodes continued identically after restore"
+
+
+def check_expert(
+    cls: type[TextEnv], make: Callable[[], TextEnv], tasks: Sequence[TaskId], seed: int
+) -> str:
+    """The expert alone solves every task of ``tasks``.
+
+    Raises:
+        CheckSkipped: No expert declared, or no task.
+        ContractError: A task the expert failed.
+    """
+    if "expert" not in cls.capabilities():
+        raise CheckSkipped("not declared")
+    if not tasks:
+        raise CheckSkipped("no task to play (see spec)")
+    solved = []
+    with _made(make, 1) as (env,):
+        for task_id in tasks:
+            episode = play_episode(env, task_id, seed, explore=0.0)
+            final = episode.steps[-1][4] if episode.steps else {}
+            if not final.get("success"):
+                _fail(
+                    f"the expert failed task {task_id!r} ({cls.split_of(task_id)}) after "
+                    f"{len(episode.steps)} steps; last observation: {_short(episode.steps[-1][0])}"
+                )
+            solved.append(len(episode.steps))
+    mean = sum(solved) / len(solved)
+    return f"solved {len(solved)}/{len(tasks)} sampled tasks (train+test), mean {mean:.1f} steps"
+
+
+def check_random_actions(
+    cls: type[TextEnv], make: Callable[[], TextEnv], tasks: Sequence[TaskId], seed: int
+) -> str:
+    """Random actions are valid, repeatable across instances, and leave ``np_random`` alone.
+
+    Raises:
+        CheckSkipped: ``random_action`` not declared, or no task.
+        ContractError: The first breach found.
+    """
+    if "random_action" not in cls.capabilities():
+        raise CheckSkipped("not declared")
+    if not tasks:
+        raise CheckSkipped("no task to play (see spec)")
+    steps = 0
+    with _made(make, 2) as (env, other):
+        for i, task_id in enumerate(tasks):
+            actions = _random_episode(env, task_id, seed + i, _checked_random_action)
+            again = _random_episode(other, task_id, seed + i, _checked_random_action)
+            if actions != again:
+                _fail(
+                    f"task {task_id!r}: two instances in the same state drew different random "
+                    f"actions from the same seeds: {_short(actions)} vs {_short(again)}"
+                )
+            steps += len(actions)
+    return f"{steps} random actions valid, repeatable, np_random untouched"
+
+
+def check_over_http(
+    cls: type[TextEnv],
+    make: Callable[[], TextEnv],
+    remote: EnvFactory | None,
+    episodes: Sequence[Episode],
+    seed: int,
+) -> str:
+    """The recorded episodes, the expert's and random actions, and a reset by seed over HTTP.
+
+    Args:
+        cls: The env class.
+        make: Builds the env in-process.
+        remote: Builds the same env reached over HTTP.
+        episodes: The recorded episodes to replay there.
+        seed: The seed of the resets compared.
+
+    Raises:
+        CheckSkipped: No server given, or no recorded episode.
+        ContractError: The first difference found.
+    """
+    if remote is None:
+        raise CheckSkipped("no server given")
+    if not episodes:
+        raise CheckSkipped("no recorded episode to replay")
+    capabilities = cls.capabilities()
+    remote_env = remote()
+    try:
+        for episode in episodes:
+            again = play_episode(remote_env, episode.task_id, episode.seed, actions=episode.actions)
+            _compare(episode, again, "in-process vs HTTP")
+        with _made(make, 1) as (local,):
+            if "expert" in capabilities:
+                task_id = episodes[0].task_id
+                local.reset(seed=seed, options={"task_id": task_id})
+                remote_env.reset(seed=seed, options={"task_id": task_id})
+                if local.expert_action() != remote_env.expert_action():
+                    _fail("the expert's action differs in-process and over HTTP")
+            if "random_action" in capabilities:
+                for i, episode in enumerate(episodes[:2]):
+                    here = _random_episode(
+                        local, episode.task_id, seed + i, lambda e, k: e.random_action(_rng(k))
+                    )
+                    there = _random_episode(
+                        remote_env, episode.task_id, seed + i, lambda e, k: e.random_action(k)
+                    )
+                    if here != there:
+                        _fail(
+                            f"task {episode.task_id!r}: random actions differ in-process and over "
+                            f"HTTP: {_short(here)} vs {_short(there)}"
+                        )
+            if local.reset(seed=seed) != remote_env.reset(seed=seed):
+                _fail(f"reset(seed={seed}) without a task id differs in-process and over HTTP")
+    finally:
+        remote_env.close()
+    return f"{len(episodes)} episodes identical in-process and over HTTP"
+
+
+def check(
+    env_id: str,
+    *,
+    episodes: int = 3,
+    remote: EnvFactory | None = None,
+    seed: int = 0,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
+    """Run every check on ``env_id``; never raises for a failed check.
+
+    Args:
+        env_id: A registered palaestra env id.
+        episodes: Tasks sampled per split for the episode checks.
+        remote: Builds the same env reached over HTTP; enables the HTTP check.
+        seed: Seed of the task sampling and the generating policy.
+        on_result: Called with each result as it is known (for live output).
+
+    Returns:
+        One :class:`CheckResult` per check, in order.
+    """
+    cls = env_class(env_id)
+
+    def make() -> TextEnv:
+        return gymnasium.make(env_id).unwrapped
+
+    try:
+        tasks = list(_sample_tasks(cls, episodes, random.Random(seed)))
+    except Exception:  # a broken splits attribute: the spec check says what is wrong
+        tasks = []
+    runner = _Runner(cls, on_result)
+    runner.run(SPEC, lambda: check_spec(cls))
+    runner.run(GYMNASIUM, lambda: check_gymnasium_api(make()))
+    recorded = runner.run(
+        DETERMINISM,
+        lambda: check_determinism(cls, make, tasks, seed),
+        describe=lambda played: f"{len(played)} episodes replayed identically; info contract holds",
+    )
+    played = recorded or []
+    runner.run(INVALID, lambda: check_invalid_actions(cls, make, played), needs=[DETERMINISM])
+    runner.run(SNAPSHOT, lambda: check_snapshot_restore(cls, make, played), needs=[DETERMINISM])
+    runner.run(EXPERT, lambda: check_expert(cls, make, tasks, seed))
+    runner.run(RANDOM, lambda: check_random_actions(cls, make, tasks, seed))
+    runner.run(HTTP, lambda: check_over_http(cls, make, remote, played, seed), needs=[DETERMINISM])
+    return runner.results
+
+
+# -- running checks ----------------------------------------------------------------
+
+
+class _Runner:
+    """Runs checks in order: times them, turns exceptions into results, skips dependents."""
+
+    def __init__(self, cls: type[TextEnv], on_result: Callable[[CheckResult], None] | None) -> None:
+        self.cls = cls
+        self.on_result = on_result
+        self.results: list[CheckResult] = []
+
+    def run(
+        self,
+        name: str,
+        fn: Callable[[], T],
+        *,
+        describe: Callable[[T], str] = str,
+        needs: Sequence[str] = (),
+    ) -> T | None:
+        """Run ``fn`` as the check ``name``; its value when it passed, else ``None``."""
+        started = time.perf_counter()
+        value: T | None = None
+        status: Status = "pass"
+        trace = ""
+        blocker = next((r for r in self.results if r.name in needs and r.status != "pass"), None)
+        if blocker is not None:
+            status = "skip"
+            detail = f"'{blocker.name}' {'failed' if blocker.failed else 'was skipped'}"
+        else:
+            try:
+                value = fn()
+                detail = describe(value)
+            except CheckSkipped as skipped:
+                status, detail = "skip", str(skipped)
+            except Exception as error:
+                status, detail = "fail", f"{type(error).__name__}: {error}{_where(error, self.cls)}"
+                trace = "".join(traceback.format_exception(error))
+        result = CheckResult(name, status, detail, time.perf_counter() - started, trace)
+        self.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+        return value if status == "pass" else None
+
+
+def _env_homes(cls: type[TextEnv]) -> list[Path]:
+    """Where the code of ``cls`` and the env classes it inherits from lives.
+
+    A class in a package counts the package's folder (its helper modules too); a
+    class in a top-level module counts that file alone (its neighbours in
+    site-packages are other people's code).
+    """
+    homes = []
+    for klass in cls.__mro__:
+        if not (isinstance(klass, type) and issubclass(klass, TextEnv)) or klass is TextEnv:
+            continue
+        module = sys.modules.get(klass.__module__)
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        path = Path(file).resolve()
+        if path.name == "__init__.py" or "." in klass.__module__:
+            homes.append(path.parent)
+        else:
+            homes.append(path)
+    return homes
+
+
+def _where(error: BaseException, cls: type[TextEnv]) -> str:
+    """`` (at FILE:LINE in FUNCTION)`` for an exception the env's code raised, else ``""``.
+
+    The place is the innermost frame in the env's own code; when the exception
+    came from deeper (a library the env calls), that place is named too.
+    """
+    if error.__cause__ is not None:  # the checker's words about what the env raised
+        error = error.__cause__
+    frames = traceback.extract_tb(error.__traceback__)
+    homes = _env_homes(cls)
+
+    def in_env(frame: traceback.FrameSummary) -> bool:
+        path = Path(frame.filename).resolve()
+        if path in _FRAMEWORK_FILES:
+            return False
+        return any(path == home or home in path.parents for home in homes)
+
+    own = [frame for frame in frames if in_env(frame)]
+    if not own:
+        return ""  # the checker's own verdict, or a failure over HTTP
+    if frames[-1] is own[-1]:
+        return f" (at {_place(own[-1])})"
+    return f" (raised at {_place(frames[-1])}, from {_place(own[-1])})"
+
+
+# The checker's and the base class's own frames are never "where the env raised",
+# even for an env module that sits next to them.
+_FRAMEWORK_FILES = frozenset(Path(m.__file__).resolve() for m in (sys.modules[__name__], core))
+
+
+def _place(frame: traceback.FrameSummary) -> str:
+    path = Path(frame.filename)
+    try:
+        shown = str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    return f"{shown}:{frame.lineno} in {frame.name}"
+
+
+@contextmanager
+def _made(make: Callable[[], TextEnv], count: int) -> Iterator[list[TextEnv]]:
+    """``count`` fresh envs, closed afterwards (some hold processes or JVMs)."""
+    envs: list[TextEnv] = []
+    try:
+        for _ in range(count):
+            envs.append(make())
+        yield envs
+    finally:
+        for env in envs:
+            env.close()
+
+
+# -- helpers of the checks ---------------------------------------------------------
+
+
 def _compare(a: Episode, b: Episode, what: str) -> None:
     if a.first != b.first:
         _fail(
@@ -136,6 +697,77 @@ def _compare(a: Episode, b: Episode, what: str) -> None:
             )
     if len(a.steps) != len(b.steps):
         _fail(f"{what}: episode lengths differ ({len(a.steps)} vs {len(b.steps)} steps)")
+
+
+def _continue_as_recorded(env: TextEnv, episode: Episode, cut: int, where: str) -> None:
+    """Step the rest of ``episode``'s actions from ``cut``: each must give the recorded step.
+
+    ``info["step"]`` counts the invalid action taken before, so it is left out, and
+    the comparison ends where that extra step made ``max_steps`` truncate one step
+    early (what truncation adds to ``info`` is then not comparable).
+    """
+    for index in range(cut, len(episode.actions)):
+        got, expected = env.step(episode.actions[index]), episode.steps[index]
+        same = got[:3] == expected[:3] and (
+            got[3] != expected[3] or _without_step(got[4]) == _without_step(expected[4])
+        )
+        if not same:
+            _fail(
+                f"{where}: the invalid action changed the world: step {index + 1} (action "
+                f"{episode.actions[index]!r}) then differs from the recorded episode:\n"
+                f"  {_short(got)}\n  vs {_short(expected)}"
+            )
+        if got[2] or got[3]:
+            return
+
+
+def _without_step(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in info.items() if k != "step"}
+
+
+def _same_plain_data(a: Any, b: Any) -> bool | None:
+    """Whether two states are equal value by value; ``None`` when either is not plain data.
+
+    Plain data: ``None``, bools, numbers, strings, bytes, numpy arrays and scalars,
+    and dicts, lists, tuples, sets and dataclass instances of them, all the way
+    down. Anything else compares by identity or by rules of its own (a fresh copy
+    of an unchanged object would look changed, a shared one unchanged), so a state
+    holding one gets no verdict here, however its other parts compare.
+    """
+    if not (_all_plain(a) and _all_plain(b)):
+        return None
+    return _plain_equal(a, b)
+
+
+def _plain_equal(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_plain_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_plain_equal(x, y) for x, y in zip(a, b, strict=True))
+    if dataclasses.is_dataclass(a):
+        return all(
+            _plain_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+        )
+    return bool(a == b) or (a != a and b != b)  # sets, scalars; NaN did not change either
+
+
+_PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes, np.generic, np.ndarray)
+
+
+def _all_plain(value: Any) -> bool:
+    if isinstance(value, _PLAIN_LEAVES):
+        return value.dtype != object if isinstance(value, np.ndarray) else True
+    if isinstance(value, dict):
+        return all(_all_plain(k) and _all_plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return all(_all_plain(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return all(_all_plain(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -188,8 +820,12 @@ def _check_episode_contract(cls: type[TextEnv], episode: Episode) -> None:
     if not isinstance(final.get("success"), bool):
         _fail(f"{where}: the last step's info lacks a bool 'success' (got {final!r})")
     score = final.get("score")
-    if not isinstance(score, float | int) or not 0.0 <= score <= 1.0:
-        _fail(f"{where}: the last step's info['score'] must be in [0, 1], got {score!r}")
+    if (
+        isinstance(score, bool)
+        or not isinstance(score, float | int)
+        or not 0.0 <= score <= 1.0  # NaN fails this too
+    ):
+        _fail(f"{where}: the last step's info['score'] must be a float in [0, 1], got {score!r}")
     if len(episode.steps) > cls.max_steps:
         _fail(f"{where}: ran {len(episode.steps)} steps, over max_steps={cls.max_steps}")
 
@@ -242,219 +878,3 @@ def _sample_tasks(cls: type[TextEnv], per_split: int, rng: random.Random) -> Ite
         ids = cls.tasks(split)
         for index in sorted(rng.sample(range(len(ids)), min(per_split, len(ids)))):
             yield ids[index]
-
-
-def check(
-    env_id: str,
-    *,
-    episodes: int = 3,
-    remote: EnvFactory | None = None,
-    seed: int = 0,
-    on_result: Callable[[CheckResult], None] | None = None,
-) -> list[CheckResult]:
-    """Run every check on ``env_id``; never raises for a failed check.
-
-    Args:
-        env_id: A registered palaestra env id.
-        episodes: Tasks sampled per split for the episode checks.
-        remote: Builds the same env reached over HTTP; enables the HTTP check.
-        seed: Seed of the task sampling and the generating policy.
-        on_result: Called with each result as it is known (for live output).
-
-    Returns:
-        One :class:`CheckResult` per check, in order.
-    """
-    results: list[CheckResult] = []
-    cls = env_class(env_id)
-    rng = random.Random(seed)
-    tasks = list(_sample_tasks(cls, episodes, rng)) if cls.splits else []
-    capabilities = cls.capabilities()
-    recorded: dict[TaskId, Episode] = {}
-
-    def make() -> TextEnv:
-        return gymnasium.make(env_id).unwrapped
-
-    def run(name: str, fn: Callable[[], str]) -> None:
-        started = time.perf_counter()
-        try:
-            detail, passed = fn(), True
-        except Exception as error:
-            detail, passed = f"{type(error).__name__}: {error}", False
-        result = CheckResult(name, passed, detail, time.perf_counter() - started)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-
-    def spec() -> str:
-        if not isinstance(cls.instruction, str) or not cls.instruction.strip():
-            _fail("instruction is empty: say what the world is, the actions, and their format")
-        if not isinstance(cls.max_steps, int) or cls.max_steps < 1:
-            _fail(f"max_steps must be a positive int, got {cls.max_steps!r}")
-        for split in ("train", "test"):
-            if split not in cls.splits or len(cls.splits[split]) == 0:
-                _fail(f"split {split!r} is missing or empty (splits: {sorted(cls.splits)})")
-        for split, ids in cls.splits.items():
-            bad = next((t for t in ids if type(t) not in (int, str)), None)
-            if bad is not None:
-                _fail(f"split {split!r} holds {bad!r}: task ids are int or str")
-        overlap = set(cls.tasks("train")) & set(cls.tasks("test"))
-        if overlap:
-            _fail(f"train and test share {len(overlap)} task ids, e.g. {sorted(overlap)[:5]}")
-        sizes = ", ".join(f"{k}={len(v)}" for k, v in cls.splits.items())
-        return f"{sizes}; max_steps={cls.max_steps}; capabilities={sorted(capabilities) or '-'}"
-
-    def gymnasium_api() -> str:
-        env = make()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            gymnasium_check_env(env, skip_render_check=False)
-        env.close()
-        notes = sorted({str(w.message).split(".")[0] for w in caught})
-        return "passed" + (f" ({len(notes)} warnings: {'; '.join(notes)[:200]})" if notes else "")
-
-    def determinism() -> str:
-        env_a, env_b = make(), make()
-        for i, task_id in enumerate(tasks):
-            first = play_episode(env_a, task_id, seed + i, policy_seed=seed + i)
-            _check_episode_contract(cls, first)
-            again = play_episode(env_b, task_id, seed + i, actions=first.actions)
-            _compare(first, again, "same task, seed and actions")
-            recorded[task_id] = first
-        for reset_seed in (seed, seed + 1):  # without a task id, the seed picks a train task
-            drawn_a, drawn_b = env_a.reset(seed=reset_seed), env_b.reset(seed=reset_seed)
-            if drawn_a != drawn_b:
-                _fail(f"reset(seed={reset_seed}) without a task id differs between two instances")
-            if cls.split_of(drawn_a[1].get("task_id")) != "train":
-                _fail(
-                    f"reset(seed={reset_seed}) drew {drawn_a[1].get('task_id')!r}, not a train task"
-                )
-        return f"{len(tasks)} episodes replayed identically; info contract holds"
-
-    def invalid_action() -> str:
-        env = make()
-        for task_id in tasks[:2]:
-            env.reset(seed=seed, options={"task_id": task_id})
-            *_, info = env.step(INVALID_ACTION)
-            if info.get("invalid_action") is not True:
-                _fail(
-                    f"task {task_id!r}: the action {INVALID_ACTION!r} was not reported invalid "
-                    f"(info['invalid_action']={info.get('invalid_action')!r}); return "
-                    "Outcome(..., invalid=True) for an action that is not one of the world's"
-                )
-        return f"{INVALID_ACTION!r} reported invalid; info['invalid_action'] a bool on every step"
-
-    def random_action() -> str:
-        if "random_action" not in capabilities:
-            return "not declared"
-        env, other = make(), make()
-        steps = 0
-        for i, task_id in enumerate(tasks):
-            actions = _random_episode(env, task_id, seed + i, _checked_random_action)
-            again = _random_episode(other, task_id, seed + i, _checked_random_action)
-            if actions != again:
-                _fail(
-                    f"task {task_id!r}: two instances in the same state drew different random "
-                    f"actions from the same seeds: {_short(actions)} vs {_short(again)}"
-                )
-            steps += len(actions)
-        return f"{steps} random actions valid, repeatable, np_random untouched"
-
-    def snapshot_restore() -> str:
-        if "snapshot" not in capabilities:
-            return "not declared (the framework falls back to replay)"
-        env, other = make(), make()
-        for task_id, episode in recorded.items():
-            if len(episode.actions) < 2:
-                continue
-            cut = len(episode.actions) // 2
-            play_episode(env, task_id, episode.seed, actions=episode.actions[:cut])
-            snap = env.snapshot()
-            tail = episode.actions[cut:]
-            expected = [env.step(a) for a in tail]
-            for target in (env, other):  # restore in place, and into another instance
-                if target is other:
-                    # An env that moved on to another task must still restore exactly.
-                    elsewhere = next((t for t in recorded if t != task_id), task_id)
-                    other.reset(seed=episode.seed + 1, options={"task_id": elsewhere})
-                target.restore(snap)
-                if target._last_observation != episode.steps[cut - 1][0]:
-                    _fail(f"task {task_id!r}: restore() did not bring back the observation")
-                for index, action in enumerate(tail):
-                    number = cut + index + 1
-                    try:
-                        got = target.step(action)
-                    except Exception as error:
-                        _fail(
-                            f"task {task_id!r}: after restore, step {number} raised "
-                            f"{type(error).__name__}: {error}"
-                        )
-                    if got != expected[index]:
-                        _fail(
-                            f"task {task_id!r}: after restore, step {number} differs:\n"
-                            f"  {_short(got)}\n  vs {_short(expected[index])}"
-                        )
-        return f"{len(recorded)} episodes continued identically after restore"
-
-    def expert() -> str:
-        if "expert" not in capabilities:
-            return "not declared"
-        env = make()
-        solved = []
-        for task_id in tasks:
-            episode = play_episode(env, task_id, seed, explore=0.0)
-            final = episode.steps[-1][4] if episode.steps else {}
-            if not final.get("success"):
-                _fail(
-                    f"the expert failed task {task_id!r} ({cls.split_of(task_id)}) after "
-                    f"{len(episode.steps)} steps; last observation: {_short(episode.steps[-1][0])}"
-                )
-            solved.append(len(episode.steps))
-        mean = sum(solved) / max(1, len(solved))
-        return (
-            f"solved {len(solved)}/{len(tasks)} sampled tasks (train+test), mean {mean:.1f} steps"
-        )
-
-    def over_http() -> str:
-        if remote is None:
-            return "skipped (no server given)"
-        remote_env = remote()
-        try:
-            for task_id, episode in recorded.items():
-                again = play_episode(remote_env, task_id, episode.seed, actions=episode.actions)
-                _compare(episode, again, "in-process vs HTTP")
-            if "expert" in capabilities and recorded:
-                task_id = next(iter(recorded))
-                local = make()
-                local.reset(seed=seed, options={"task_id": task_id})
-                remote_env.reset(seed=seed, options={"task_id": task_id})
-                if local.expert_action() != remote_env.expert_action():
-                    _fail("the expert's action differs in-process and over HTTP")
-            if "random_action" in capabilities:
-                local = make()
-                for i, task_id in enumerate(list(recorded)[:2]):
-                    here = _random_episode(
-                        local, task_id, seed + i, lambda e, k: e.random_action(_rng(k))
-                    )
-                    there = _random_episode(
-                        remote_env, task_id, seed + i, lambda e, k: e.random_action(k)
-                    )
-                    if here != there:
-                        _fail(
-                            f"task {task_id!r}: random actions differ in-process and over HTTP: "
-                            f"{_short(here)} vs {_short(there)}"
-                        )
-            if make().reset(seed=seed) != remote_env.reset(seed=seed):
-                _fail(f"reset(seed={seed}) without a task id differs in-process and over HTTP")
-        finally:
-            remote_env.close()
-        return f"{len(recorded)} episodes identical in-process and over HTTP"
-
-    run("spec", spec)
-    run("gymnasium check_env", gymnasium_api)
-    run("determinism + info contract", determinism)
-    run("invalid actions reported", invalid_action)
-    run("snapshot/restore", snapshot_restore)
-    run("expert solves sampled tasks", expert)
-    run("random actions", random_action)
-    run("same episodes over HTTP", over_http)
-    return results

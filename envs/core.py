@@ -12,6 +12,7 @@ the ``info`` contract (``task_id`` always; ``invalid_action`` on every step;
 from __future__ import annotations
 
 import copy
+import numbers
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from palaestra.errors import (
+    EnvError,
     EnvUnavailableError,
     EpisodeOverError,
     NotSupportedError,
@@ -64,7 +66,9 @@ class Outcome:
         done: True when the task ended (won or lost): gymnasium's ``terminated``.
         success: Whether the task was accomplished (read when the episode ends).
         score: Progress in [0, 1] (read when the episode ends); defaults to
-            ``1.0`` on success and ``0.0`` otherwise.
+            ``1.0`` on success and ``0.0`` otherwise. Anything else (7.5, -1, NaN,
+            ``"0.5"``, a bool) makes :meth:`TextEnv.step` raise
+            :class:`~palaestra.errors.EnvError`: it is never clamped nor coerced.
         info: Extra JSON-serialisable entries for this step's ``info``.
         truncated: True when a time limit of the underlying world ended the episode
             (gymnasium's ``truncated``; e.g. minigrid's own step limit). The base
@@ -366,6 +370,7 @@ class TextEnv(gymnasium.Env[str, str]):
         if not isinstance(action, str):
             raise TypeError(f"actions are strings, not {type(action).__name__}")
         outcome = self.act(action)
+        score = self._checked_score(outcome.score)
         self._steps += 1
         terminated = bool(outcome.done)
         truncated = not terminated and (outcome.truncated or self._steps >= self.max_steps)
@@ -374,8 +379,7 @@ class TextEnv(gymnasium.Env[str, str]):
         if terminated or truncated:
             self._over = True
             self._success = bool(outcome.success) and terminated
-            score = outcome.score if outcome.score is not None else float(self._success)
-            self._score = min(1.0, max(0.0, float(score)))
+            self._score = score if score is not None else float(self._success)
         self._last_observation = outcome.observation
         return outcome.observation, float(outcome.reward), terminated, truncated, self._info(info)
 
@@ -447,6 +451,25 @@ class TextEnv(gymnasium.Env[str, str]):
             if actions is not None:
                 info["available_actions"] = list(actions)
         return info
+
+    def _checked_score(self, score: object) -> float | None:
+        """``Outcome.score`` as a float, or an error naming the env and the value.
+
+        Never clamped nor coerced: a score of 7.5, NaN or ``"0.5"`` is a bug in the
+        env, and clamping it would hide the bug from ``palaestra check``.
+        """
+        if score is None:
+            return None
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, numbers.Real)
+            or not 0.0 <= float(score) <= 1.0  # NaN fails this too
+        ):
+            raise EnvError(
+                f"{type(self).__name__} returned Outcome(score={score!r}) on task "
+                f"{self.task_id!r}: a score is a float in [0, 1] (a bool or a str is not one)"
+            )
+        return float(score)
 
     @classmethod
     def _describe_splits(cls) -> str:

@@ -70,6 +70,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Run the contract on one env, in-process and over HTTP."""
     import contextlib
+    import textwrap
 
     import palaestra
     from palaestra.envs.checker import CheckResult, check
@@ -82,8 +83,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
 
     def show(result: CheckResult) -> None:
-        mark = "PASS" if result.passed else "FAIL"
+        mark = result.status.upper()
         print(f"  [{mark}] {result.name:<30} {result.seconds:6.2f}s  {result.detail}", flush=True)
+        if args.verbose and result.traceback:
+            print(textwrap.indent(result.traceback.rstrip(), "      "), flush=True)
 
     with contextlib.ExitStack() as stack:
         url = args.url
@@ -101,9 +104,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             seed=args.seed,
             on_result=show,
         )
-    failed = [r for r in results if not r.passed]
-    print(f"{args.env_id}: {len(results) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    count = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip")}
+    print(f"{args.env_id}: {count['pass']} passed, {count['fail']} failed, {count['skip']} skipped")
+    return 1 if count["fail"] else 0
 
 
 # -- serve ----------------------------------------------------------------------------
@@ -292,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the env contract (gymnasium's check_env, determinism, snapshot, expert, HTTP)",
         description="Run gymnasium's check_env and palaestra's contract on ENV_ID. Without "
         "--url, a temporary server on a free loopback port serves the HTTP check. "
+        "A check is skipped (SKIP) when the env does not declare what it checks, when it has "
+        "nothing to run on, or when a check it depends on did not pass. "
         "Exit status 1 when any check fails.",
     )
     p.add_argument("env_id", help="a registered env id, e.g. palaestra/Maze-v0")
@@ -300,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of task sampling (default 0)")
     p.add_argument(
         "--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (default ${TOKEN_ENV})"
+    )
+    p.add_argument(
+        "--verbose", action="store_true", help="print the whole traceback of each failure"
     )
     p.set_defaults(func=cmd_check)
 

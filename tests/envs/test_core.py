@@ -6,7 +6,7 @@ import pytest
 import toy_envs
 
 import palaestra
-from palaestra.errors import EpisodeOverError, NotSupportedError, UnknownTaskError
+from palaestra.errors import EnvError, EpisodeOverError, NotSupportedError, UnknownTaskError
 
 
 def make_counter() -> toy_envs.Counter:
@@ -205,3 +205,32 @@ def test_an_outcome_can_truncate_for_the_world():
     assert info["success"] is False and info["score"] == 0.25
     with pytest.raises(EpisodeOverError):
         env.step("inc")
+
+
+class Scored(toy_envs.Counter):
+    """Ends on its first step with the score it is given."""
+
+    score: object = 1.0
+
+    def act(self, action: str) -> palaestra.Outcome:
+        return palaestra.Outcome("done", done=True, score=self.score)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [7.5, -1, float("nan"), float("inf"), "0.5", [0.5], True])
+def test_a_score_out_of_range_or_not_a_number_is_an_error_naming_env_and_value(bad):
+    env = Scored()
+    env.score = bad
+    env.reset(options={"task_id": 0})
+    with pytest.raises(EnvError, match=r"Scored returned Outcome\(score=") as raised:
+        env.step("inc")
+    assert repr(bad) in str(raised.value)
+    assert not env.over and env.steps == 0  # the bad step left no half-done bookkeeping
+
+
+@pytest.mark.parametrize("good", [0, 1, 0.0, 0.25, 1.0, np.float64(0.5), np.float32(0.5)])
+def test_a_score_in_range_is_kept_as_a_float(good):
+    env = Scored()
+    env.score = good
+    env.reset(options={"task_id": 0})
+    *_, info = env.step("inc")
+    assert info["score"] == float(good) and type(info["score"]) is float

@@ -21,7 +21,7 @@ def test_plugin_is_listed_by_palaestra_envs():
     listed = json.loads(palaestra_cli("envs", "--json").stdout)
     coins = next(e for e in listed if e["id"] == "acme/Coins-v0")
     assert coins["splits"] == {"train": 27, "test": 6}
-    assert coins["capabilities"] == ["expert", "snapshot"]
+    assert coins["capabilities"] == ["available_actions", "expert", "random_action", "snapshot"]
     assert coins["class"] == "acme_envs.Coins"
 
 
