@@ -513,6 +513,17 @@ def test_snapshot_restore_continues_identically():
     assert other.level == env.level and run(other) == first
 
 
+def test_snapshot_restore_cycles_keep_the_expert():
+    # A search restores one snapshot again and again. Copying the bot's subgoal stack
+    # appended its items through the planning budget, so each copy spent some of it
+    # and a few cycles later restore() raised BotStuckError.
+    env, _ = make(59)  # BossLevel: the bot holds a deep stack of subgoals
+    env.step(env.expert_action())
+    for _ in range(30):
+        env.restore(env.snapshot())
+    assert play_expert(env)["success"] and env._expert.failures == 0
+
+
 def test_snapshots_pickle():
     # Worker processes may ship snapshots: the level classes must be importable.
     env, _ = make(59)
