@@ -125,6 +125,7 @@ class SessionStore:
 
     async def stop(self) -> None:
         """Stop the reaper, close every env, and shut the pool down."""
+        gc.unfreeze()  # a process that outlives its server (tests) collects as usual
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -132,7 +133,6 @@ class SessionStore:
         for session in list(self.sessions.values()):
             await self.close(session)
         self.pool.shutdown(wait=False, cancel_futures=True)
-        gc.unfreeze()  # a process that outlives its server (tests) collects as usual
 
     # -- running env code -----------------------------------------------------------
 
