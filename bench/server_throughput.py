@@ -1,20 +1,33 @@
-"""Server throughput: Maze steps/s and latency at 1, 8, 64, 256 concurrent sessions.
+"""Server throughput: steps/s and latency at 1, 8, 64, 256 concurrent sessions.
 
-Rows:
-- Maze stepped in-process on one core (the ceiling);
-- Maze over plain HTTP (``AsyncEnvClient``, one request per step) and over the
-  WebSocket route (``AsyncEnvClient(transport="websocket")``, one socket per session),
-  against ``palaestra serve`` in its own process;
-- a bare FastAPI app on the same machine, same client library: a POST endpoint
-  that validates a body like ours and echoes it, and a WebSocket that echoes each
-  message (the floor HTTP and WebSocket put under any server).
+Rows (``--envs`` picks the groups; all by default):
+- ``maze``: Maze stepped in-process on one core (the ceiling), over plain HTTP
+  (``AsyncEnvClient``, one request per step) and over the WebSocket route
+  (``AsyncEnvClient(transport="websocket")``, one socket per session), against
+  ``palaestra serve`` in its own process;
+- ``babyai``: BabyAI the same three ways. Each session plays like a random agent:
+  an action drawn (``random.Random(session)``) from the step's
+  ``info["available_actions"]``, so about one step in five is a ``go to``
+  (a planned walk of several moves), and a reset to the next task (all 60 levels
+  in turn) when an episode ends. A second table splits its latencies by call:
+  primitive step, ``go to``, reset;
+- ``echo``: a bare FastAPI app on the same machine, same client library: a POST
+  endpoint that validates a body like ours and echoes it, and a WebSocket that
+  echoes each message (the floor HTTP and WebSocket put under any server).
 
 The server runs on CPU 0 and this script (the load) on CPU 1 where there are two.
-"vs in-process" is steps/s over the one-core in-process rate. Each row is the
-median of ``--repeats`` runs (this kind of machine varies by tens of percent
-from one run to the next).
+"vs in-process" is steps/s over the same env's one-core in-process rate; p50 and
+p99 are over steps (resets left out). Each row is the median of ``--repeats``
+runs by steps/s (this kind of machine varies by tens of percent from one run to
+the next); the progress lines give every run's p99, and the by-call table pools
+the runs.
 
     python bench/server_throughput.py [--seconds 3] [--repeats 3] [--levels 1 8 64 256]
+        [--envs maze babyai echo]
+
+BabyAI at 64 sessions over the socket, the case of issue 12's tail latency:
+
+    python bench/server_throughput.py --envs babyai --levels 64 --repeats 5 --seconds 5
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -43,6 +57,8 @@ from palaestra.tour import free_port, start_server_process
 
 ENV = "palaestra/Maze-v0"
 MOVES = ("move up", "move right", "move down", "move left")
+BABYAI = "palaestra/BabyAI-v0"
+BABYAI_TASKS = 6000  # its train split: task t plays level t % 60
 T = TypeVar("T")
 
 # A driver steps ``sessions`` sessions for ``seconds``: the latencies and the stepping time.
@@ -140,6 +156,75 @@ def maze_driver(transport: str) -> Driver:
     return drive
 
 
+def babyai_action(rng: random.Random, info: dict[str, Any]) -> str:
+    """A random agent's action: one of the step's available actions."""
+    return rng.choice(info["available_actions"])
+
+
+def babyai_call(action: str) -> str:
+    """The kind of call a BabyAI action is, for the by-call table."""
+    return "go to" if action.startswith("go to") else "step"
+
+
+def babyai_in_process(seconds: float) -> float:
+    """Steps/s of the bench's BabyAI play on one env in this process (resets included)."""
+    env = palaestra.make(BABYAI)
+    rng = random.Random(0)
+    task = 0
+    _, info = env.reset(options={"task_id": task})
+    steps = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        _, _, terminated, truncated, info = env.step(babyai_action(rng, info))
+        steps += 1
+        if terminated or truncated:
+            task = (task + 1) % BABYAI_TASKS
+            _, info = env.reset(options={"task_id": task})
+    return steps / (time.perf_counter() - started)
+
+
+def babyai_driver(transport: str, calls: dict[str, list[float]]) -> Driver:
+    """Sessions playing BabyAI like random agents; every call's latency also goes to ``calls``.
+
+    Args:
+        transport: ``"http"`` or ``"websocket"``.
+        calls: Latencies by call (``step``, ``go to``, ``reset``), added to on each run.
+    """
+
+    async def drive(url: str, sessions: int, seconds: float) -> tuple[list[float], float]:
+        latencies: list[float] = []
+        async with AsyncEnvClient(url, transport=transport, max_connections=sessions) as client:
+            handles = await asyncio.gather(
+                *(client.create(BABYAI, task_id=t) for t in range(sessions))
+            )
+            started = time.perf_counter()
+            deadline = started + seconds
+
+            async def loop(session, offset: int) -> None:
+                rng = random.Random(offset)
+                task = offset
+                while time.perf_counter() < deadline:
+                    action = babyai_action(rng, session.info)
+                    sent = time.perf_counter()
+                    step = await session.step(action)
+                    latency = time.perf_counter() - sent
+                    latencies.append(latency)
+                    calls.setdefault(babyai_call(action), []).append(latency)
+                    if step.terminated or step.truncated:
+                        task = (task + sessions) % BABYAI_TASKS
+                        sent = time.perf_counter()
+                        await session.reset(task_id=task)
+                        calls.setdefault("reset", []).append(time.perf_counter() - sent)
+
+            await asyncio.gather(*(loop(s, n) for n, s in enumerate(handles)))
+            elapsed = time.perf_counter() - started
+            await asyncio.gather(*(s.close() for s in handles))
+        return latencies, elapsed
+
+    return drive
+
+
 async def echo_http(url: str, sessions: int, seconds: float) -> tuple[list[float], float]:
     latencies: list[float] = []
     connector = aiohttp.TCPConnector(limit=sessions)
@@ -196,10 +281,10 @@ def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coroutine)
 
 
-def measure(
+def measure_runs(
     driver: Driver, url: str, sessions: int, seconds: float, repeats: int = 1
-) -> tuple[float, float, float]:
-    """Steps/s, p50 and p99 ms of the median of ``repeats`` runs (by steps/s)."""
+) -> list[tuple[float, float, float]]:
+    """Steps/s, p50 and p99 ms of each of ``repeats`` runs, in the order run."""
     runs = []
     for _ in range(repeats):
         latencies, elapsed = run_loop(driver(url, sessions, seconds))
@@ -210,11 +295,82 @@ def measure(
                 percentile(latencies, 0.99) * 1e3,
             )
         )
-    return sorted(runs)[len(runs) // 2]
+    return runs
 
 
-def in_process_median(seconds: float, repeats: int) -> float:
-    return statistics.median(in_process(seconds) for _ in range(repeats))
+def measure(
+    driver: Driver, url: str, sessions: int, seconds: float, repeats: int = 1
+) -> tuple[float, float, float]:
+    """Steps/s, p50 and p99 ms of the median of ``repeats`` runs (by steps/s)."""
+    return sorted(measure_runs(driver, url, sessions, seconds, repeats))[repeats // 2]
+
+
+def in_process_median(seconds: float, repeats: int, play: Callable[[float], float]) -> float:
+    return statistics.median(play(seconds) for _ in range(repeats))
+
+
+def by_call_rows(
+    name: str, sessions: int, calls: dict[str, list[float]]
+) -> list[tuple[object, ...]]:
+    """Rows of the by-call table: each kind of call's share and latency."""
+    total = sum(len(latencies) for latencies in calls.values())
+    return [
+        (
+            name,
+            sessions,
+            call,
+            f"{len(latencies) / total:.1%}",
+            f"{statistics.median(latencies) * 1e3:.2f}",
+            f"{percentile(latencies, 0.99) * 1e3:.2f}",
+            f"{max(latencies) * 1e3:.1f}",
+        )
+        for call in ("step", "go to", "reset")
+        if (latencies := calls.get(call))
+    ]
+
+
+# The row groups of --envs, in table order. Env groups: (env id, label, in-process play).
+GROUPS = ("maze", "babyai", "echo")
+ENV_GROUPS: dict[str, tuple[str, str, Callable[[float], float]]] = {
+    "maze": (ENV, "Maze", in_process),
+    "babyai": (BABYAI, "BabyAI", babyai_in_process),
+}
+
+# A route: how to start its server, its row name, its driver, its env's in-process rate
+# (None for the echo rows), and where its latencies by call go (BabyAI's rows only).
+Route = tuple[
+    Callable[[], tuple[subprocess.Popen, str]],
+    str,
+    Driver,
+    float | None,
+    dict[str, list[float]] | None,
+]
+
+
+def routes(groups: list[str], seconds: float, repeats: int) -> list[Route]:
+    """The routes of ``groups``, measuring each env's in-process rate on the way."""
+    plans: list[Route] = []
+    for group in sorted(set(groups), key=GROUPS.index):
+        if group == "echo":
+            plans.append((start_echo, "FastAPI echo, HTTP", echo_http, None, None))
+            plans.append((start_echo, "FastAPI echo, WebSocket", echo_ws, None, None))
+            continue
+        env_id, label, play = ENV_GROUPS[group]
+        base = in_process_median(seconds, repeats, play)
+        serve = _server(env_id)
+        for transport, route in (("http", "HTTP"), ("websocket", "WebSocket")):
+            calls: dict[str, list[float]] | None = None
+            if group == "babyai":
+                calls = {}
+                driver = babyai_driver(transport, calls)
+            else:
+                driver = maze_driver(transport)
+            plans.append((serve, f"{label} over {route}", driver, base, calls))
+    return plans
+
+
+def _server(env_id: str) -> Callable[[], tuple[subprocess.Popen, str]]:
+    return lambda: start_server_process([env_id], extra_args=["--log-level", "warning"])
 
 
 def main() -> None:
@@ -228,40 +384,55 @@ def main() -> None:
     parser.add_argument(
         "--levels", type=int, nargs="+", default=[1, 8, 64, 256], help="concurrent sessions"
     )
+    parser.add_argument(
+        "--envs",
+        nargs="+",
+        choices=GROUPS,
+        default=list(GROUPS),
+        help="row groups to run, e.g. --envs babyai (default: all)",
+    )
     parser.add_argument("--serve-echo", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_echo:
         serve_echo(args.serve_echo)
         return
 
-    base = in_process_median(args.seconds, args.repeats)
-    rows: list[tuple[object, ...]] = [
-        ("Maze in-process (1 core)", "-", f"{base:,.0f}", "-", "-", "1")
-    ]
-    # Each route gets a fresh server process, as a user runs one transport or the other.
-    serve = lambda: start_server_process([ENV], extra_args=["--log-level", "warning"])  # noqa: E731
-    plans: list[tuple[Callable[[], tuple[subprocess.Popen, str]], str, Driver]] = [
-        (serve, "Maze over HTTP", maze_driver("http")),
-        (serve, "Maze over WebSocket", maze_driver("websocket")),
-        (start_echo, "FastAPI echo, HTTP", echo_http),
-        (start_echo, "FastAPI echo, WebSocket", echo_ws),
-    ]
+    rows: list[tuple[object, ...]] = []
+    call_rows: list[tuple[object, ...]] = []
     placement = ""
-    for start, name, driver in plans:
+    # Each route gets a fresh server process, as a user runs one transport or the other.
+    for start, name, driver, base, calls in routes(args.envs, args.seconds, args.repeats):
+        label = name.split(" over ")[0]
+        if base is not None and not any(row[0].startswith(label) for row in rows):
+            rows.append((f"{label} in-process (1 core)", "-", f"{base:,.0f}", "-", "-", "1"))
         process, url = start()
         placement = pin_server_and_load(process.pid)
         try:
             for sessions in args.levels:
-                rate, p50, p99 = measure(driver, url, sessions, args.seconds, args.repeats)
-                ratio = f"{rate / base:.3f}" if name.startswith("Maze") else "-"
+                if calls is not None:
+                    calls.clear()
+                runs = measure_runs(driver, url, sessions, args.seconds, args.repeats)
+                rate, p50, p99 = sorted(runs)[len(runs) // 2]
+                ratio = f"{rate / base:.3f}" if base else "-"
                 rows.append((name, sessions, f"{rate:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ratio))
-                print(f"  {name} x{sessions}: {rate:,.0f} steps/s, p99 {p99:.1f} ms", flush=True)
+                each = ", ".join(f"{run[2]:.1f}" for run in runs)
+                print(
+                    f"  {name} x{sessions}: {rate:,.0f} steps/s, p99 {p99:.1f} ms "
+                    f"(p99 of each run: {each})",
+                    flush=True,
+                )
+                if calls:
+                    call_rows += by_call_rows(name, sessions, calls)
         finally:
             process.terminate()
             process.wait(timeout=30)
     print(f"\nSteps/s ({placement}; median of {args.repeats} runs of {args.seconds:g} s)\n")
     headers = ["route", "sessions", "steps/s", "p50 ms", "p99 ms", "vs in-process"]
     print(format_table(headers, rows))
+    if call_rows:
+        print(f"\nBabyAI latency by call ({args.repeats} runs pooled)\n")
+        headers = ["route", "sessions", "call", "share", "p50 ms", "p99 ms", "max ms"]
+        print(format_table(headers, call_rows))
 
 
 if __name__ == "__main__":

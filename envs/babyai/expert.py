@@ -45,14 +45,17 @@ class BotStuckError(RuntimeError):
 
 
 class _BoundedStack(list):
-    """The bot's subgoal stack, refusing to grow past a budget per question."""
+    """The bot's subgoal stack, refusing to grow past a budget while it answers a question."""
 
-    budget: int = PLAN_BUDGET
+    # Set for the length of one replan, None otherwise: copying a stack (a snapshot,
+    # a restore) appends its items one by one and must not spend any budget.
+    budget: int | None = None
 
     def append(self, item: object) -> None:
-        self.budget -= 1
-        if self.budget < 0:
-            raise BotStuckError("the BabyAI bot is replanning in a loop")
+        if self.budget is not None:
+            self.budget -= 1
+            if self.budget < 0:
+                raise BotStuckError("the BabyAI bot is replanning in a loop")
         super().append(item)
 
 
@@ -70,7 +73,10 @@ class _Bot(BabyAIBot):
 
     def replan(self, action_taken: Actions | None = None) -> Actions:
         self.stack.budget = PLAN_BUDGET
-        return super().replan(action_taken)
+        try:
+            return super().replan(action_taken)
+        finally:
+            self.stack.budget = None
 
 
 class Expert:

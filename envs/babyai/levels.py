@@ -6,7 +6,9 @@ gymnasium's wrappers. Each level class is subclassed once, changing two methods
 and no behaviour:
 
 - ``_gen_grid`` without the "Sampling rejected: ..." lines minigrid prints to
-  stdout while it generates a level (the same random draws, the same level);
+  stdout while it generates a level (the same random draws, the same level),
+  and with one shared ``Wall`` in every wall cell instead of one ``Wall`` per
+  cell (walls have no state; see :func:`_share_walls`);
 - ``gen_obs``, which every ``step`` calls: the same observation, computed
   straight from the world grid instead of slicing, rotating and re-encoding
   ``Grid`` objects (minigrid's version is most of the cost of a step).
@@ -22,6 +24,7 @@ import gymnasium
 import minigrid  # noqa: F401  (registers the BabyAI-* ids with gymnasium)
 import numpy as np
 from minigrid.core.constants import DIR_TO_VEC, OBJECT_TO_IDX
+from minigrid.core.grid import Grid
 from minigrid.core.roomgrid import RoomGrid
 from minigrid.core.world_object import Wall
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling, RoomGridLevel
@@ -204,6 +207,27 @@ def _quiet_gen_grid(self: RoomGridLevel, width: int, height: int) -> None:
         break
     self.surface = self.instrs.surface(self)
     self.mission = self.surface
+    _share_walls(self.grid)
+
+
+_WALL = Wall()
+
+
+def _share_walls(grid: Grid) -> None:
+    """Put one shared ``Wall`` in every cell that holds a plain grey wall.
+
+    A nine-room level has about 170 wall cells, each a ``Wall`` object that lives
+    as long as the episode: most of what a reset leaves for the garbage
+    collector, whose full collections (a pause for every session of a server)
+    come sooner and take longer the more long-lived objects there are. A wall has
+    no state (nothing moves, opens or picks one up), so one instance serves them
+    all and the grid encodes the same; a wall placed as an object (with a
+    position) is left as it is.
+    """
+    cells = grid.grid
+    for index, cell in enumerate(cells):
+        if type(cell) is Wall and cell.color == _WALL.color and cell.cur_pos is None:
+            cells[index] = _WALL
 
 
 _OUTSIDE = Wall()  # what minigrid's Grid.slice puts in view cells off the grid

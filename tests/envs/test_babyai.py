@@ -1,8 +1,10 @@
 import contextlib
+import gc
 import io
 import pickle
 import random
 import string
+import types
 import warnings
 
 import gymnasium
@@ -511,6 +513,17 @@ def test_snapshot_restore_continues_identically():
     assert other.level == env.level and run(other) == first
 
 
+def test_snapshot_restore_cycles_keep_the_expert():
+    # A search restores one snapshot again and again. Copying the bot's subgoal stack
+    # appended its items through the planning budget, so each copy spent some of it
+    # and a few cycles later restore() raised BotStuckError.
+    env, _ = make(59)  # BossLevel: the bot holds a deep stack of subgoals
+    env.step(env.expert_action())
+    for _ in range(30):
+        env.restore(env.snapshot())
+    assert play_expert(env)["success"] and env._expert.failures == 0
+
+
 def test_snapshots_pickle():
     # Worker processes may ship snapshots: the level classes must be importable.
     env, _ = make(59)
@@ -521,6 +534,37 @@ def test_snapshots_pickle():
     other = BabyAIEnv()
     other.restore(snap)
     assert [other.step(action) for action in script] == expected
+
+
+# -- what a session holds (a server's full garbage collections walk all of it) ----------
+
+
+def tracked_from(root: object) -> int:
+    """How many objects the garbage collector tracks that ``root`` reaches (code left out)."""
+    seen, todo = {id(root)}, [root]
+    while todo:
+        for ref in gc.get_referents(todo.pop()):
+            code = isinstance(ref, (type, types.ModuleType, types.FunctionType))
+            if id(ref) not in seen and gc.is_tracked(ref) and not code:
+                seen.add(id(ref))
+                todo.append(ref)
+    return len(seen)
+
+
+def test_an_env_holds_only_its_current_world():
+    env, _ = make(59)
+    one_level = tracked_from(env)
+    for task_id in range(N):
+        env.reset(options={"task_id": task_id})
+    env.reset(options={"task_id": 59})
+    # One world kept per level visited made this ~8,900, against ~160 for one level.
+    assert tracked_from(env) < 1.5 * one_level
+
+
+def test_wall_cells_share_one_wall():
+    env, _ = make(59)  # BossLevel: nine rooms, about 170 wall cells
+    walls = {id(cell) for cell in env.world.grid.grid if cell is not None and cell.type == "wall"}
+    assert len(walls) == 1  # (the grid still encodes as minigrid's: see above)
 
 
 def test_no_stdout(capsys):
