@@ -51,7 +51,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         409: "Episode over, session broken, or capability not declared",
         413: "Request body too large",
         422: "Bad body, unknown env or task, or action too long",
-        429: "Session capacity reached",
+        429: "Session capacity reached (the server's or the env's); retry after Retry-After",
         500: "The env raised; the session is now broken",
         504: "The env call exceeded the per-call timeout; the session is now broken",
     }.items()
@@ -194,7 +194,10 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> Response:
         metrics.errors.labels(error.error).inc()
-        return problem(error.status, error.error, error.detail)
+        response = problem(error.status, error.error, error.detail)
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> Response:
@@ -240,6 +243,7 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
                 splits={name: len(ids) for name, ids in cls.splits.items()},
                 max_steps=cls.max_steps,
                 capabilities=sorted(cls.capabilities()),
+                capacity=store.capacity[env_id],
             )
             for env_id, cls in store.classes.items()
         ]

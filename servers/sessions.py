@@ -39,14 +39,26 @@ INLINE_LIMIT_SECONDS = 0.05
 INLINE_STRIKES = 3
 
 
-class ApiError(Exception):
-    """An error answered to the client as a JSON problem body."""
+# The wait a 429 asks for (its Retry-After): sessions come and go within seconds
+# (an episode's length), so a client that comes back after this finds a slot soon.
+RETRY_AFTER_SECONDS = 1
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+
+class ApiError(Exception):
+    """An error answered to the client as a JSON problem body.
+
+    ``retry_after``: seconds to wait before trying again, for a 429 (sent as the
+    ``Retry-After`` header, and in the socket's error reply).
+    """
+
+    def __init__(
+        self, status: int, error: str, detail: str, retry_after: int | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -102,6 +114,23 @@ class SessionStore:
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="palaestra-env")
         self._reaper: asyncio.Task[None] | None = None
         self._reserved = 0  # sessions being created, counted against the cap
+        # Each env's declared capacity (None = unbounded), read once here, and the
+        # sessions of it held or being made: one beyond it is answered 429 at once
+        # rather than left to block a pool thread waiting for a slot.
+        self.capacity: dict[str, int | None] = {
+            env_id: cls.capacity for env_id, cls in self.classes.items()
+        }
+        self._held: dict[str, int] = dict.fromkeys(self.classes, 0)
+        # Envs that build a task's data on first use (they override prepare_task):
+        # that runs on its own threads, outside the per-call timeout (see _reset).
+        self._prepares = {
+            env_id
+            for env_id, cls in self.classes.items()
+            if getattr(cls.prepare_task, "__func__", None) is not TextEnv.prepare_task.__func__
+        }
+        self._prepare_pool = ThreadPoolExecutor(
+            max(2, os.cpu_count() or 2), thread_name_prefix="palaestra-prepare"
+        )
         # Envs whose calls run on the event loop (they declare fast_calls).
         self._inline = {env_id for env_id, cls in self.classes.items() if cls.fast_calls}
         self._strikes: dict[str, int] = {}
@@ -122,6 +151,7 @@ class SessionStore:
         for session in list(self.sessions.values()):
             await self.close(session)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self._prepare_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- running env code -----------------------------------------------------------
 
@@ -160,7 +190,7 @@ class SessionStore:
             raise
         except EnvBusyError as error:
             # No room for another env instance: capacity, not a fault of any session.
-            raise ApiError(429, "capacity", f"{error}; retry later") from None
+            raise ApiError(429, "capacity", f"{error}; retry later", RETRY_AFTER_SECONDS) from None
         except Exception as error:
             log.exception("env error in session %s", session.id if session else "-")
             if session is not None:
@@ -227,7 +257,9 @@ class SessionStore:
                 "capacity",
                 f"the server holds its maximum of {self.settings.max_sessions} sessions; "
                 "close some or retry later",
+                RETRY_AFTER_SECONDS,
             )
+        self._claim(env_id)
         self._reserved += 1
         try:
             env = await self.run(None, lambda: _make_env(env_id, cls), env_id=env_id)
@@ -238,9 +270,25 @@ class SessionStore:
                 self.pool.submit(env.close)
                 raise
             self.sessions[session.id] = session
+        except BaseException:
+            self._held[env_id] -= 1
+            raise
         finally:
             self._reserved -= 1
         return session, observation, info
+
+    def _claim(self, env_id: str) -> None:
+        """Count one more session of ``env_id``; 429 when its declared capacity is reached."""
+        capacity = self.capacity[env_id]
+        if capacity is not None and self._held[env_id] >= capacity:
+            raise ApiError(
+                429,
+                "capacity",
+                f"all {capacity} sessions that {env_id} can hold here are open; "
+                f"retry in {RETRY_AFTER_SECONDS}s",
+                RETRY_AFTER_SECONDS,
+            )
+        self._held[env_id] += 1
 
     async def reset(
         self, session: Session, task_id: TaskId | None, seed: int | None
@@ -249,6 +297,10 @@ class SessionStore:
         if session.broken is not None:
             old = session.env
             cls = self.classes[session.env_id]
+            if self.capacity[session.env_id] is not None:
+                # The old env holds one of the env's slots: free it before the new
+                # one takes its place, or a full pool would refuse the replacement.
+                await asyncio.get_running_loop().run_in_executor(self.pool, old.close)
             session.env = await self.run(
                 None, lambda: _make_env(session.env_id, cls), env_id=session.env_id
             )
@@ -260,6 +312,8 @@ class SessionStore:
         self, session: Session, task_id: TaskId | None, seed: int | None
     ) -> tuple[str, dict[str, Any]]:
         options = None if task_id is None else {"task_id": task_id}
+        if task_id is not None and session.env_id in self._prepares:
+            await self._prepare(session.env_id, task_id)
         try:
             observation, info = await self.run(
                 session, lambda: session.env.reset(seed=seed, options=options)
@@ -270,6 +324,20 @@ class SessionStore:
         session.seed = seed
         session.actions = []
         return observation, info
+
+    async def _prepare(self, env_id: str, task_id: TaskId) -> None:
+        # A game generated on first use takes seconds, many at once far longer on a
+        # busy machine: that is work, not a hung env, so it runs before the timed
+        # reset, without the per-call timeout (the env bounds its own generation),
+        # and on threads of its own so that it never holds up other sessions' steps.
+        # A failure here is left to the reset, which reports it as its own.
+        cls = self.classes[env_id]
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._prepare_pool, cls.prepare_task, task_id
+            )
+        except Exception as error:
+            log.warning("preparing %s task %r failed: %s", env_id, task_id, error)
 
     async def step(
         self, session: Session, action: str
@@ -294,7 +362,10 @@ class SessionStore:
             raise ApiError(409, "not_started", "the session has no episode to fork")
         if len(self.sessions) + self._reserved >= self.settings.max_sessions:
             raise ApiError(
-                429, "capacity", f"the server holds its maximum of {self.settings.max_sessions}"
+                429,
+                "capacity",
+                f"the server holds its maximum of {self.settings.max_sessions}",
+                RETRY_AFTER_SECONDS,
             )
         cls = self.classes[session.env_id]
         method = "snapshot" if "snapshot" in cls.capabilities() else "replay"
@@ -310,9 +381,13 @@ class SessionStore:
                     env.step(action)
             return env
 
+        self._claim(session.env_id)
         self._reserved += 1
         try:
             env = await self.run(session, clone)
+        except BaseException:
+            self._held[session.env_id] -= 1
+            raise
         finally:
             self._reserved -= 1
         twin = Session(
@@ -355,6 +430,7 @@ class SessionStore:
     async def close(self, session: Session) -> None:
         """Forget ``session`` and close its env (on the pool)."""
         if self.sessions.pop(session.id, None) is not None:
+            self._held[session.env_id] -= 1
             with contextlib.suppress(Exception):
                 if session.env_id in self._inline:
                     session.env.close()

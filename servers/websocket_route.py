@@ -35,10 +35,13 @@ def _reply(request_id: int | None, result: Any) -> str:
     return json_codec.dumps_text({"id": request_id, "ok": True, "result": result})
 
 
-def _error(request_id: int | None, status: int, error: str, detail: str) -> str:
-    return json_codec.dumps_text(
-        {"id": request_id, "ok": False, "status": status, "error": error, "detail": detail}
-    )
+def _error(
+    request_id: int | None, status: int, error: str, detail: str, retry_after: int | None = None
+) -> str:
+    reply = {"id": request_id, "ok": False, "status": status, "error": error, "detail": detail}
+    if retry_after is not None:
+        reply["retry_after"] = retry_after  # a 429's Retry-After
+    return json_codec.dumps_text(reply)
 
 
 def _invalid(error: ValidationError) -> str:
@@ -177,7 +180,7 @@ async def _answer(state: _SocketSession, text: str) -> str:
         return _reply(request.id, await state.handle(request))
     except ApiError as error:
         state.ops.metrics.errors.labels(error.error).inc()
-        return _error(request.id, error.status, error.error, error.detail)
+        return _error(request.id, error.status, error.error, error.detail, error.retry_after)
     except Exception as error:  # a bug of ours: answer it, keep the socket and the server
         log.exception("websocket request failed")
         state.ops.metrics.errors.labels("internal").inc()
