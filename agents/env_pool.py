@@ -5,10 +5,15 @@ the engine does not care where an env lives. ``LocalEnvs`` keeps finished envs
 for reuse (a fresh ScienceWorld or TextWorld env is costly to make) and steps
 them on the event loop's thread; ``RemoteEnvs`` spreads sessions over one or
 more server URLs with :class:`~palaestra.servers.AsyncEnvClient`.
+
+Both keep at most an env's declared ``capacity`` of its episodes open at once
+(per server for ``RemoteEnvs``, as ``GET /v1/envs`` advertises it): an episode
+beyond it waits for one to close instead of being refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,12 +32,16 @@ __all__ = ["EnvPool", "EnvSpecInfo", "EpisodeEnv", "LocalEnvs", "RemoteEnvs"]
 
 @dataclass(frozen=True)
 class EnvSpecInfo:
-    """What the engine needs to know of an env before playing it."""
+    """What the engine needs to know of an env before playing it.
+
+    ``capacity``: the most episodes of it open at once (per server), None = no limit.
+    """
 
     env_id: str
     instruction: str
     max_steps: int
     capabilities: frozenset[str]
+    capacity: int | None = None
 
 
 class EpisodeEnv(ABC):
@@ -65,6 +74,26 @@ class EpisodeEnv(ABC):
         """Give the env back."""
 
 
+class _Slots:
+    """One semaphore per key (an env, or an env on one server) sized by its capacity.
+
+    Made lazily, inside the running loop; unbounded keys take no semaphore.
+    """
+
+    def __init__(self) -> None:
+        self._gates: dict[object, asyncio.Semaphore] = {}
+
+    async def take(self, key: object, capacity: int | None) -> asyncio.Semaphore | None:
+        """Wait for a free slot under ``key``; the semaphore to release (None: unbounded)."""
+        if capacity is None:
+            return None
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = asyncio.Semaphore(max(1, capacity))
+        await gate.acquire()
+        return gate
+
+
 class EnvPool(ABC):
     """Opens episodes of registered envs."""
 
@@ -94,10 +123,17 @@ class EnvPool(ABC):
 
 class _LocalEpisode(EpisodeEnv):
     def __init__(
-        self, pool: LocalEnvs, env_id: str, env: TextEnv, observation: str, info: dict
+        self,
+        pool: LocalEnvs,
+        env_id: str,
+        env: TextEnv,
+        observation: str,
+        info: dict,
+        slot: asyncio.Semaphore | None,
     ) -> None:
         self._pool, self.env_id, self._env = pool, env_id, env
         self.observation, self.info = observation, info
+        self._slot = slot
 
     async def step(self, action: str) -> Step:
         result = Step(*self._env.step(action))
@@ -112,6 +148,9 @@ class _LocalEpisode(EpisodeEnv):
 
     async def close(self) -> None:
         self._pool._idle[self.env_id].append(self._env)
+        if self._slot is not None:
+            slot, self._slot = self._slot, None
+            slot.release()
 
 
 class LocalEnvs(EnvPool):
@@ -119,11 +158,12 @@ class LocalEnvs(EnvPool):
 
     def __init__(self) -> None:
         self._idle: dict[str, list[TextEnv]] = defaultdict(list)
+        self._slots = _Slots()
 
     async def spec(self, env_id: str) -> EnvSpecInfo:
         """From the registered class."""
         cls = env_class(env_id)
-        return EnvSpecInfo(env_id, cls.instruction, cls.max_steps, cls.capabilities())
+        return EnvSpecInfo(env_id, cls.instruction, cls.max_steps, cls.capabilities(), cls.capacity)
 
     async def tasks(self, env_id: str, split: str) -> list[TaskId]:
         """From the registered class."""
@@ -131,11 +171,25 @@ class LocalEnvs(EnvPool):
         return [int(t) if isinstance(t, np.integer) else t for t in ids]
 
     async def open(self, env_id: str, task_id: TaskId, seed: int, index: int) -> EpisodeEnv:
-        """Reuse an idle env of ``env_id`` or make one, then reset it."""
-        idle = self._idle[env_id]
-        env = idle.pop() if idle else palaestra.make(env_id).unwrapped
-        observation, info = env.reset(seed=seed, options={"task_id": task_id})
-        return _LocalEpisode(self, env_id, env, observation, info)
+        """Reuse an idle env of ``env_id`` or make one, then reset it.
+
+        Waits while the env's ``capacity`` of episodes is open (idle envs are
+        reused, so no more than that many are ever made).
+        """
+        slot = await self._slots.take(env_id, env_class(env_id).capacity)
+        try:
+            idle = self._idle[env_id]
+            env = idle.pop() if idle else palaestra.make(env_id).unwrapped
+            try:
+                observation, info = env.reset(seed=seed, options={"task_id": task_id})
+            except BaseException:
+                idle.append(env)
+                raise
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        return _LocalEpisode(self, env_id, env, observation, info, slot)
 
     async def aclose(self) -> None:
         """Close the idle envs."""
@@ -149,9 +203,10 @@ class LocalEnvs(EnvPool):
 
 
 class _RemoteEpisode(EpisodeEnv):
-    def __init__(self, env_id: str, session: AsyncSession) -> None:
+    def __init__(self, env_id: str, session: AsyncSession, slot: asyncio.Semaphore | None) -> None:
         self.env_id, self._session = env_id, session
         self.observation, self.info = session.observation, session.info
+        self._slot = slot
 
     async def step(self, action: str) -> Step:
         result = await self._session.step(action)
@@ -165,7 +220,12 @@ class _RemoteEpisode(EpisodeEnv):
         return await self._session.random_action(seed)
 
     async def close(self) -> None:
-        await self._session.close()
+        try:
+            await self._session.close()
+        finally:
+            if self._slot is not None:
+                slot, self._slot = self._slot, None
+                slot.release()
 
 
 class RemoteEnvs(EnvPool):
@@ -173,6 +233,9 @@ class RemoteEnvs(EnvPool):
 
     Each episode's session runs on its own WebSocket (``/v1/ws``), several times
     faster than one HTTP request per step; ``transport="http"`` uses plain requests.
+    At most an env's advertised ``capacity`` of sessions is open on each server at
+    once; further episodes wait for a slot (and a 429 that still comes, e.g. while
+    another client fills the server, is waited out by the client).
 
     Args:
         urls: Base URLs of servers that all serve the envs of the run.
@@ -191,13 +254,18 @@ class RemoteEnvs(EnvPool):
         self.urls = list(urls)
         self._clients = [AsyncEnvClient(url, token=token, transport=transport) for url in self.urls]
         self._specs: dict[str, EnvSpecInfo] | None = None
+        self._slots = _Slots()
 
     async def spec(self, env_id: str) -> EnvSpecInfo:
         """From the first server's ``GET /v1/envs``."""
         if self._specs is None:
             self._specs = {
                 e["id"]: EnvSpecInfo(
-                    e["id"], e["instruction"], e["max_steps"], frozenset(e["capabilities"])
+                    e["id"],
+                    e["instruction"],
+                    e["max_steps"],
+                    frozenset(e["capabilities"]),
+                    e.get("capacity"),  # absent from servers older than it
                 )
                 for e in await self._clients[0].envs()
             }
@@ -212,9 +280,18 @@ class RemoteEnvs(EnvPool):
         return await self._clients[0].tasks(env_id, split)
 
     async def open(self, env_id: str, task_id: TaskId, seed: int, index: int) -> EpisodeEnv:
-        """A new session on server ``index % len(urls)``."""
-        client = self._clients[index % len(self._clients)]
-        return _RemoteEpisode(env_id, await client.create(env_id, task_id=task_id, seed=seed))
+        """A new session on server ``index % len(urls)``, once it has room for one."""
+        server = index % len(self._clients)
+        client = self._clients[server]
+        capacity = (await self.spec(env_id)).capacity
+        slot = await self._slots.take((server, env_id), capacity)
+        try:
+            session = await client.create(env_id, task_id=task_id, seed=seed)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        return _RemoteEpisode(env_id, session, slot)
 
     async def aclose(self) -> None:
         """Close the clients (their sessions are closed by their episodes)."""

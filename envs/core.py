@@ -138,12 +138,18 @@ class TextEnv(gymnasium.Env[str, str]):
             per call. Such calls cannot be interrupted by the server's per-call
             timeout; a call over 50 ms makes the server fall back to the pool for
             this env (and log it).
+        capacity: The most instances of this env one process can hold at once
+            (e.g. ScienceWorld's pool of game slots), or None for no limit. A
+            server answers a session beyond it with 429 and a ``Retry-After`` at
+            once, advertises it in ``GET /v1/envs``, and the rollout engine keeps
+            at most this many episodes of the env open per server.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
     instruction: ClassVar[str] = ""
     max_steps: ClassVar[int] = 50
     fast_calls: ClassVar[bool] = False
+    capacity: ClassVar[int | None] = None
     splits: ClassVar[Mapping[str, Sequence[TaskId]]] = {}
 
     def __init__(self, render_mode: str | None = None) -> None:
@@ -257,6 +263,17 @@ class TextEnv(gymnasium.Env[str, str]):
             The number of tasks prepared (0 when there is nothing to do).
         """
         return 0
+
+    @classmethod
+    def prepare_task(cls, task_id: TaskId) -> None:
+        """Build what ``task_id`` needs before its first reset (e.g. generate its game).
+
+        Envs that make data on first use (TextWorld) override this; the rest need
+        nothing. A server calls it before a reset to a given task, outside the
+        per-call timeout and off the threads that run env calls, so a slow first
+        use is not mistaken for a hung env. Must be safe to call from several
+        threads at once.
+        """
 
     # -- declared capabilities -------------------------------------------------------
 

@@ -277,10 +277,20 @@ class SessionBrokenError(SessionConflictError):
 
 
 class CapacityError(ServerError):
-    """The server holds its maximum number of sessions (429); retry later."""
+    """The server holds its maximum number of sessions, or of one env's (429); retry later.
+
+    Backpressure, not failure: the server answers it with a ``Retry-After`` header
+    (a socket reply with ``retry_after``), and the clients wait that long and retry.
+
+    Attributes:
+        retry_after: Seconds the server asks a client to wait before trying again.
+    """
 
     status = 429
     code = "capacity"
+    # Sessions come and go within an episode's length, so a client coming back after
+    # this finds a slot soon.
+    retry_after: ClassVar[int] = 1
 
 
 class EnvBusyError(CapacityError, EnvError):

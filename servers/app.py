@@ -22,6 +22,7 @@ from palaestra.errors import (
     WIRE_ERRORS,
     BadRequestError,
     BodyTooLargeError,
+    CapacityError,
     PalaestraError,
     ServerError,
     UnauthorizedError,
@@ -83,7 +84,10 @@ def problem(status: int, error: str, detail: str) -> Response:
 def problem_for(error: PalaestraError) -> Response:
     """The answer to ``error``: its class's status and code (palaestra.errors' table)."""
     status = error.status if 400 <= error.status < 600 else 500
-    return problem(status, error.code, error.detail)
+    response = problem(status, error.code, error.detail)
+    if isinstance(error, CapacityError):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 class _Guard:
@@ -261,6 +265,7 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
                 splits={name: len(ids) for name, ids in cls.splits.items()},
                 max_steps=cls.max_steps,
                 capabilities=sorted(cls.capabilities()),
+                capacity=store.capacity[env_id],
             )
             for env_id, cls in store.classes.items()
         ]

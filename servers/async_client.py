@@ -44,6 +44,7 @@ from palaestra.servers.protocol import (
     fork_request,
     random_action_request,
     reset_request,
+    retry_after_of,
     step_request,
 )
 from palaestra.servers.session_socket import SessionSocket
@@ -147,9 +148,11 @@ class AsyncEnvClient:
         base_url: The server, e.g. ``"http://127.0.0.1:8000"``.
         token: Bearer token; defaults to the ``PALAESTRA_TOKEN`` env variable.
         timeouts: Per-phase timeouts.
-        retry: Retry policy for connection failures and 503 answers. Once the server
-            could not be reached after every retry, later calls try it once each
-            (no backoff) until one gets through.
+        retry: Retry policy for connection failures and 503 answers (once the server
+            could not be reached after every retry, later calls try it once each,
+            with no backoff, until one gets through), and for 429 answers, waited
+            out as the server's ``Retry-After`` asks, up to ``retry.busy_wait``
+            seconds, on either transport.
         max_connections: Size of the HTTP connection pool (sockets are not pooled:
             one each per open WebSocket session).
         transport: ``"http"`` (each call one request on pooled connections) or
@@ -229,6 +232,7 @@ class AsyncEnvClient:
 
     async def _call(self, request: Request) -> Any:
         delays = self._retry_delays()
+        busy = self.retry.busy_waits()
         http = self._http()
         while True:
             try:
@@ -241,6 +245,11 @@ class AsyncEnvClient:
                     self._unreachable = False
                     if response.status == 503:
                         delay = next(delays, None)
+                        if delay is not None:
+                            await asyncio.sleep(delay)
+                            continue
+                    if response.status == 429:
+                        delay = busy.next(retry_after_of(response.headers.get("Retry-After")))
                         if delay is not None:
                             await asyncio.sleep(delay)
                             continue
@@ -334,7 +343,7 @@ class AsyncEnvClient:
                     max_msg_size=0,
                 )
                 self._unreachable = False
-                return SessionSocket(ws, self._timeouts.read, url)
+                return SessionSocket(ws, self._timeouts.read, url, self.retry)
             except aiohttp.WSServerHandshakeError as error:
                 raise error_for(error.status, f"websocket refused: {error.message}") from None
             except aiohttp.ClientConnectorError as error:

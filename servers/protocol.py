@@ -18,6 +18,7 @@ from palaestra.errors import PalaestraError, error_from_wire
 
 __all__ = [
     "SOCKET_PATH",
+    "BusyWaits",
     "Request",
     "RetryPolicy",
     "Step",
@@ -29,6 +30,7 @@ __all__ = [
     "random_action_request",
     "read_token_file",
     "reset_request",
+    "retry_after_of",
     "step_request",
 ]
 
@@ -60,24 +62,77 @@ class RetryPolicy:
     """Retries with exponential backoff and jitter.
 
     Only requests that the server cannot have applied are retried: connection
-    failures before the request was sent, and 503 answers. A step whose answer
+    failures before the request was sent, 503 answers, and 429 answers (the
+    server or the env is full: backpressure, not failure). A step whose answer
     was lost mid-way is never re-sent, since it may have been applied.
 
+    A 429 is retried after the wait the server asks for (``Retry-After``), for
+    as long as ``busy_wait`` seconds in all; only then is it raised as
+    :class:`~palaestra.errors.CapacityError`.
+
     Attributes:
-        attempts: Tries in all (1 = no retry).
+        attempts: Tries in all (1 = no retry) after connection failures and 503s.
         backoff: The first delay; each later one doubles, up to ``max_backoff``.
         max_backoff: The longest delay.
+        busy_wait: Seconds one request may spend waiting out 429 answers (0 = raise
+            the first one).
     """
 
     attempts: int = 5
     backoff: float = 0.1
     max_backoff: float = 2.0
+    busy_wait: float = 300.0
+
+    def busy_waits(self) -> BusyWaits:
+        """The waits of one request between its 429 answers."""
+        return BusyWaits(self.busy_wait)
 
     def delays(self) -> Iterator[float]:
         """The sleeps between attempts (``attempts - 1`` of them), jittered to ±50%."""
         for attempt in range(self.attempts - 1):
             delay = min(self.max_backoff, self.backoff * 2**attempt)
             yield delay * random.uniform(0.5, 1.5)
+
+
+class BusyWaits:
+    """The waits of one request answered 429: the server's hint, until the budget is spent.
+
+    Args:
+        budget: Seconds of waiting allowed in all.
+    """
+
+    def __init__(self, budget: float) -> None:
+        self.left = budget
+
+    def next(self, retry_after: float | None) -> float | None:
+        """The wait before the next try, or None once the budget is spent.
+
+        Args:
+            retry_after: The server's hint in seconds (None or nonsense: 1 s).
+        """
+        hint = retry_after if retry_after is not None and 0 < retry_after <= 3600 else 1.0
+        # Stretched by up to half: clients refused together must not all come back
+        # in the same instant.
+        delay = hint * random.uniform(1.0, 1.5)
+        if delay > self.left:
+            return None
+        self.left -= delay
+        return delay
+
+
+def retry_after_of(value: object) -> float | None:
+    """The seconds of a ``Retry-After`` header or a socket reply's ``retry_after`` (else None).
+
+    An HTTP date (the header's other form) is not sent by palaestra servers and
+    reads as None.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return float(value.strip())
+    return None
 
 
 @dataclass(frozen=True)

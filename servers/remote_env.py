@@ -38,6 +38,7 @@ from palaestra.servers.protocol import (
     fork_request,
     random_action_request,
     reset_request,
+    retry_after_of,
     step_request,
 )
 
@@ -55,7 +56,8 @@ class RemoteEnv(gymnasium.Env[str, str]):
         base_url: The server, e.g. ``"http://127.0.0.1:8000"``.
         token: Bearer token; defaults to the ``PALAESTRA_TOKEN`` env variable.
         timeouts: Per-phase timeouts.
-        retry: Retry policy for connection failures and 503 answers.
+        retry: Retry policy for connection failures, 503 answers, and 429 answers
+            (waited out as the server's ``Retry-After`` asks, up to ``retry.busy_wait``).
         client: An ``httpx.Client`` to share (its base URL is ignored; not closed by us).
     """
 
@@ -107,6 +109,7 @@ class RemoteEnv(gymnasium.Env[str, str]):
 
     def _call(self, request: Request) -> Any:
         delays = self.retry.delays()
+        busy = self.retry.busy_waits()
         while True:
             try:
                 response = self._client.request(
@@ -139,6 +142,11 @@ class RemoteEnv(gymnasium.Env[str, str]):
                 ) from None
             if response.status_code == 503:
                 delay = next(delays, None)
+                if delay is not None:
+                    time.sleep(delay)
+                    continue
+            if response.status_code == 429:
+                delay = busy.next(retry_after_of(response.headers.get("Retry-After")))
                 if delay is not None:
                     time.sleep(delay)
                     continue

@@ -18,7 +18,7 @@ import aiohttp
 
 from palaestra.errors import RequestTimeoutError, ServerUnavailableError
 from palaestra.servers import json_codec
-from palaestra.servers.protocol import error_for
+from palaestra.servers.protocol import RetryPolicy, error_for, retry_after_of
 
 __all__ = ["SessionSocket"]
 
@@ -32,12 +32,21 @@ class SessionSocket:
         ws: The connected socket.
         read_timeout: Seconds to wait for each reply.
         url: The socket's URL (for error messages).
+        retry: Its ``busy_wait`` bounds the waiting out of 429 replies (default:
+            ``RetryPolicy()``'s).
     """
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, read_timeout: float, url: str) -> None:
+    def __init__(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        read_timeout: float,
+        url: str,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._ws = ws
         self._read_timeout = read_timeout
         self._url = url
+        self._retry = retry or RetryPolicy()
         self._last_id = 0
         self._lock = asyncio.Lock()
 
@@ -49,11 +58,29 @@ class SessionSocket:
     async def call(self, op: str, **fields: Any) -> Any:
         """Send one request (``None`` fields left out) and return its reply's ``result``.
 
+        A 429 reply (the server or the env is full; nothing was applied) is retried
+        after the wait it asks for, up to the retry policy's ``busy_wait``.
+
         Raises:
             PalaestraError: The server answered an error (the class of its code).
             ServerUnavailableError: The socket is closed or broke.
             RequestTimeoutError: No reply within the read timeout (the socket stays usable).
         """
+        busy = self._retry.busy_waits()
+        while True:
+            data = await self._exchange(op, fields)
+            if data.get("ok"):
+                return data.get("result")
+            status = int(data.get("status") or 500)
+            if status == 429:
+                delay = busy.next(retry_after_of(data.get("retry_after")))
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                    continue
+            raise error_for(status, data)
+
+    async def _exchange(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """One request and its reply (the parsed frame)."""
         async with self._lock:
             self._last_id += 1
             request_id = self._last_id
@@ -84,9 +111,7 @@ class SessionSocket:
                     data = json_codec.loads(reply.data)
                     if data.get("id") != request_id:
                         continue  # the late reply to a request whose caller gave up
-                    if data.get("ok"):
-                        return data.get("result")
-                    raise error_for(int(data.get("status") or 500), data)
+                    return data
                 if reply.type in _GONE or reply.type == aiohttp.WSMsgType.ERROR:
                     raise ServerUnavailableError(
                         f"{op} on {self._url}: the server closed the socket", status=0

@@ -108,6 +108,23 @@ class SessionStore:
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="palaestra-env")
         self._reaper: asyncio.Task[None] | None = None
         self._reserved = 0  # sessions being created, counted against the cap
+        # Each env's declared capacity (None = unbounded), read once here, and the
+        # sessions of it held or being made: one beyond it is answered 429 at once
+        # rather than left to block a pool thread waiting for a slot.
+        self.capacity: dict[str, int | None] = {
+            env_id: cls.capacity for env_id, cls in self.classes.items()
+        }
+        self._held: dict[str, int] = dict.fromkeys(self.classes, 0)
+        # Envs that build a task's data on first use (they override prepare_task):
+        # that runs on its own threads, outside the per-call timeout (see _reset).
+        self._prepares = {
+            env_id
+            for env_id, cls in self.classes.items()
+            if getattr(cls.prepare_task, "__func__", None) is not TextEnv.prepare_task.__func__
+        }
+        self._prepare_pool = ThreadPoolExecutor(
+            max(2, os.cpu_count() or 2), thread_name_prefix="palaestra-prepare"
+        )
         # Envs whose calls run on the event loop (they declare fast_calls).
         self._inline = {env_id for env_id, cls in self.classes.items() if cls.fast_calls}
         self._strikes: dict[str, int] = {}
@@ -138,6 +155,7 @@ class SessionStore:
         for session in list(self.sessions.values()):
             await self.close(session)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self._prepare_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- running env code -----------------------------------------------------------
 
@@ -237,6 +255,7 @@ class SessionStore:
                 f"the server holds its maximum of {self.settings.max_sessions} sessions; "
                 "close some or retry later",
             )
+        self._claim(env_id)
         self._reserved += 1
         try:
             env = await self.run(None, lambda: _make_env(env_id, cls), env_id=env_id)
@@ -247,9 +266,22 @@ class SessionStore:
                 self.pool.submit(env.close)
                 raise
             self.sessions[session.id] = session
+        except BaseException:
+            self._held[env_id] -= 1
+            raise
         finally:
             self._reserved -= 1
         return session, observation, info
+
+    def _claim(self, env_id: str) -> None:
+        """Count one more session of ``env_id``; 429 when its declared capacity is reached."""
+        capacity = self.capacity[env_id]
+        if capacity is not None and self._held[env_id] >= capacity:
+            raise CapacityError(
+                f"all {capacity} sessions that {env_id} can hold here are open; "
+                f"retry in {CapacityError.retry_after}s"
+            )
+        self._held[env_id] += 1
 
     async def reset(
         self, session: Session, task_id: TaskId | None, seed: int | None
@@ -258,6 +290,10 @@ class SessionStore:
         if session.broken is not None:
             old = session.env
             cls = self.classes[session.env_id]
+            if self.capacity[session.env_id] is not None:
+                # The old env holds one of the env's slots: free it before the new
+                # one takes its place, or a full pool would refuse the replacement.
+                await asyncio.get_running_loop().run_in_executor(self.pool, old.close)
             session.env = await self.run(
                 None, lambda: _make_env(session.env_id, cls), env_id=session.env_id
             )
@@ -269,6 +305,8 @@ class SessionStore:
         self, session: Session, task_id: TaskId | None, seed: int | None
     ) -> tuple[str, dict[str, Any]]:
         options = None if task_id is None else {"task_id": task_id}
+        if task_id is not None and session.env_id in self._prepares:
+            await self._prepare(session.env_id, task_id)
         observation, info = await self.run(
             session, lambda: session.env.reset(seed=seed, options=options)
         )
@@ -276,6 +314,20 @@ class SessionStore:
         session.seed = seed
         session.actions = []
         return observation, info
+
+    async def _prepare(self, env_id: str, task_id: TaskId) -> None:
+        # A game generated on first use takes seconds, many at once far longer on a
+        # busy machine: that is work, not a hung env, so it runs before the timed
+        # reset, without the per-call timeout (the env bounds its own generation),
+        # and on threads of its own so that it never holds up other sessions' steps.
+        # A failure here is left to the reset, which reports it as its own.
+        cls = self.classes[env_id]
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._prepare_pool, cls.prepare_task, task_id
+            )
+        except Exception as error:
+            log.warning("preparing %s task %r failed: %s", env_id, task_id, error)
 
     async def step(
         self, session: Session, action: str
@@ -312,9 +364,13 @@ class SessionStore:
                     env.step(action)
             return env
 
+        self._claim(session.env_id)
         self._reserved += 1
         try:
             env = await self.run(session, clone)
+        except BaseException:
+            self._held[session.env_id] -= 1
+            raise
         finally:
             self._reserved -= 1
         twin = Session(
@@ -354,6 +410,7 @@ class SessionStore:
     async def close(self, session: Session) -> None:
         """Forget ``session`` and close its env (on the pool)."""
         if self.sessions.pop(session.id, None) is not None:
+            self._held[session.env_id] -= 1
             with contextlib.suppress(Exception):
                 if session.env_id in self._inline:
                     session.env.close()

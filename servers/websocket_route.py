@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from palaestra.errors import (
     BadRequestError,
     BodyTooLargeError,
+    CapacityError,
     PalaestraError,
     ServerError,
     SessionConflictError,
@@ -45,15 +46,16 @@ def _reply(request_id: int | None, result: Any) -> str:
 def _error(request_id: int | None, error: PalaestraError) -> str:
     # The same status, code and detail as the HTTP answer (palaestra.errors' table).
     status = error.status if 400 <= error.status < 600 else 500
-    return json_codec.dumps_text(
-        {
-            "id": request_id,
-            "ok": False,
-            "status": status,
-            "error": error.code,
-            "detail": error.detail,
-        }
-    )
+    reply = {
+        "id": request_id,
+        "ok": False,
+        "status": status,
+        "error": error.code,
+        "detail": error.detail,
+    }
+    if isinstance(error, CapacityError):
+        reply["retry_after"] = error.retry_after  # a 429's Retry-After
+    return json_codec.dumps_text(reply)
 
 
 def _invalid(error: ValidationError) -> str:

@@ -56,6 +56,14 @@ class EnvSpec(BaseModel):
             "Optional capabilities: 'snapshot', 'expert', 'available_actions', 'random_action'."
         )
     )
+    capacity: int | None = Field(
+        default=None,
+        description=(
+            "The most sessions of this env the server holds at once (e.g. ScienceWorld's "
+            "game slots); null = no limit but the server's. A session beyond it is answered "
+            "429 with Retry-After: clients keep at most this many open."
+        ),
+    )
 
 
 class TaskList(BaseModel):
@@ -220,3 +228,6 @@ class SocketReply(BaseModel):
     status: int | None = None
     error: str | None = None
     detail: str | None = None
+    retry_after: int | None = Field(
+        default=None, description="On a 429: seconds to wait before retrying (HTTP's Retry-After)."
+    )

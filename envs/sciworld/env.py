@@ -10,7 +10,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from palaestra.envs.core import CHARSET, MAX_TEXT_LENGTH, Outcome, TaskId, TextEnv
-from palaestra.envs.sciworld.pool import Game, JvmPool, default_pool, find_java, jar_path
+from palaestra.envs.sciworld.pool import (
+    Game,
+    JvmPool,
+    default_capacity,
+    default_pool,
+    find_java,
+    jar_path,
+)
 from palaestra.envs.sciworld.tasks import SPLITS, SciWorldTask, task_of
 from palaestra.errors import EnvError
 
@@ -96,6 +103,18 @@ def fold_waiting(commands: list[str] | tuple[str, ...]) -> tuple[str, ...]:
             folded += commands[start:end]
         start = end
     return tuple(folded)
+
+
+class _PoolCapacity:
+    """``SciWorldEnv.capacity``: the process-wide pool's game slots, read when asked.
+
+    A descriptor rather than a constant: the pool's size comes from the
+    ``PALAESTRA_SCIWORLD_*`` variables, which a server's process may set after
+    this module was imported.
+    """
+
+    def __get__(self, obj: object, owner: type | None = None) -> int:
+        return default_capacity()
 
 
 class SciWorldEnv(TextEnv):
@@ -201,7 +220,9 @@ class SciWorldEnv(TextEnv):
     ``PALAESTRA_SCIWORLD_HEAP`` (default ``512m``). An env holds one game slot from
     construction to ``close()`` (or garbage collection); with every slot taken a
     new env waits up to ``PALAESTRA_SCIWORLD_WAIT`` seconds (default 20), then
-    raises :class:`~palaestra.envs.sciworld.pool.PoolExhaustedError`. A game's
+    raises :class:`~palaestra.envs.sciworld.pool.PoolExhaustedError`. ``capacity``
+    (``JVMS x GAMES``, 16 by default) declares that bound, so a server answers a
+    session beyond it with 429 at once and clients wait for a slot. A game's
     calls run one at a time on its JVM. If its JVM dies, calls raise
     :class:`~palaestra.envs.sciworld.pool.JvmDiedError` at once and ``reset()``
     moves the env to a fresh JVM.
@@ -217,6 +238,7 @@ class SciWorldEnv(TextEnv):
     instruction: ClassVar[str] = INSTRUCTION
     max_steps: ClassVar[int] = MAX_STEPS
     splits: ClassVar[dict[str, range]] = SPLITS
+    capacity: ClassVar[int | None] = _PoolCapacity()  # type: ignore[assignment]
 
     def __init__(self, render_mode: str | None = None, pool: JvmPool | None = None) -> None:
         """Take a game slot from ``pool`` (default: the process-wide pool).

@@ -80,6 +80,7 @@ __all__ = [
     "JvmPool",
     "PoolExhaustedError",
     "PoolSettings",
+    "default_capacity",
     "default_pool",
     "find_java",
     "jar_path",
@@ -721,3 +722,15 @@ def default_pool() -> JvmPool:
             _default_pid = os.getpid()
             atexit.register(_default.shutdown)
         return _default
+
+
+def default_capacity() -> int:
+    """Game slots of the process-wide pool: from its settings once made, else from the variables.
+
+    Raises:
+        ValueError: A ``PALAESTRA_SCIWORLD_*`` variable is malformed.
+    """
+    with _default_lock:
+        pool = _default if _default_pid == os.getpid() else None
+    settings = pool.settings if pool is not None else PoolSettings.from_env()
+    return settings.max_jvms * settings.games_per_jvm

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import re
 import string
+import threading
 import unicodedata
 import warnings
 from dataclasses import dataclass
@@ -130,9 +131,19 @@ def load_compiled(directory: str | Path) -> CompiledGame:
     return _load_compiled(str(Path(directory).resolve()))
 
 
+# TextWorld parses a game's logic with one module-level tatsu parser
+# (textworld.logic._PARSER) that keeps its parse state on itself: two games loaded
+# at once by two threads (a server's sessions) corrupt each other's parse
+# ("IndexError: pop from empty list", "FailedLeftRecursion", "'NoneType' object ...").
+# Loading is the only thing that parses (playing, the expert and the admissible
+# commands read the loaded model), so loads take this lock and play does not.
+_LOAD_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=64)
 def _load_compiled(path: str) -> CompiledGame:
-    return CompiledGame.load(path)
+    with _LOAD_LOCK:
+        return CompiledGame.load(path)
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,15 @@ class TextWorldEnv(TextEnv):
         """Generate (or find in the cache) the games of ``split``, with a progress bar."""
         return len(games.prepare(split, limit, workers=workers))
 
+    @classmethod
+    def prepare_task(cls, task_id: TaskId) -> None:
+        """Generate task ``task_id``'s game unless the cache has it.
+
+        A server calls this before a reset, outside its per-call timeout: a game
+        takes seconds to make, and many at once far longer.
+        """
+        ensure_game(int(task_id))
+
     def start(self, task_id: TaskId) -> str:
         """Generate (or load from the cache) task ``task_id``'s game and start it."""
         from palaestra.envs.textworld.engine import load_compiled

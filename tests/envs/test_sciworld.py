@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import gymnasium
+import httpx
 import numpy as np
 import pytest
 
@@ -549,6 +550,71 @@ def test_server_with_8_sessions_stays_in_budget_and_survives_a_killed_jvm(monkey
     assert 0 < peaks["java"] <= settings.memory_budget, peaks
     assert peaks["total"] <= baseline + settings.memory_budget + 256 * 2**20, (peaks, baseline)
     assert server_pool.started == 3
+
+
+def test_capacity_is_the_pools_game_slots(monkeypatch):
+    monkeypatch.setattr(pool_module, "_default", None)
+    monkeypatch.setenv(pool_module.ENV_JVMS, "3")
+    monkeypatch.setenv(pool_module.ENV_GAMES, "5")
+    assert SciWorldEnv.capacity == 15
+    small = JvmPool(PoolSettings(max_jvms=1, games_per_jvm=2))
+    monkeypatch.setattr(pool_module, "_default", small)
+    monkeypatch.setattr(pool_module, "_default_pid", os.getpid())
+    assert SciWorldEnv.capacity == 2  # the pool made wins over the variables
+
+
+@needs_java
+def test_more_episodes_than_game_slots_over_http_lose_nothing(monkeypatch):
+    """A full pool is backpressure: with 2 slots, 6 concurrent episodes all finish.
+
+    Before, a 32-episode eval against the default 16 slots finished 16 and lost 16
+    to "CapacityError: [429] ... all 16 ScienceWorld game slots ... stayed taken".
+    """
+    from palaestra.agents.baselines import RandomPolicy
+    from palaestra.agents.env_pool import RemoteEnvs
+    from palaestra.agents.rollout import EpisodeSpec, RolloutConfig, RolloutEngine
+    from palaestra.servers import AsyncEnvClient, Settings, create_app, serve_in_thread
+
+    server_pool = JvmPool(PoolSettings(max_jvms=1, games_per_jvm=2, wait=2))
+    monkeypatch.setattr(pool_module, "_default", server_pool)
+    monkeypatch.setattr(pool_module, "_default_pid", os.getpid())
+    app = create_app([ENV_ID], Settings(step_timeout=60))
+    tasks = [FIND_ANIMAL, FIND_PLANT, BOIL] * 2
+    specs = [EpisodeSpec(ENV_ID, task_id=t, split="train", seed=i) for i, t in enumerate(tasks)]
+
+    async def engine_run(url: str):
+        envs = RemoteEnvs([url])
+        try:
+            engine = RolloutEngine(
+                RandomPolicy(), envs, RolloutConfig(max_turns=3), concurrency=len(specs)
+            )
+            return await engine.run(specs), engine.stats
+        finally:
+            await envs.aclose()
+
+    async def clients_run(url: str) -> None:
+        # Without the engine's gate: the 429s are waited out by the client.
+        async with AsyncEnvClient(url) as client:
+
+            async def one(task_id: int) -> None:
+                session = await client.create(ENV_ID, task_id=task_id)
+                await session.step("look around")
+                await session.close()
+
+            await asyncio.gather(*(one(t) for t in tasks))
+
+    try:
+        with serve_in_thread(app) as url:
+            trajectories, stats = asyncio.run(engine_run(url))
+            assert stats.errors == 0, stats.error_messages
+            assert len(trajectories) == len(specs)
+            asyncio.run(clients_run(url))
+            assert not app.state.store.sessions
+            spec = next(s for s in httpx.get(f"{url}/v1/envs").json() if s["id"] == ENV_ID)
+            assert spec["capacity"] == 2
+    finally:
+        server_pool.shutdown()
+    assert server_pool.started == 1
 
 
 def test_fold_waiting_turns_runs_of_looks_into_waits():

@@ -20,6 +20,7 @@ from palaestra.errors import (
     UnauthorizedError,
     UnknownTaskError,
 )
+from palaestra.servers import RetryPolicy
 
 
 def test_same_seeded_episode_in_process_and_over_http(maze_url):
@@ -154,7 +155,9 @@ def test_413_oversized_body(serve):
 
 def test_429_at_capacity_and_room_again_after_close(serve):
     with serve(["toy/Counter-v0"], max_sessions=2) as url:
-        envs = [palaestra.make("toy/Counter-v0", base_url=url) for _ in range(3)]
+        # busy_wait=0: raise the 429 at once instead of waiting for room.
+        no_wait = RetryPolicy(busy_wait=0)
+        envs = [palaestra.make("toy/Counter-v0", base_url=url, retry=no_wait) for _ in range(3)]
         envs[0].reset()
         envs[1].reset()
         with pytest.raises(CapacityError, match="maximum of 2"):
