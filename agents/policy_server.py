@@ -377,8 +377,8 @@ class Batcher:
         if all(job.future.done() for job in jobs):
             self.stopped += 1
         for job, replies in zip(jobs, results, strict=True):
-            self.requests += 1
             if not job.future.done():
+                self.requests += 1
                 job.future.set_result(replies)
 
 

@@ -8,8 +8,8 @@ server's memory is its own to measure. While the attack runs, a prober asks
 - status: what the attacker got back (``-`` when the server closed the connection
   without an answer);
 - time: from the attack's first byte to the answer (or the close);
-- RSS before / after: the server's resident memory before the attack and 1 s
-  after its answer (what the attack left held);
+- RSS before / peak / after: the server's resident memory before the attack, the
+  most sampled during it (every 10 ms), and 1 s after its answer (what it left held);
 - /health max: the slowest ``/health`` answer during the attack (the event loop
   was blocked at least that long).
 
@@ -176,6 +176,7 @@ def send(port: int, attack: Attack) -> tuple[str, float]:
 
 
 def probe(url: str, stop: threading.Event, worst: list[float]) -> None:
+    """Ask ``/health`` until ``stop``; the slowest answer goes to ``worst[0]``."""
     # One more probe after the attack ends: it waits for whatever still blocks the loop.
     with httpx.Client(timeout=300) as client:
         last = False
@@ -190,18 +191,28 @@ def probe(url: str, stop: threading.Event, worst: list[float]) -> None:
             time.sleep(0.02)
 
 
+def watch(server: psutil.Process, stop: threading.Event, peak: list[int]) -> None:
+    """Sample the server's RSS every 10 ms until ``stop``; the largest goes to ``peak[0]``."""
+    while not stop.is_set():
+        peak[0] = max(peak[0], server.memory_info().rss)
+        time.sleep(0.01)
+
+
 def run(attack: Attack) -> list[str]:
     process, url = start(attack.server)
     try:
         server = psutil.Process(process.pid)
         time.sleep(1)
         before = server.memory_info().rss
-        stop, worst = threading.Event(), [0.0]
+        stop, worst, peak = threading.Event(), [0.0], [before]
         prober = threading.Thread(target=probe, args=(url, stop, worst))
+        watcher = threading.Thread(target=watch, args=(server, stop, peak))
         prober.start()
+        watcher.start()
         status, seconds = send(int(url.rsplit(":", 1)[1]), attack)
         stop.set()
         prober.join()
+        watcher.join()
         time.sleep(1)
         after = server.memory_info().rss
         alive = httpx.get(url + "/health", timeout=30).status_code == 200
@@ -210,6 +221,7 @@ def run(attack: Attack) -> list[str]:
             status,
             f"{seconds:.2f} s",
             f"{before / MB:.0f} MB",
+            f"{peak[0] / MB:.0f} MB",
             f"{after / MB:.0f} MB",
             f"{worst[0] * 1000:.0f} ms",
             "yes" if alive else "no",
@@ -229,7 +241,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run only attacks whose name contains these")
     args = parser.parse_args()
     rows = [run(a) for a in attacks() if not args.only or any(word in a.name for word in args.only)]
-    header = ["attack", "status", "time", "RSS before", "RSS after", "/health max", "up after"]
+    header = [
+        "attack",
+        "status",
+        "time",
+        "RSS before",
+        "RSS peak",
+        "RSS after",
+        "/health max",
+        "up after",
+    ]
     print(format_table(header, rows))
 
 
