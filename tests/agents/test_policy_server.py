@@ -430,6 +430,7 @@ def test_bodies_over_the_cap_are_refused_unread(policy):
 
 def test_an_overlong_prompt_is_refused_before_tokenizing():
     fake = BlockingPolicy()
+    fake.release.set()
     app = create_policy_app(fake)
     with serve_in_thread(app) as url:
         long = [{"role": "user", "content": "w" * (fake.context_length * 32 + 1)}]
