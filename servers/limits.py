@@ -78,26 +78,33 @@ def bounded_http_protocol(limits: ConnectionLimits) -> type:
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+    # How often open connections are checked against the header timeout: one timer
+    # per server rather than one per request keeps the guard off the hot path.
+    sweep_every = min(1.0, limits.header_timeout / 4)
+
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # Bytes of the request head read so far; None while a body or a response is
         # under way (the head is complete).
         _head_bytes: int | None = 0
-        _head_timer: asyncio.TimerHandle | None = None
+        # Loop time the current head began (its first byte, or the connection's
+        # opening); None between requests, where the keep-alive timeout rules.
+        _head_since: float | None = None
+        _sweeping = False  # one sweep per server (this class is made per server)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm()  # a connection that never sends a byte is closed too
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+            self._head_since = self.loop.time()  # a connection that never sends a byte
+            cls = type(self)
+            if not cls._sweeping:
+                cls._sweeping = True
+                self.loop.call_later(sweep_every, _sweep, cls, self.loop, self.connections)
 
         def data_received(self, data: bytes) -> None:
-            reading_head = self._head_bytes is not None
-            if reading_head:
-                if self._head_timer is None:
-                    self._arm()
-                self._head_bytes += len(data)  # type: ignore[operator]
+            head = self._head_bytes
+            if head is not None:
+                if self._head_since is None:
+                    self._head_since = self.loop.time()
+                self._head_bytes = head + len(data)
             super().data_received(data)
             # Checked after the parser ran, so a head that completed in this read (with
             # a body behind it) is never mistaken for a large head.
@@ -110,27 +117,24 @@ def bounded_http_protocol(limits: ConnectionLimits) -> type:
                     self.transport.close()
 
         def on_headers_complete(self) -> None:
-            self._head_bytes = None
-            self._disarm()
+            self._head_bytes = self._head_since = None
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._head_bytes = 0  # what comes next is the next request's head
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._head_timer = self.loop.call_later(limits.header_timeout, self._head_timeout)
-
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def _head_timeout(self) -> None:
-            self._head_timer = None
-            if self._head_bytes is not None and not self.transport.is_closing():
-                self.transport.close()
+    def _sweep(cls: type, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        # Close connections whose request head has taken longer than the timeout.
+        deadline = loop.time() - limits.header_timeout
+        for connection in list(connections):
+            since = getattr(connection, "_head_since", None)  # WebSockets have none
+            if since is not None and since < deadline and not connection.transport.is_closing():
+                connection.transport.close()
+        if connections:
+            loop.call_later(sweep_every, _sweep, cls, loop, connections)
+        else:
+            cls._sweeping = False
 
     return BoundedHttpToolsProtocol
 
