@@ -7,6 +7,8 @@ HTTP client library would let a request this malformed or this slow be sent.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,3 +117,17 @@ def test_limit_concurrency_answers_503_beyond_it():
 def test_limits_are_validated():
     with pytest.raises(ValueError, match="header_timeout"):
         ConnectionLimits(header_timeout=0)
+
+
+def test_the_flags_reach_both_commands():
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "palaestra.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    for command in ("serve", "serve-policy"):
+        helped = cli(command, "--help")
+        for flag in ("--max-header-bytes", "--header-timeout", "--limit-concurrency"):
+            assert flag in helped.stdout, (command, flag)
+    refused = cli("serve", "palaestra/Maze-v0", "--port", "1", "--header-timeout", "0")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "error: header_timeout must be positive, not 0.0"
