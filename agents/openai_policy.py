@@ -301,7 +301,7 @@ class OpenAIPolicy(Policy):
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         return [
             Completion(
-                str((c.get("message") or {}).get("content") or ""),
+                _characters(str((c.get("message") or {}).get("content") or "")),
                 prompt_tokens,
                 count,
                 reason,
@@ -400,6 +400,21 @@ class OpenAIPolicy(Policy):
         if not entries or not entries[0].get("id"):
             raise PolicyRequestError(response.status_code, "the server lists no model", url)
         return entries[0]
+
+
+def _characters(text: str) -> str:
+    r"""``text`` with each lone surrogate replaced by U+FFFD.
+
+    JSON can carry a lone surrogate (``"\ud800"``) that is no character: kept, it
+    would make the next request and the saved trajectory unencodable as UTF-8 and
+    fail the episode. Pairs are joined by the JSON decoder already; only lone halves
+    remain to replace.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _context_of(entry: dict[str, Any]) -> int | None:

@@ -18,6 +18,17 @@ them for up to ``batch_wait_s`` (or ``max_batch_size`` rows) and makes one
 sampling requests run alone, so that a seed gives the same replies whatever
 else the server is doing; greedy requests batch freely.
 
+Limits, each answered before the work it bounds: a body over ``max_body_bytes``
+is refused (413) before it is read; a conversation longer than the context could
+hold is refused (400) before it is tokenized, and tokenizing runs off the event
+loop; at most ``MAX_STOPS`` stop strings of ``MAX_STOP_CHARS`` each; more than
+``max_queue`` rows waiting for the model are answered 429 with ``Retry-After``.
+A client that disconnects stops its work: a request still queued is dropped,
+and a ``generate`` call whose requests have all gone ends after its current
+decoding step (with a ``TransformersPolicy``; other policies finish the call).
+Connection limits (request head size, header-read timeout, connection count)
+are :class:`~palaestra.servers.limits.ConnectionLimits`.
+
 What is not supported is refused with a 400, never silently ignored:
 ``stream``, ``top_p`` other than 1, ``logprobs``, non-text content parts.
 Other fields OpenAI clients send (``user``, ``presence_penalty``...) are ignored.
@@ -28,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
+import inspect
 import os
 import time
 import uuid
@@ -36,7 +47,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,6 +57,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.servers.auth import bearer_matches
+from palaestra.servers.limits import ConnectionLimits, read_capped_body
 from palaestra.servers.local import is_loopback, run_server
 from palaestra.servers.protocol import TOKEN_ENV
 
@@ -57,6 +70,19 @@ __all__ = ["DEFAULT_MAX_TOKENS", "create_policy_app", "run_policy_server"]
 DEFAULT_MAX_TOKENS = 256
 """Reply length when a request names none (OpenAI's default, "no limit", is too slow on CPU)."""
 MAX_N = 16
+MAX_STOPS = 16
+"""Most stop strings a request may give (OpenAI allows 4; vLLM more)."""
+MAX_STOP_CHARS = 256
+"""Longest stop string."""
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+"""Largest request body ``serve-policy`` accepts by default."""
+DEFAULT_MAX_QUEUE = 256
+"""Most rows (requests times ``n``) waiting for the model by default; more get 429."""
+CHARS_PER_TOKEN_BOUND = 32
+"""No tokenizer averages more characters per token than this over a whole prompt, so a
+conversation of more than ``context_length * CHARS_PER_TOKEN_BOUND`` characters is too
+long without counting its tokens."""
+RETRY_AFTER_S = 1
 
 
 # -- wire types -------------------------------------------------------------------------
@@ -89,7 +115,13 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1, description="Only 1 is supported.")
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens.")
-    stop: str | list[str] | None = None
+    stop: (
+        Annotated[str, Field(max_length=MAX_STOP_CHARS)]
+        | Annotated[
+            list[Annotated[str, Field(max_length=MAX_STOP_CHARS)]], Field(max_length=MAX_STOPS)
+        ]
+        | None
+    ) = Field(None, description=f"At most {MAX_STOPS} strings of {MAX_STOP_CHARS} characters.")
     seed: int | None = None
     stream: bool | None = Field(None, description="Not supported.")
     logprobs: bool | None = Field(None, description="Not supported.")
@@ -157,6 +189,7 @@ class OpenAIError(Exception):
         kind: str = "invalid_request_error",
         code: str | None = None,
         param: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -164,11 +197,14 @@ class OpenAIError(Exception):
         self.type = kind
         self.code = code
         self.param = param
+        self.headers = headers
 
     def response(self) -> JSONResponse:
         """The JSON error answer."""
         error = {"message": self.message, "type": self.type, "param": self.param}
-        return JSONResponse({"error": {**error, "code": self.code}}, status_code=self.status)
+        return JSONResponse(
+            {"error": {**error, "code": self.code}}, status_code=self.status, headers=self.headers
+        )
 
 
 # -- micro-batching ---------------------------------------------------------------------
@@ -199,14 +235,21 @@ class Batcher:
     Attributes:
         requests: Requests answered so far.
         calls: ``generate`` calls made so far.
+        abandoned: Requests whose client left before the answer.
+        stopped: ``generate`` calls ended early because all their clients left.
     """
 
-    def __init__(self, policy: Policy, max_rows: int, wait_s: float) -> None:
+    def __init__(self, policy: Policy, max_rows: int, wait_s: float, max_queue: int) -> None:
         self.policy = policy
         self.max_rows = max_rows
         self.wait_s = wait_s
+        self.max_queue = max_queue
         self.requests = 0
         self.calls = 0
+        self.abandoned = 0
+        self.stopped = 0
+        # Whether the policy can end a call early (TransformersPolicy can).
+        self._can_stop = "should_stop" in inspect.signature(policy.generate).parameters
         self._pending: deque[_Job] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -225,13 +268,34 @@ class Batcher:
         self._fail(list(self._pending), closing)
         self._pending.clear()
 
-    async def submit(self, job: _Job) -> list[Completion]:
-        """Queue ``job``; its ``n`` completions."""
+    def submit(self, job: _Job) -> None:
+        """Queue ``job`` (its future gets its ``n`` completions).
+
+        Raises:
+            OpenAIError: 503 when not running; 429 when ``max_queue`` rows already wait.
+        """
         if self._task is None or self._task.done():
             raise OpenAIError(503, "the batching task is not running", kind="server_error")
+        waiting = sum(j.n for j in self._pending)
+        if waiting + job.n > self.max_queue:
+            raise OpenAIError(
+                429,
+                f"{waiting} rows already wait for the model (at most {self.max_queue}); "
+                "retry later",
+                kind="rate_limit_error",
+                code="queue_full",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         self._pending.append(job)
         self._wake.set()
-        return await job.future
+
+    def abandon(self, job: _Job) -> None:
+        """``job``'s client left: drop it (a running ``generate`` stops once all its jobs did)."""
+        if not job.future.done():
+            self.abandoned += 1
+            job.future.cancel()
+        with contextlib.suppress(ValueError):
+            self._pending.remove(job)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -273,6 +337,10 @@ class Batcher:
     async def _generate(self, jobs: list[_Job]) -> None:
         first = jobs[0]
         self.calls += 1
+        extra: dict[str, Any] = {}
+        if self._can_stop:
+            # Asked from the generation thread after each step: reading done() is safe there.
+            extra["should_stop"] = lambda: all(job.future.done() for job in jobs)
         try:
             if first.seed is not None and first.temperature > 0:
                 # Alone, and as the policy itself would do it: the seed reproduces the replies.
@@ -283,6 +351,7 @@ class Batcher:
                     max_tokens=first.max_tokens,
                     stop=first.stop,
                     seed=first.seed,
+                    **extra,
                 )
                 results = [replies]
             else:
@@ -294,6 +363,7 @@ class Batcher:
                     temperature=first.temperature,
                     max_tokens=first.max_tokens,
                     stop=first.stop,
+                    **extra,
                 )
                 replies_iter = iter(r for [r] in flat)
                 results = [[next(replies_iter) for _ in range(job.n)] for job in jobs]
@@ -304,33 +374,49 @@ class Batcher:
             message = f"generation failed: {type(error).__name__}: {error}"
             self._fail(jobs, OpenAIError(500, message, kind="server_error"))
             return
+        if all(job.future.done() for job in jobs):
+            self.stopped += 1
         for job, replies in zip(jobs, results, strict=True):
-            self.requests += 1
             if not job.future.done():
+                self.requests += 1
                 job.future.set_result(replies)
 
 
 # -- the app ----------------------------------------------------------------------------
 
 
-class _BearerGuard:
-    """Pure ASGI middleware: the bearer token on every route but ``/health``."""
+class _Guard:
+    """Pure ASGI middleware: the bearer token on every route but ``/health``, the body cap."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, max_body_bytes: int) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode() if token else None
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/health":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.expected is not None and scope["path"] != "/health":
             given = dict(scope["headers"]).get(b"authorization", b"")
-            # Constant-time: the comparison time must not reveal how much of a guess was right.
-            if not hmac.compare_digest(given, self.expected):
+            if not bearer_matches(given, self.expected):
                 message = "missing bearer token" if not given else "incorrect bearer token"
                 response = OpenAIError(401, message, code="invalid_api_key").response()
                 response.headers["WWW-Authenticate"] = "Bearer"
                 await response(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        checked = await read_capped_body(scope, receive, self.max_body_bytes)
+        if checked is None:
+            message = f"the request body is over {self.max_body_bytes} bytes"
+            await OpenAIError(413, message, code="body_too_large").response()(scope, receive, send)
+            return
+        await self.app(scope, checked, send)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client of ``request`` (whose body was read) has gone."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _text(message: ChatMessage, index: int) -> str:
@@ -357,6 +443,8 @@ def create_policy_app(
     token: str | None = None,
     max_batch_size: int = 32,
     batch_wait_s: float = 0.005,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_queue: int = DEFAULT_MAX_QUEUE,
 ) -> FastAPI:
     """Build the OpenAI-compatible app serving ``policy``.
 
@@ -366,15 +454,22 @@ def create_policy_app(
         token: When set, every route but ``/health`` requires ``Authorization: Bearer TOKEN``.
         max_batch_size: Most rows (requests times ``n``) gathered into one batch.
         batch_wait_s: How long the batcher waits for more requests once one came.
+        max_body_bytes: Largest request body; larger is answered 413 unread.
+        max_queue: Most rows waiting for the model; a request beyond is answered 429.
 
     Returns:
         The FastAPI app; ``app.state.batcher`` counts requests and ``generate`` calls.
     """
-    if max_batch_size < 1:
-        raise ValueError(f"max_batch_size must be >= 1, not {max_batch_size}")
+    for name, value in [
+        ("max_batch_size", max_batch_size),
+        ("max_body_bytes", max_body_bytes),
+        ("max_queue", max_queue),
+    ]:
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, not {value}")
     served = model_id or policy.name
     created = int(time.time())
-    batcher = Batcher(policy, max_batch_size, batch_wait_s)
+    batcher = Batcher(policy, max_batch_size, batch_wait_s, max_queue)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -391,8 +486,7 @@ def create_policy_app(
         lifespan=lifespan,
     )
     app.state.batcher = batcher
-    if token:
-        app.add_middleware(_BearerGuard, token=token)
+    app.add_middleware(_Guard, token=token, max_body_bytes=max_body_bytes)
 
     @app.exception_handler(OpenAIError)
     async def _openai_error(_: Request, error: OpenAIError) -> JSONResponse:
@@ -424,6 +518,7 @@ def create_policy_app(
             "model": served,
             "requests": batcher.requests,
             "generate_calls": batcher.calls,
+            "abandoned": batcher.abandoned,
         }
 
     @app.get("/v1/models")
@@ -443,7 +538,7 @@ def create_policy_app(
         return ModelCard(id=served, created=created, max_model_len=policy.context_length)
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: ChatCompletionRequest) -> ChatCompletion:
+    async def chat_completions(request: ChatCompletionRequest, raw: Request) -> ChatCompletion:
         """Generate ``n`` replies to a conversation."""
         if request.model is not None and request.model != served:
             raise OpenAIError(
@@ -462,13 +557,24 @@ def create_policy_app(
             {"role": "system" if m.role == "developer" else m.role, "content": _text(m, i)}
             for i, m in enumerate(request.messages)
         ]
+        limit = policy.context_length
+        chars = sum(len(m["content"]) for m in messages)
+        if limit is not None and chars > limit * CHARS_PER_TOKEN_BOUND:
+            # Too long whatever the tokenizer: refused without spending time tokenizing it.
+            raise OpenAIError(
+                400,
+                f"This model's maximum context length is {limit} tokens; the messages "
+                f"take {chars} characters, far more than that.",
+                param="messages",
+                code="context_length_exceeded",
+            )
         try:
-            prompt_tokens = policy.count_tokens(messages)
+            # Off the event loop: a long prompt takes seconds to tokenize.
+            prompt_tokens = await asyncio.to_thread(policy.count_tokens, messages)
         except Exception as error:  # the chat template refused the conversation
             raise OpenAIError(
                 400, f"the chat template rejects these messages: {error}", param="messages"
             ) from None
-        limit = policy.context_length
         asked = request.max_completion_tokens or request.max_tokens
         if limit is not None and prompt_tokens >= limit:
             raise OpenAIError(
@@ -500,7 +606,16 @@ def create_policy_app(
             seed=request.seed,
             future=asyncio.get_running_loop().create_future(),
         )
-        replies = await batcher.submit(job)
+        batcher.submit(job)
+        gone = asyncio.ensure_future(_disconnected(raw))
+        try:
+            await asyncio.wait([job.future, gone], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not job.future.done():  # the client left: nobody reads the answer
+            batcher.abandon(job)
+            raise OpenAIError(499, "the client closed the request")
+        replies = job.future.result()
         completion_tokens = sum(r.completion_tokens for r in replies)
         used_prompt = replies[0].prompt_tokens or prompt_tokens
         return ChatCompletion(
@@ -535,6 +650,9 @@ def run_policy_server(
     max_batch_size: int = 32,
     log_level: str = "info",
     insecure: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    limits: ConnectionLimits | None = None,
 ) -> None:
     """Load ``model`` and serve it under uvicorn until interrupted.
 
@@ -548,6 +666,9 @@ def run_policy_server(
         max_batch_size: Most rows per batch.
         log_level: uvicorn's log level.
         insecure: Allow a non-loopback ``host`` without a token.
+        max_body_bytes: Largest request body.
+        max_queue: Most rows waiting for the model.
+        limits: Connection limits (default :class:`ConnectionLimits`'s).
 
     Raises:
         ValueError: A non-loopback ``host`` without a token (and not ``insecure``).
@@ -561,10 +682,16 @@ def run_policy_server(
             "or --insecure to serve an open API on the network"
         )
     policy = TransformersPolicy(model, device=device, max_batch_size=max_batch_size)
-    app = create_policy_app(policy, token=token, max_batch_size=max_batch_size)
+    app = create_policy_app(
+        policy,
+        token=token,
+        max_batch_size=max_batch_size,
+        max_body_bytes=max_body_bytes,
+        max_queue=max_queue,
+    )
     auth = "token required" if token else "no token"
     print(
         f"palaestra serving {policy.name} (OpenAI API) on http://{host}:{port}/v1 ({auth})",
         flush=True,
     )
-    run_server(app, host, port, log_level=log_level)
+    run_server(app, host, port, log_level=log_level, limits=limits)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,8 +109,14 @@ class TransformersPolicy(Policy):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[list[Completion]]:
-        """Reply to each conversation ``n`` times (see :meth:`Policy.generate`)."""
+        """Reply to each conversation ``n`` times (see :meth:`Policy.generate`).
+
+        ``should_stop``, when given, is asked after every decoding step (on the
+        generation thread): once it answers True the call ends early, its replies cut
+        where they were (the policy server uses it when every client of a call left).
+        """
         if n < 1:
             raise ValueError(f"n must be >= 1, not {n}")
         if not conversations:
@@ -125,6 +131,7 @@ class TransformersPolicy(Policy):
             max_tokens,
             tuple(stop),
             seed,
+            should_stop,
         )
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
@@ -162,6 +169,7 @@ class TransformersPolicy(Policy):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[list[Completion]]:
         """The blocking twin of :meth:`generate` (for scripts and the policy server)."""
         import torch
@@ -172,15 +180,29 @@ class TransformersPolicy(Policy):
             if seed is not None:
                 torch.manual_seed(seed)
             for start in range(0, len(rows), self.max_batch_size):
+                if should_stop is not None and should_stop():
+                    # Nobody waits for the rest: the remaining rows answer empty.
+                    texts += [Completion("", len(r), 0, "stop") for r in rows[start:]]
+                    break
                 texts += self._generate_batch(
-                    rows[start : start + self.max_batch_size], temperature, max_tokens, stop
+                    rows[start : start + self.max_batch_size],
+                    temperature,
+                    max_tokens,
+                    stop,
+                    should_stop,
                 )
         return [texts[i * n : (i + 1) * n] for i in range(len(conversations))]
 
     def _generate_batch(
-        self, rows: list[list[int]], temperature: float, max_tokens: int, stop: Sequence[str]
+        self,
+        rows: list[list[int]],
+        temperature: float,
+        max_tokens: int,
+        stop: Sequence[str],
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Completion]:
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
         tok = self.tokenizer
         width = max(len(r) for r in rows)
@@ -197,6 +219,18 @@ class TransformersPolicy(Policy):
         if stop:
             sampling["stop_strings"] = list(stop)
             sampling["tokenizer"] = tok
+        if should_stop is not None:
+
+            class _Asked(StoppingCriteria):
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    return torch.full(
+                        (input_ids.shape[0],),
+                        should_stop(),
+                        dtype=torch.bool,
+                        device=input_ids.device,
+                    )
+
+            sampling["stopping_criteria"] = StoppingCriteriaList([_Asked()])
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=mask,

@@ -114,6 +114,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve envs over HTTP until interrupted."""
+    from palaestra.cli_agents import connection_limits
     from palaestra.envs import list_envs
     from palaestra.servers import Settings, create_app
     from palaestra.servers.local import run_server
@@ -152,6 +153,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token=args.token,
         allowed_origins=tuple(args.allow_origin),
     )
+    try:
+        limits = connection_limits(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     auth = "token required" if args.token else "no token"
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
@@ -164,10 +170,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"give clients every URL, e.g. palaestra eval {' '.join('--url ' + u for u in urls)})",
             flush=True,
         )
-        return run_workers(env_ids, settings, args.host, args.port, args.workers, args.log_level)
+        return run_workers(
+            env_ids, settings, args.host, args.port, args.workers, args.log_level, limits
+        )
     app = create_app(env_ids, settings)
     print(f"palaestra serving {', '.join(env_ids)} on http://{args.host}:{args.port} ({auth})")
-    run_server(app, args.host, args.port, log_level=args.log_level)
+    run_server(app, args.host, args.port, log_level=args.log_level, limits=limits)
     return 0
 
 
@@ -374,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes, one port each from --port up (default 1); a session stays on "
         "the worker that made it, so clients get every URL (eval --url ... --url ...)",
     )
+    from palaestra.cli_agents import add_connection_flags
+
+    add_connection_flags(p, limit_concurrency=8192)
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )

@@ -150,6 +150,48 @@ def _make_policy(args: argparse.Namespace) -> Any:
     )
 
 
+def add_connection_flags(p: argparse.ArgumentParser, limit_concurrency: int) -> None:
+    """Add the connection-limit flags ``serve`` and ``serve-policy`` share."""
+    from palaestra.servers.limits import ConnectionLimits
+
+    default = ConnectionLimits()
+    p.add_argument(
+        "--max-header-bytes",
+        type=_positive,
+        default=default.max_header_bytes,
+        help=f"largest request head; larger gets 431 (default {default.max_header_bytes})",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=default.header_timeout,
+        help="seconds a connection has to send a whole request head, else it is closed "
+        f"(idle and slow clients; default {default.header_timeout:g})",
+    )
+    p.add_argument(
+        "--limit-concurrency",
+        type=_positive,
+        default=limit_concurrency,
+        help=f"most open connections and running requests; more get 503 (default "
+        f"{limit_concurrency})",
+    )
+
+
+def connection_limits(args: argparse.Namespace) -> Any:
+    """The :class:`~palaestra.servers.limits.ConnectionLimits` of the flags above.
+
+    Raises:
+        ValueError: A flag out of range.
+    """
+    from palaestra.servers.limits import ConnectionLimits
+
+    return ConnectionLimits(
+        max_header_bytes=args.max_header_bytes,
+        header_timeout=args.header_timeout,
+        limit_concurrency=args.limit_concurrency,
+    )
+
+
 def cmd_serve_policy(args: argparse.Namespace) -> int:
     """Serve a local model as an OpenAI-compatible chat-completions endpoint."""
     from palaestra.agents.policy_server import run_policy_server
@@ -167,6 +209,9 @@ def cmd_serve_policy(args: argparse.Namespace) -> int:
             max_batch_size=args.max_batch_size,
             log_level=args.log_level,
             insecure=args.insecure,
+            max_body_bytes=args.max_body_bytes,
+            max_queue=args.max_queue,
+            limits=connection_limits(args),
         )
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -176,6 +221,8 @@ def cmd_serve_policy(args: argparse.Namespace) -> int:
 
 def add_agent_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``eval`` and ``serve-policy`` to the CLI's sub-parsers."""
+    from palaestra.agents.policy_server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE
+
     p = sub.add_parser(
         "eval",
         help="evaluate a policy on envs x a split; print and save a results table",
@@ -258,6 +305,20 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-batch-size", type=_positive, default=32, help="rows per generate call (default 32)"
     )
+    p.add_argument(
+        "--max-body-bytes",
+        type=_positive,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"largest request body; larger gets 413 unread (default {DEFAULT_MAX_BODY_BYTES})",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=_positive,
+        default=DEFAULT_MAX_QUEUE,
+        help="most rows (requests x n) waiting for the model; more get 429 with Retry-After "
+        f"(default {DEFAULT_MAX_QUEUE})",
+    )
+    add_connection_flags(p, limit_concurrency=1024)
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from palaestra.envs.registration import list_envs
 from palaestra.errors import (
@@ -30,6 +30,7 @@ from palaestra.errors import (
 )
 from palaestra.servers import json_codec
 from palaestra.servers.auth import bearer_matches, origin_allowed
+from palaestra.servers.limits import read_capped_body
 from palaestra.servers.metrics import Metrics
 from palaestra.servers.operations import Operations
 from palaestra.servers.protocol import SOCKET_PATH
@@ -145,34 +146,11 @@ class _Guard:
             await app(scope, receive, send)
             return
         cap = self.settings.max_body_bytes
-        length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > cap:
-                await _too_large(cap)(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
+        checked = await read_capped_body(scope, receive, cap)
+        if checked is None:
+            await _too_large(cap)(scope, receive, send)
             return
-        if b"chunked" in headers.get(b"transfer-encoding", b""):
-            # No announced length: read up to the cap here, then replay it to the app.
-            messages: list[Message] = []
-            size = 0
-            while True:
-                message = await receive()
-                messages.append(message)
-                size += len(message.get("body", b""))
-                if size > cap:
-                    await _too_large(cap)(scope, receive, send)
-                    return
-                if message["type"] != "http.request" or not message.get("more_body", False):
-                    break
-            replay = iter(messages)
-
-            async def replayed() -> Message:
-                return next(replay, None) or await receive()
-
-            await self.app(scope, replayed, send)
-            return
-        await self.app(scope, receive, send)
+        await self.app(scope, checked, send)
 
 
 def _too_large(cap: int) -> Response:

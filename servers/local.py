@@ -15,11 +15,11 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from palaestra.servers.limits import ConnectionLimits, uvicorn_options
+
 __all__ = ["KEEP_ALIVE_SECONDS", "is_loopback", "run_server", "serve_in_thread"]
 
-# Longer than the clients' pooled-connection expiry (30 s), so a client never
-# reuses a connection the server has just closed.
-KEEP_ALIVE_SECONDS = 60
+KEEP_ALIVE_SECONDS = ConnectionLimits.keep_alive
 
 
 def is_loopback(host: str) -> bool:
@@ -32,14 +32,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+def _config(
+    app: FastAPI, host: str, port: int, log_level: str, limits: ConnectionLimits | None
+) -> uvicorn.Config:
     store = getattr(app.state, "store", None)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # Bounded request heads, header-read timeout, connection limit, keep-alive.
+        **uvicorn_options(limits or ConnectionLimits()),
         access_log=False,
         # The sans-I/O websockets protocol: ~2-3x the messages/s of uvicorn's default
         # (legacy) websockets protocol at 8 sockets on one core (bench/server_throughput.py).
@@ -49,14 +52,32 @@ def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Confi
     )
 
 
-def run_server(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
-    """Serve ``app`` in the foreground until interrupted."""
-    uvicorn.Server(_config(app, host, port, log_level)).run()
+def run_server(
+    app: FastAPI,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    limits: ConnectionLimits | None = None,
+) -> None:
+    """Serve ``app`` in the foreground until interrupted.
+
+    Args:
+        app: The ASGI app.
+        host: Interface to bind.
+        port: Port to bind.
+        log_level: uvicorn's log level.
+        limits: Connection limits (default :class:`ConnectionLimits`'s).
+    """
+    uvicorn.Server(_config(app, host, port, log_level, limits)).run()
 
 
 @contextmanager
 def serve_in_thread(
-    app: FastAPI, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    limits: ConnectionLimits | None = None,
 ) -> Iterator[str]:
     """Serve ``app`` on a background thread; yields its base URL, stops it on exit.
 
@@ -65,11 +86,12 @@ def serve_in_thread(
         host: Interface to bind (loopback by default).
         port: Port; 0 picks a free one.
         log_level: uvicorn's log level.
+        limits: Connection limits (default :class:`ConnectionLimits`'s).
 
     Yields:
         ``"http://HOST:PORT"`` once the server accepts connections.
     """
-    server = uvicorn.Server(_config(app, host, port, log_level))
+    server = uvicorn.Server(_config(app, host, port, log_level, limits))
     thread = threading.Thread(target=server.run, name="palaestra-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

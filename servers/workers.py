@@ -21,6 +21,7 @@ import threading
 import time
 from types import FrameType
 
+from palaestra.servers.limits import ConnectionLimits
 from palaestra.servers.sessions import Settings
 
 __all__ = ["run_workers", "worker_urls"]
@@ -34,14 +35,21 @@ def worker_urls(host: str, port: int, workers: int) -> list[str]:
     return [f"http://{host}:{port + i}" for i in range(workers)]
 
 
-def _serve_one(env_ids: list[str], settings: Settings, host: str, port: int, level: str) -> None:
+def _serve_one(
+    env_ids: list[str],
+    settings: Settings,
+    host: str,
+    port: int,
+    level: str,
+    limits: ConnectionLimits | None,
+) -> None:
     # The body of one worker process (spawned: a fresh interpreter).
     from palaestra.servers.app import create_app
     from palaestra.servers.local import run_server
 
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    run_server(create_app(env_ids, settings), host, port, log_level=level)
+    run_server(create_app(env_ids, settings), host, port, log_level=level, limits=limits)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -57,7 +65,13 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def run_workers(
-    env_ids: list[str], settings: Settings, host: str, port: int, workers: int, log_level: str
+    env_ids: list[str],
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    limits: ConnectionLimits | None = None,
 ) -> int:
     """Run ``workers`` server processes on ``port`` .. ``port + workers - 1`` until stopped.
 
@@ -71,6 +85,7 @@ def run_workers(
         port: The first worker's port.
         workers: How many.
         log_level: uvicorn's log level.
+        limits: Each worker's connection limits (default :class:`ConnectionLimits`'s).
 
     Returns:
         0 when stopped by a signal, 1 when a worker died.
@@ -79,7 +94,7 @@ def run_workers(
     processes = [
         context.Process(
             target=_serve_one,
-            args=(env_ids, settings, host, port + i, log_level),
+            args=(env_ids, settings, host, port + i, log_level, limits),
             name=f"palaestra-worker-{i}",
         )
         for i in range(workers)

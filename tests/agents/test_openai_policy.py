@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from palaestra.agents.openai_policy import (
     OpenAIPolicy,
@@ -300,3 +300,38 @@ def test_split_tokens():
     assert _split_tokens(16, ["length", "length"], 8) == [8, 8]
     assert _split_tokens(6, ["length", "length"], 8) == [3, 3]  # counted otherwise: share
     assert _split_tokens(0, [], 8) == []
+
+
+def test_a_lone_surrogate_in_a_reply_does_not_break_the_next_turn():
+    # "\ud800" is valid JSON but no character: passed on, it would make the next request
+    # (and the saved trajectory) unencodable as UTF-8, failing the episode.
+    seen: list[dict[str, Any]] = []
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        seen.append(await request.json())
+        content = '"bad \\ud800 reply, good \\ud83d\\ude00 pair"'
+        return Response(
+            b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": '
+            + content.encode()
+            + b'}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, '
+            b'"completion_tokens": 2}}',
+            media_type="application/json",
+        )
+
+    with serve_in_thread(app) as url:
+        policy = OpenAIPolicy(url, "stub", retry=FAST, context_length=100)
+        [[first]] = ask(policy)
+        assert first == "bad \ufffd reply, good \U0001f600 pair"
+        first.encode("utf-8")  # a saved trajectory can hold it
+        follow_up = [*conversation(0), {"role": "assistant", "content": str(first)}]
+
+        async def again() -> list[list[Any]]:
+            try:
+                return await policy.generate([follow_up], max_tokens=5)
+            finally:
+                await policy.aclose()
+
+        [[second]] = asyncio.run(again())
+    assert second == first and seen[1]["messages"][-1]["content"] == str(first)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -205,6 +207,9 @@ def test_token_auth(policy):
         assert answer.headers["www-authenticate"] == "Bearer"
         good = openai.OpenAI(base_url=f"{url}/v1", api_key="s3cret", max_retries=0)
         assert [m.id for m in good.models.list().data] == [MODEL_ID]
+        # The scheme is case-insensitive (RFC 7235), as on the env server.
+        lower = httpx.get(f"{url}/v1/models", headers={"Authorization": "bearer s3cret"})
+        assert lower.status_code == 200
 
 
 def test_concurrent_requests_are_batched_without_changing_greedy_replies(server, policy):
@@ -378,3 +383,181 @@ def test_throughput_with_batching(server, capsys):
             f"({requests} requests in {calls} generate calls)"
         )
     assert requests == 64 and calls <= 64 // 4
+
+
+# -- limits (issue 12's attacker findings) ---------------------------------------------
+
+
+class BlockingPolicy(RecordingPolicy):
+    """A recorder whose token counting and generation wait for events (to hold a request)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted = 0
+        self.counting = threading.Event()
+        self.count_gate = threading.Event()
+        self.count_gate.set()
+        self.generating = threading.Event()
+        self.release = threading.Event()
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        self.counted += 1
+        self.counting.set()
+        assert self.count_gate.wait(60)
+        return 5
+
+    async def generate(self, conversations, **kwargs) -> list[list[Completion]]:
+        self.generating.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        return await super().generate(conversations, **kwargs)
+
+
+def test_bodies_over_the_cap_are_refused_unread(policy):
+    app = create_policy_app(policy, max_body_bytes=10_000)
+    with serve_in_thread(app) as url:
+        big = b'{"messages": [{"role": "user", "content": "' + b"a" * 20_000 + b'"}]}'
+        answer = httpx.post(f"{url}/v1/chat/completions", content=big)
+        assert answer.status_code == 413
+        assert answer.json()["error"]["code"] == "body_too_large"
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: read only up to the cap
+            yield big[:8000]
+            yield big[8000:]
+
+        answer = httpx.post(f"{url}/v1/chat/completions", content=chunked())
+        assert answer.status_code == 413
+        small = [{"role": "user", "content": "hi"}]
+        fits = client(url).chat.completions.create(model=MODEL_ID, messages=small, max_tokens=2)
+        assert fits.choices[0].message.content is not None
+
+
+def test_an_overlong_prompt_is_refused_before_tokenizing():
+    fake = BlockingPolicy()
+    fake.release.set()
+    app = create_policy_app(fake)
+    with serve_in_thread(app) as url:
+        long = [{"role": "user", "content": "w" * (fake.context_length * 32 + 1)}]
+        with pytest.raises(openai.BadRequestError, match="maximum context length") as caught:
+            client(url).chat.completions.create(model="recorder", messages=long)
+        assert caught.value.code == "context_length_exceeded"
+        assert fake.counted == 0
+
+
+def test_tokenizing_runs_off_the_event_loop():
+    fake = BlockingPolicy()
+    fake.count_gate.clear()
+    fake.release.set()
+    app = create_policy_app(fake)
+    with serve_in_thread(app) as url:
+        asking = threading.Thread(
+            target=lambda: client(url).chat.completions.create(
+                model="recorder", messages=[{"role": "user", "content": "x"}]
+            )
+        )
+        asking.start()
+        try:
+            assert fake.counting.wait(30)
+            # The count is stuck in its thread: the loop still answers.
+            assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        finally:
+            fake.count_gate.set()
+            asking.join(30)
+
+
+def test_stop_lists_are_bounded(url):
+    messages = conversation(0)
+    for stop in (["s"] * 17, ["s" * 257], "s" * 257):
+        answer = httpx.post(f"{url}/v1/chat/completions", json={"messages": messages, "stop": stop})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["param"].startswith("stop")
+    fits = client(url).chat.completions.create(
+        model=MODEL_ID, messages=messages, max_tokens=2, stop=["s" * 256] * 16
+    )
+    assert len(fits.choices) == 1
+
+
+def test_a_full_queue_is_answered_429_with_retry_after():
+    fake = BlockingPolicy()
+    app = create_policy_app(fake, max_batch_size=1, batch_wait_s=0, max_queue=2)
+    body = {"model": "recorder", "messages": [{"role": "user", "content": "x"}]}
+
+    async def flood(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as aclient:
+            first = asyncio.create_task(aclient.post(f"{url}/v1/chat/completions", json=body))
+            await asyncio.to_thread(fake.generating.wait, 30)  # the first is generating
+            queued = [
+                asyncio.create_task(
+                    aclient.post(f"{url}/v1/chat/completions", json={**body, "n": 2})
+                ),
+            ]
+            while app.state.batcher.max_queue - sum(j.n for j in app.state.batcher._pending):
+                await asyncio.sleep(0.01)  # wait for it to be queued
+            refused = await aclient.post(f"{url}/v1/chat/completions", json=body)
+            fake.release.set()
+            return [refused, await first, *(await asyncio.gather(*queued))]
+
+    with serve_in_thread(app) as url:
+        refused, *answered = asyncio.run(flood(url))
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["code"] == "queue_full"
+    assert [a.status_code for a in answered] == [200, 200]
+
+
+class Forwarding(Policy):
+    """The real policy, recording the replies of each ``generate`` call."""
+
+    def __init__(self, inner: TransformersPolicy) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.context_length = inner.context_length
+        self.replies: list[list[list[Completion]]] = []
+
+    async def generate(self, conversations, *, should_stop=None, **kwargs):
+        replies = await self.inner.generate(conversations, should_stop=should_stop, **kwargs)
+        self.replies.append(replies)
+        return replies
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return self.inner.count_tokens(messages)
+
+
+def test_a_client_that_leaves_stops_its_generation(policy):
+    forwarding = Forwarding(policy)
+    app = create_policy_app(forwarding)
+    batcher = app.state.batcher
+    body = {
+        "model": MODEL_ID,
+        "messages": conversation(3),
+        "n": 16,
+        "temperature": 1,
+        "max_tokens": 200,
+        "seed": 3,  # sampled and seeded: runs alone, and rarely ends before max_tokens
+    }
+
+    async def abandon(url: str) -> None:
+        async with httpx.AsyncClient(timeout=60) as aclient:
+            task = asyncio.create_task(aclient.post(f"{url}/v1/chat/completions", json=body))
+            while batcher.calls == 0:  # its generation started
+                await asyncio.sleep(0.005)
+            task.cancel()  # the client leaves: its connection closes
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    with serve_in_thread(app) as url:
+        asyncio.run(abandon(url))
+        deadline = time.monotonic() + 60
+        while batcher.stopped == 0:
+            assert time.monotonic() < deadline, "the abandoned generation ran on"
+            time.sleep(0.01)
+        health = httpx.get(f"{url}/health").json()
+        assert health["abandoned"] == 1 and health["requests"] == 0
+        # Ended after a few decoding steps, not after 16 x 200 tokens.
+        [abandoned] = forwarding.replies
+        generated = sum(r.completion_tokens for r in abandoned[0])
+        assert generated < 16 * 200 / 2, generated
+        short = client(url).chat.completions.create(
+            model=MODEL_ID, messages=conversation(4), max_tokens=4, temperature=0
+        )
+        assert short.usage.completion_tokens <= 4
