@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
 from tqdm import tqdm
 
 from palaestra.envs import list_envs
 from palaestra.servers import AsyncEnvClient
+from palaestra.servers.local import start_server_process
 
-__all__ = ["EpisodeResult", "free_port", "run_tour", "start_server_process"]
+__all__ = ["EpisodeResult", "run_tour"]
 
 
 @dataclass
@@ -37,41 +34,6 @@ class EpisodeResult:
     score: float
     turns: int
     seconds: float
-
-
-def free_port() -> int:
-    """A loopback port free now (for a server about to be started)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server_process(
-    env_ids: list[str], port: int | None = None, extra_args: Sequence[str] = ()
-) -> tuple[subprocess.Popen, str]:
-    """Start ``palaestra serve`` as a child process; returns it and its base URL once healthy.
-
-    Args:
-        env_ids: The envs to serve.
-        port: The port (default: a free one).
-        extra_args: More ``palaestra serve`` flags, e.g. ``["--max-sessions", "20000"]``.
-    """
-    port = port or free_port()
-    command = [sys.executable, "-m", "palaestra.cli", "serve", *env_ids, "--port", str(port)]
-    command += list(extra_args)
-    process = subprocess.Popen([*command, "--log-level", "warning"])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the server did not become healthy within 60 s")
 
 
 async def _play(
