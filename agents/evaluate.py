@@ -35,6 +35,7 @@ from palaestra.agents.policy import Policy
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig, RolloutEngine, RolloutStats
 from palaestra.agents.trajectory import Trajectory, TrajectoryWriter, read_trajectories
 from palaestra.envs import TaskId
+from palaestra.files import write_json, write_text
 from palaestra.tables import format_table
 
 __all__ = ["EvalConfig", "EvalResult", "plan_episodes", "run_eval", "summarize", "wilson_interval"]
@@ -335,7 +336,7 @@ async def _run(
         finished = {t.key for t in done}
         todo = [s for s in specs if s.key not in finished]
         record = {"config": asdict(config), "provenance": provenance(policy, config)}
-        (out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
+        write_json(out / "run.json", record)
         engine = RolloutEngine(policy, pool, config.rollout(), concurrency=config.concurrency)
         lost: list[str] = []
         with (
@@ -388,13 +389,13 @@ async def _run(
             "mean_batch": round(stats.rows / stats.calls, 2) if stats.calls else None,
         },
     }
-    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(out / "results.json", summary)
     header = (
         f"policy `{config.policy}` on split `{config.split}` "
         f"({len(done)}/{len(specs)} episodes; {config.format} format, "
         f"temperature {config.temperature}, seed {config.seed})"
     )
-    (out / "results.md").write_text(f"{header}\n\n{table}\n")
+    write_text(out / "results.md", f"{header}\n\n{table}\n")
     return EvalResult(rows, table, done, lost, stats)
 
 

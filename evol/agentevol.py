@@ -41,6 +41,7 @@ from palaestra.evol.data import (
     save_trajectories,
 )
 from palaestra.evol.sft import SFTConfig, train_sft
+from palaestra.files import write_json, write_text
 
 __all__ = [
     "AgentEvolConfig",
@@ -207,10 +208,7 @@ class _Manifest:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
-        tmp.replace(self.path)
+        write_json(self.path, self.data)
 
 
 def _rows(label: str, temperature: float, result: EvalResult) -> list[dict[str, Any]]:
@@ -413,8 +411,8 @@ def run_agentevol(
     except _Stopped:
         pass
     table = render_evolution_table(results)
-    (out / "results.md").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_text(out / "results.md", table + "\n")
+    write_json(out / "results.json", results)
     return AgentEvolResult(results, table, out)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from palaestra.agents.trajectory import Trajectory
 from palaestra.evol.examples import IGNORE_INDEX, tokenize_example, turn_examples
+from palaestra.files import write_json
 
 __all__ = [
     "SFTCollator",
@@ -313,9 +314,7 @@ def train_sft(
     )
     summary = {"config": asdict(config), "model": str(model), **asdict(result)}
     summary["model_dir"] = "model"
-    tmp = summary_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(summary_path)
+    write_json(summary_path, summary, indent=2)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return result
 

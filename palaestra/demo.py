@@ -22,6 +22,7 @@ import palaestra
 from palaestra.envs import env_class
 from palaestra.evol.agentevol import AgentEvolConfig, run_agentevol
 from palaestra.evol.sft import SFTConfig
+from palaestra.files import atomic_path, write_text
 
 __all__ = ["DEMO_PRESETS", "DemoPreset", "demo_config", "plot_results", "run_demo"]
 
@@ -173,7 +174,8 @@ def plot_results(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel("success (95% CI)")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -236,7 +238,7 @@ def run_demo(
         "",
         "![success per policy](plot.png)",
     ]
-    (out / "report.md").write_text("\n".join(report) + "\n")
+    write_text(out / "report.md", "\n".join(report) + "\n")
     print()
     print(result.table)
     print(f"\ndemo finished in {wall:.0f} s; report: {out / 'report.md'}, plot: {plot}")

@@ -8,7 +8,6 @@ env and split and writes it to ``OUT/results.json`` and ``OUT/results.md``.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from palaestra.envs import list_envs
+from palaestra.files import write_json, write_text
 from palaestra.servers import AsyncEnvClient
 from palaestra.servers.local import start_server_process
 
@@ -138,8 +138,7 @@ def run_tour(
     )
     print(f"\n{table}\n\n{summary}")
     path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "results.md").write_text(f"{table}\n\n{summary}\n")
-    (path / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    write_text(path / "results.md", f"{table}\n\n{summary}\n")
+    write_json(path / "results.json", [asdict(r) for r in results])
     print(f"written: {path / 'results.md'}, {path / 'results.json'}")
     return 0 if all(r.success for r in results) else 1

@@ -219,3 +219,20 @@ def test_dataset_card():
         },
     ]
     assert dataset_card([]) == []
+
+
+def test_write_parquet_replaces_the_file_whole(tmp_path):
+    # A reader of the old file keeps reading the whole old file (no in-place rewrite).
+    path = tmp_path / "data.parquet"
+    write_parquet([make(task_id=i) for i in range(4)], path)
+    old = path.read_bytes()
+    with path.open("rb") as reader:
+        write_parquet([make(task_id=9)], path)
+        assert reader.read() == old
+    assert [t.task_id for t in read_parquet(path)] == [9]
+    assert [p.name for p in tmp_path.iterdir()] == ["data.parquet"]
+
+
+def test_an_empty_parquet_file_reads_back_as_no_trajectories(tmp_path):
+    path = write_parquet([], tmp_path / "none.parquet")
+    assert read_parquet(path) == [] and load_trajectories(path) == []
