@@ -5,6 +5,7 @@ import json
 import pytest
 from cli_runner import run_cli
 
+from palaestra.servers.local import free_port
 from palaestra.tables import format_table
 
 cli = run_cli
@@ -72,6 +73,37 @@ def test_play_in_the_terminal():
     assert "Invalid action 'move sideways'" in out
 
 
+def _expert_moves(task_id: int) -> list[str]:
+    import palaestra
+
+    env = palaestra.make("palaestra/Maze-v0")
+    env.reset(options={"task_id": task_id})
+    moves = []
+    while not env.over:
+        moves.append(env.expert_action())
+        env.step(moves[-1])
+    return moves
+
+
+@pytest.mark.parametrize("where", ["in-process", "url"])
+def test_play_survives_mistakes(where, maze_url):
+    # An action after the end, an unknown task id (int or text): said, and the session goes on.
+    url = ["--url", maze_url] if where == "url" else []
+    moves = _expert_moves(2)
+    script = [*moves, "move up", ":reset 99999", ":reset abc", ":reset 1", ":expert", ":quit"]
+    result = cli(
+        "play", "palaestra/Maze-v0", "--task-id", "2", *url, stdin="\n".join(script) + "\n"
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "episode terminated after" in out and "success=True" in out
+    assert "the episode is over: :reset [TASK_ID] plays again" in out
+    assert "task_id 99999 is in none of MazeEnv's splits" in out
+    assert "task_id 'abc' is in none of MazeEnv's splits" in out
+    assert "[task 1]" in out and "expert: move " in out
+    assert result.stderr == ""
+
+
 def test_play_to_the_end_with_the_expert_moves():
     import palaestra
 
@@ -108,3 +140,72 @@ def test_prepare_says_what_it_did_and_rejects_unknown_splits():
     assert result.returncode == 0 and "palaestra/Maze-v0 test: nothing prepared" in result.stdout
     result = cli("prepare", "palaestra/Maze-v0", "--split", "tset")
     assert result.returncode == 2 and "no split 'tset'" in result.stderr
+
+
+# -- one error line, exit 1 (the run failed) or 2 (the command line was wrong) ------------
+
+
+def _one_error_line(result, status: int) -> str:
+    assert result.returncode == status, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def token_url(serve):
+    with serve(["palaestra/Maze-v0"], token="sekrit") as url:
+        yield url
+
+
+@pytest.mark.parametrize("envs", ["palaestra/Maze-v0", "all"])
+def test_eval_url_without_the_token_is_one_error_line(token_url, envs, tmp_path):
+    result = cli("eval", "--policy", "random", "--envs", envs, "--limit", "1", "--url",
+                 token_url, "--out", str(tmp_path / "run"))  # fmt: skip
+    line = _one_error_line(result, 1)
+    assert "[401]" in line and "--token" in line and "PALAESTRA_TOKEN" in line
+
+
+@pytest.mark.parametrize("envs", ["palaestra/Maze-v0", "all"])
+def test_eval_on_a_dead_server_is_one_error_line(envs, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = cli("eval", "--policy", "random", "--envs", envs, "--limit", "1", "--url", dead,
+                 "--out", str(tmp_path / "run"))  # fmt: skip
+    assert f"cannot reach {dead}" in _one_error_line(result, 1)
+
+
+def test_eval_of_an_env_the_server_does_not_serve_is_one_error_line(token_url, tmp_path):
+    result = cli("eval", "--policy", "random", "--envs", "palaestra/Wordle-v0", "--url",
+                 token_url, "--token", "sekrit", "--out", str(tmp_path / "run"))  # fmt: skip
+    line = _one_error_line(result, 2)
+    assert "does not serve 'palaestra/Wordle-v0'" in line and "palaestra/Maze-v0" in line
+
+
+def test_play_on_a_dead_server_is_one_error_line():
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = cli("play", "palaestra/Maze-v0", "--url", dead, stdin=":quit\n")
+    assert f"cannot reach {dead}" in _one_error_line(result, 1)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--policy", "random", "--limit", "0"],
+        ["eval", "--envs", "palaestra/Maze-v0"],
+        ["nonsense"],
+        ["data", "info"],
+        ["train", "sft", "--out", "x"],
+    ],
+)
+def test_usage_errors_are_one_error_line_with_status_2(args):
+    line = _one_error_line(cli(*args), 2)
+    assert line.endswith("--help)")
+
+
+def test_debug_variable_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("PALAESTRA_DEBUG", "1")
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = cli("eval", "--policy", "random", "--envs", "palaestra/Maze-v0", "--url", dead,
+                 "--out", str(tmp_path / "run"))  # fmt: skip
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    assert "ServerUnavailableError" in result.stderr
