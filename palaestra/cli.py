@@ -30,7 +30,7 @@ examples:
   palaestra serve --port 8000             serve every installed env on 127.0.0.1:8000
   palaestra play palaestra/Wordle-v0      play an env yourself in the terminal
   palaestra prepare palaestra/TextWorld-v0 --split test   generate its games now
-  palaestra tour                          serve the envs and let the experts play
+  palaestra tour                          serve Maze and Wordle; their experts play
   palaestra demo                          self-train the tiny model: BC, AgentEvol, table
   palaestra eval --policy expert --envs all --limit 20   benchmark a policy, print a table
   palaestra serve-policy tiny             a local model as an OpenAI-compatible server
@@ -408,14 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "tour",
-        help="serve every env and let the experts play over HTTP; print a results table",
+        help="serve envs and let their experts play over HTTP; print a results table",
     )
     p.add_argument(
         "--envs",
         nargs="+",
         default=["palaestra/Maze-v0", "palaestra/Wordle-v0"],
         metavar="ENV_ID",
-        help="envs whose experts play (default: palaestra/Maze-v0 palaestra/Wordle-v0)",
+        help="envs whose experts play, or all: every installed env with an expert "
+        "(default: palaestra/Maze-v0 palaestra/Wordle-v0, the two that take seconds)",
     )
     p.add_argument(
         "--episodes", type=int, default=20, help="episodes per env and split (default 20)"

@@ -71,7 +71,8 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
         iteration_steps=3,
         iterations=2,
         eval_tasks=4,
-        max_turns=8,
+        # The expert needs up to 44 moves on a 5x5 maze: fewer turns leave BC no data.
+        max_turns=60,
         batch_size=8,
         learning_rate=3e-3,
         retrain="base",

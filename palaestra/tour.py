@@ -1,7 +1,9 @@
 """``palaestra tour``: start a real server process, let every env's expert play over HTTP.
 
-What it shows: the server, the async client at concurrency, and that every
-installed env's expert solves its tasks through the wire. It prints a table per
+What it shows: the server, the async client at concurrency, and that the envs'
+experts solve their tasks through the wire: Maze and Wordle by default (seconds),
+``--envs all`` for every installed env with an expert (minutes: ScienceWorld
+starts JVMs, TextWorld generates its games on first use). It prints a table per
 env and split and writes it to ``OUT/results.json`` and ``OUT/results.md``.
 """
 
@@ -20,7 +22,10 @@ from palaestra.files import write_json, write_text
 from palaestra.servers import AsyncEnvClient
 from palaestra.servers.local import start_server_process
 
-__all__ = ["EpisodeResult", "run_tour"]
+__all__ = ["DEFAULT_ENVS", "EpisodeResult", "run_tour"]
+
+DEFAULT_ENVS = ("palaestra/Maze-v0", "palaestra/Wordle-v0")
+"""The envs of a plain ``palaestra tour``: the two whose experts play in seconds."""
 
 
 @dataclass
@@ -83,6 +88,8 @@ def run_tour(
 ) -> int:
     """Serve ``env_ids``; their experts play ``episodes`` per split over HTTP; print the table.
 
+    ``env_ids == ["all"]`` plays every available env with an expert.
+
     Returns:
         0 when every expert episode succeeded, else 1.
     """
@@ -91,8 +98,11 @@ def run_tour(
     infos = [
         info
         for info in list_envs()
-        if "expert" in info.capabilities and info.unavailable is None and info.id in env_ids
+        if "expert" in info.capabilities
+        and info.unavailable is None
+        and (env_ids == ["all"] or info.id in env_ids)
     ]
+    env_ids = [info.id for info in infos] if env_ids == ["all"] else env_ids
     missing = sorted(set(env_ids) - {info.id for info in infos})
     if missing:
         print(f"error: no available env with an expert named {missing}", file=sys.stderr)

@@ -209,3 +209,59 @@ def test_debug_variable_shows_the_traceback(tmp_path, monkeypatch):
                  "--out", str(tmp_path / "run"))  # fmt: skip
     assert result.returncode == 1 and "Traceback" in result.stderr
     assert "ServerUnavailableError" in result.stderr
+
+
+# -- envs reachable from gymnasium alone; provenance; the tour's defaults ----------------
+
+
+def test_gymnasium_make_in_a_fresh_interpreter_without_importing_palaestra():
+    # gymnasium >= 1.0 loads no plugin entry points; its "module:id" form imports the
+    # module that registers the env, which is how code that never imports palaestra gets it.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, gymnasium\n"
+        "env = gymnasium.make('palaestra:palaestra/Maze-v0')\n"
+        "observation, info = env.reset(options={'task_id': 0})\n"
+        "print(info['task_id'], type(env.unwrapped).__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "MazeEnv"]
+
+
+def test_eval_run_json_names_the_package_that_provides_each_env(tmp_path):
+    from pathlib import Path
+
+    plugin = Path(__file__).parent / "plugin"
+    out = tmp_path / "run"
+    result = run_cli(
+        "eval", "--policy", "expert", "--envs", "acme/Coins-v0", "palaestra/Maze-v0",
+        "--limit", "1", "--quiet", "--out", str(out), pythonpath=str(plugin),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    provenance = json.loads((out / "run.json").read_text())["provenance"]
+    import palaestra
+
+    assert provenance["env_packages"] == {
+        "acme/Coins-v0": {"distribution": "acme-envs", "version": "0.1"},
+        "palaestra/Maze-v0": {"distribution": "palaestra", "version": palaestra.__version__},
+    }
+
+
+def test_the_tour_plays_the_envs_the_readme_says():
+    from pathlib import Path
+
+    from palaestra.cli import build_parser
+    from palaestra.tour import DEFAULT_ENVS
+
+    assert tuple(build_parser().parse_args(["tour"]).envs) == DEFAULT_ENVS
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "`palaestra tour` serves Maze and Wordle" in readme
+    assert [env.split("/")[1].split("-")[0] for env in DEFAULT_ENVS] == ["Maze", "Wordle"]
+    assert "(default: palaestra/Maze-v0 palaestra/Wordle-v0" in " ".join(
+        cli("tour", "--help").stdout.split()
+    )

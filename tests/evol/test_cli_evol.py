@@ -78,11 +78,31 @@ def test_train_sft_trains_and_saves_a_loadable_model(expert_file, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "trained 3 steps" in result.stdout
+    assert "{'loss'" not in result.stdout  # transformers' log dicts go to the log file
+    logged = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert logged[-1]["step"] == 3 and "train_loss" in logged[-1]
+    assert "Loading weights" not in result.stderr  # library bars go to OUT/run.log
     summary = json.loads((out / "sft.json").read_text())
     assert summary["steps"] == 3 and summary["config"]["history"] == 0
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(out / "model")
+    # The same --out again: the same run is said to be there; another run is refused.
+    same = run_cli(
+        "train", "sft", "--data", str(expert_file), "--model", "tiny", "--out", str(out),
+        "--steps", "3", "--batch-size", "4", "--history", "0", "--quiet",
+    )  # fmt: skip
+    assert same.returncode == 0 and "already holds this training run" in same.stdout
+    other = run_cli(
+        "train", "sft", "--data", str(expert_file), "--model", "tiny", "--out", str(out),
+        "--steps", "5", "--batch-size", "4", "--history", "0", "--quiet", "--success-only",
+    )  # fmt: skip
+    assert other.returncode == 2, other.stdout + other.stderr
+    assert other.stderr.splitlines() == [
+        f"error: {out} already holds a finished training run of other settings "
+        f"(max_steps 3 then, 5 now); choose another --out, or delete {out} to train again"
+    ]
+    assert json.loads((out / "sft.json").read_text())["steps"] == 3  # untouched
     help_text = run_cli("train", "sft", "--help").stdout
     assert "--lora" in help_text and "torchrun" in " ".join(help_text.split())
 
