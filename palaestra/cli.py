@@ -457,7 +457,7 @@ def exit_status(error: BaseException) -> int | None:
         return 1
     if isinstance(error, ValueError):
         return 2
-    if isinstance(error, OSError | ImportError | _policy_errors()):
+    if isinstance(error, (OSError, ImportError, *_policy_errors())):
         return 1
     return None
 

@@ -265,3 +265,18 @@ def test_the_tour_plays_the_envs_the_readme_says():
     assert "(default: palaestra/Maze-v0 palaestra/Wordle-v0" in " ".join(
         cli("tour", "--help").stdout.split()
     )
+
+
+def test_exit_status_of_expected_failures_and_bugs():
+    from palaestra.agents.openai_policy import PolicyRequestError
+    from palaestra.cli import exit_status
+    from palaestra.errors import ServerUnavailableError, UnknownTaskError
+
+    assert exit_status(ServerUnavailableError(0, "gone")) == 1
+    assert exit_status(PolicyRequestError(500, "boom")) == 1
+    assert exit_status(OSError("disk full")) == 1
+    assert exit_status(UnknownTaskError("no task 9")) == 2
+    assert exit_status(KeyError("unknown env")) == 2
+    assert exit_status(ValueError("bad setting")) == 2
+    assert exit_status(AttributeError("a bug")) is None  # raised, with its traceback
+    assert exit_status(TypeError("a bug")) is None
