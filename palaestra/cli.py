@@ -153,6 +153,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    _check_bindable(args.host, range(args.port, args.port + args.workers))
     if args.workers > 1:
         urls = worker_urls(args.host, args.port, args.workers)
         print(
@@ -166,6 +167,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"palaestra serving {', '.join(env_ids)} on http://{args.host}:{args.port} ({auth})")
     run_server(app, args.host, args.port, log_level=args.log_level)
     return 0
+
+
+def _check_bindable(host: str, ports: range) -> None:
+    """Raise OSError naming the address when a port is taken (uvicorn would log and exit 3)."""
+    import socket
+
+    for port in ports:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            family = infos[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+                probe.bind((host, port))
+        except OSError as error:
+            raise OSError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
 
 
 # -- play -----------------------------------------------------------------------------

@@ -280,3 +280,9 @@ def test_exit_status_of_expected_failures_and_bugs():
     assert exit_status(ValueError("bad setting")) == 2
     assert exit_status(AttributeError("a bug")) is None  # raised, with its traceback
     assert exit_status(TypeError("a bug")) is None
+
+
+def test_serve_on_a_taken_port_is_one_error_line(maze_url):
+    port = maze_url.rsplit(":", 1)[1]
+    line = _one_error_line(cli("serve", "palaestra/Maze-v0", "--port", port), 1)
+    assert line == f"error: cannot serve on 127.0.0.1:{port}: Address already in use"
