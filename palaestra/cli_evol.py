@@ -205,8 +205,9 @@ behaviour-clone them, evaluate, run an AgentEvol round (sample 2 episodes on 150
 train mazes, keep the best success per maze, fine-tune the BC model 300 more
 steps on base + kept), and print the table:
 uniform random, random valid moves, a heuristic, BC and each AgentEvol round, per
-env, greedy and sampled, with 95% intervals. The report folder (--out) gets
-results.md, results.json, run.json (every stage, resumable), report.md and plot.png.
+env, greedy and sampled, with 95% intervals. It prints one progress line per stage,
+then the table. The report folder (--out) gets results.md, results.json, run.json
+(every stage, resumable), report.md, plot.png and run.log (what the libraries logged).
 """
 
 

@@ -286,3 +286,10 @@ def test_serve_on_a_taken_port_is_one_error_line(maze_url):
     port = maze_url.rsplit(":", 1)[1]
     line = _one_error_line(cli("serve", "palaestra/Maze-v0", "--port", port), 1)
     assert line == f"error: cannot serve on 127.0.0.1:{port}: Address already in use"
+
+
+def test_eval_with_a_dead_policy_server_is_one_error_line(tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = cli("eval", "--policy", f"openai:{dead}", "--envs", "palaestra/Maze-v0",
+                 "--limit", "1", "--quiet", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert dead in _one_error_line(result, 1)

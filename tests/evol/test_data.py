@@ -121,11 +121,11 @@ def test_save_is_atomic_and_replaces(tmp_path):
     save_trajectories(sample_set()[:1], path)  # a second save replaces, never appends
     assert dumps(load_trajectories(path)) == dumps(sample_set()[:1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
-    # a stale temp file from a crash is not appended to
-    (tmp_path / "t.jsonl.tmp").write_text("garbage\n")
+    # a stale temp file from a crash is not appended to: every save has a fresh one
+    (tmp_path / ".t.jsonl.stale.tmp.jsonl").write_text("garbage\n")
     save_trajectories(sample_set()[1:2], path)
     assert dumps(load_trajectories(path)) == dumps(sample_set()[1:2])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".t.jsonl.stale.tmp.jsonl", "t.jsonl"]
 
 
 def test_filters():
