@@ -236,16 +236,14 @@ def cmd_play(args: argparse.Namespace) -> int:
                 continue
             try:
                 if line == ":expert":
-                    print(f"expert: {env.unwrapped.expert_action()}")
+                    expert = getattr(env.unwrapped, "expert_action", None)
+                    print(f"expert: {expert()}" if expert else "no expert: this env has none")
                     continue
                 if line.startswith(":reset"):
                     arg = line.split(maxsplit=1)[1:]
                     observation, info = env.reset(options=_task_options(arg[0]) if arg else None)
                     total, over = 0.0, False
                     print(f"[task {info['task_id']}]\n{observation}")
-                    continue
-                if line.startswith(":"):
-                    print(f"unknown command {line!r}; {PLAY_HELP}")
                     continue
                 if over:
                     print("the episode is over: :reset [TASK_ID] plays again, :quit ends")
