@@ -23,7 +23,7 @@ import math
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,18 @@ from palaestra.agents.policy import Policy
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig, RolloutEngine, RolloutStats
 from palaestra.agents.trajectory import Trajectory, TrajectoryWriter, read_trajectories
 from palaestra.envs import TaskId
+from palaestra.files import write_json, write_text
 from palaestra.tables import format_table
 
-__all__ = ["EvalConfig", "EvalResult", "plan_episodes", "run_eval", "summarize", "wilson_interval"]
+__all__ = [
+    "EvalConfig",
+    "EvalResult",
+    "env_packages",
+    "plan_episodes",
+    "run_eval",
+    "summarize",
+    "wilson_interval",
+]
 
 # Settings that define which episodes a run plays and how: a resumed run must match them.
 _IDENTITY = (
@@ -233,6 +242,43 @@ async def plan_episodes(pool: EnvPool, config: EvalConfig) -> list[EpisodeSpec]:
     return specs
 
 
+def env_packages(env_ids: Sequence[str]) -> dict[str, dict[str, str] | None]:
+    """Which installed distribution (and version) provides each env: its provenance.
+
+    An env declared by a plugin's ``palaestra.envs`` entry point is credited to that
+    plugin's distribution; any other to the distribution that installed the module
+    of its class (``palaestra`` for the built-ins). ``None``: not installed here (an
+    env known only to a server), or defined outside any distribution.
+    """
+    from palaestra.envs import env_class
+    from palaestra.envs.registration import ENTRY_POINT_GROUP
+
+    declared = {
+        entry.name: entry.dist
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if entry.dist is not None
+    }
+    top_level = importlib.metadata.packages_distributions()
+    found: dict[str, dict[str, str] | None] = {}
+    for env_id in env_ids:
+        dist = declared.get(env_id)
+        if dist is not None:
+            found[env_id] = {"distribution": dist.name, "version": dist.version}
+            continue
+        try:
+            module = env_class(env_id).__module__
+        except KeyError:
+            found[env_id] = None
+            continue
+        names = top_level.get(module.split(".")[0], [])
+        found[env_id] = (
+            {"distribution": names[0], "version": importlib.metadata.version(names[0])}
+            if names
+            else None
+        )
+    return found
+
+
 def provenance(policy: Policy | EnvPolicy, config: EvalConfig) -> dict[str, Any]:
     """Versions, model, sampling and git commit: what a reader needs to reproduce a table."""
     packages = {}
@@ -255,6 +301,7 @@ def provenance(policy: Policy | EnvPolicy, config: EvalConfig) -> dict[str, Any]
         "palaestra": palaestra.__version__,
         "git_commit": commit or None,
         "envs": list(config.envs),
+        "env_packages": env_packages(config.envs),
         "packages": packages,
         "policy": policy.describe(),
         "sampling": config.rollout().sampling(),
@@ -280,6 +327,7 @@ def run_eval(
     policy: Policy | EnvPolicy | None = None,
     resume: bool = False,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     """Evaluate; write the run directory ``out``; return the table.
 
@@ -290,6 +338,9 @@ def run_eval(
             the end; a policy given here stays open for the caller).
         resume: Continue the run in ``out``, playing only missing episodes.
         progress: Show progress bars.
+        on_progress: Called with (episodes ended, episodes planned) once the
+            episodes are planned and after each one ends (a caller's own progress
+            display, e.g. one line per stage of AgentEvol).
 
     Raises:
         FileExistsError: ``out`` holds a run and ``resume`` is False.
@@ -309,11 +360,17 @@ def run_eval(
         from palaestra.agents.policy_spec import make_policy
 
         policy = make_policy(config.policy)
-    return asyncio.run(_run(config, out, policy, progress, close_policy=owned))
+    return asyncio.run(_run(config, out, policy, progress, on_progress, close_policy=owned))
 
 
 async def _run(
-    config: EvalConfig, out: Path, policy: Policy | EnvPolicy, progress: bool, *, close_policy: bool
+    config: EvalConfig,
+    out: Path,
+    policy: Policy | EnvPolicy,
+    progress: bool,
+    on_progress: Callable[[int, int], None] | None,
+    *,
+    close_policy: bool,
 ) -> EvalResult:
     out.mkdir(parents=True, exist_ok=True)
     traj_path = out / "trajectories.jsonl"
@@ -335,9 +392,15 @@ async def _run(
         finished = {t.key for t in done}
         todo = [s for s in specs if s.key not in finished]
         record = {"config": asdict(config), "provenance": provenance(policy, config)}
-        (out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
+        write_json(out / "run.json", record)
         engine = RolloutEngine(policy, pool, config.rollout(), concurrency=config.concurrency)
         lost: list[str] = []
+
+        def report() -> None:
+            if on_progress is not None:
+                on_progress(len(done) + len(lost), len(specs))
+
+        report()
         with (
             TrajectoryWriter(traj_path) as writer,
             TrajectoryWriter(out / "errors.jsonl") as errors,
@@ -348,6 +411,7 @@ async def _run(
                 writer.write(t)
                 done.append(t)
                 bar.advance(t)
+                report()
 
             def failed_one(spec: EpisodeSpec, message: str) -> None:
                 errors.write(
@@ -361,6 +425,7 @@ async def _run(
                 )
                 lost.append(spec.key)
                 bar.fail(spec)
+                report()
 
             await engine.run(todo, on_trajectory=finished_one, on_error=failed_one)
     finally:
@@ -388,13 +453,13 @@ async def _run(
             "mean_batch": round(stats.rows / stats.calls, 2) if stats.calls else None,
         },
     }
-    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(out / "results.json", summary)
     header = (
         f"policy `{config.policy}` on split `{config.split}` "
         f"({len(done)}/{len(specs)} episodes; {config.format} format, "
         f"temperature {config.temperature}, seed {config.seed})"
     )
-    (out / "results.md").write_text(f"{header}\n\n{table}\n")
+    write_text(out / "results.md", f"{header}\n\n{table}\n")
     return EvalResult(rows, table, done, lost, stats)
 
 

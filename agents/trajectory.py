@@ -89,7 +89,13 @@ class Trajectory:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Trajectory:
-        """Inverse of :meth:`to_json` (unknown keys are ignored, for forward compatibility)."""
+        """Inverse of :meth:`to_json` (unknown keys are ignored, for forward compatibility).
+
+        Raises:
+            TypeError: ``data`` is not a dict, or lacks a required field.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -19,8 +19,8 @@ import httpx
 from common import pin_server_and_load  # bench/common.py
 from server_throughput import ENV, MOVES, Driver, in_process, maze_driver, measure
 
+from palaestra.servers.local import start_server_process
 from palaestra.tables import format_table
-from palaestra.tour import start_server_process
 
 
 async def drive_httpx(url: str, sessions: int, seconds: float) -> tuple[list[float], float]:

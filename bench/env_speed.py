@@ -28,8 +28,8 @@ from common import percentile, rss_mib  # bench/common.py
 import palaestra
 from palaestra.envs import list_envs
 from palaestra.servers import AsyncEnvClient
+from palaestra.servers.local import start_server_process
 from palaestra.tables import format_table
-from palaestra.tour import start_server_process
 
 
 def in_process(env_id: str, test_tasks: int) -> dict[str, float]:

@@ -23,8 +23,8 @@ import time
 from palaestra.agents.env_pool import LocalEnvs, RemoteEnvs
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig, RolloutEngine
 from palaestra.agents.transformers_policy import TransformersPolicy
+from palaestra.servers.local import start_server_process
 from palaestra.tables import format_table
-from palaestra.tour import start_server_process
 
 MAZE = "palaestra/Maze-v0"
 

@@ -24,8 +24,8 @@ from common import pin_server_and_load, rss_mib  # bench/common.py
 from tqdm import tqdm
 
 from palaestra.servers import AsyncEnvClient
+from palaestra.servers.local import start_server_process
 from palaestra.tables import format_table
-from palaestra.tour import start_server_process
 
 ENV = "palaestra/Maze-v0"
 TRAIN_TASKS = 3000

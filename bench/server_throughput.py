@@ -52,8 +52,8 @@ from pydantic import BaseModel
 
 import palaestra
 from palaestra.servers import AsyncEnvClient
+from palaestra.servers.local import free_port, start_server_process
 from palaestra.tables import format_table
-from palaestra.tour import free_port, start_server_process
 
 ENV = "palaestra/Maze-v0"
 MOVES = ("move up", "move right", "move down", "move left")

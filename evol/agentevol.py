@@ -30,7 +30,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from palaestra.agents.evaluate import EvalConfig, EvalResult, run_eval, wilson_interval
+import palaestra
+from palaestra.agents.evaluate import (
+    EvalConfig,
+    EvalResult,
+    env_packages,
+    run_eval,
+    wilson_interval,
+)
 from palaestra.agents.trajectory import Trajectory
 from palaestra.envs import TaskId, env_class
 from palaestra.evol.data import (
@@ -40,7 +47,9 @@ from palaestra.evol.data import (
     merge,
     save_trajectories,
 )
+from palaestra.evol.progress import StageLine, StageLines, quiet_libraries
 from palaestra.evol.sft import SFTConfig, train_sft
+from palaestra.files import write_json, write_text
 
 __all__ = [
     "AgentEvolConfig",
@@ -192,7 +201,15 @@ class _Manifest:
                 )
             self.data = saved
         else:
-            self.data = {"config": mine, "tasks": plan_tasks(config), "stages": {}}
+            self.data = {
+                "config": mine,
+                "provenance": {
+                    "palaestra": palaestra.__version__,
+                    "env_packages": env_packages(config.envs),
+                },
+                "tasks": plan_tasks(config),
+                "stages": {},
+            }
             self.save()
 
     @property
@@ -207,10 +224,7 @@ class _Manifest:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
-        tmp.replace(self.path)
+        write_json(self.path, self.data)
 
 
 def _rows(label: str, temperature: float, result: EvalResult) -> list[dict[str, Any]]:
@@ -247,18 +261,32 @@ def run_agentevol(
         config: The run.
         out: The run folder.
         resume: Continue the run in ``out`` (skipping finished stages).
-        progress: Progress bars.
-        log: Where stage messages go.
+        progress: One progress line per stage (library output goes to ``out/run.log``).
+        log: Where the other stage messages go (skipped stages; with
+            ``progress=False``, each stage's end).
         stop_after: Stop once this stage is done (for tests of resumption).
 
     Raises:
         FileExistsError: ``out`` holds a run and ``resume`` is False.
-        ValueError: ``resume`` with other settings.
+        ValueError: ``resume`` with other settings, or a stage that has no data
+            (the message names the stage and what to change).
     """
-    from palaestra.agents.transformers_policy import TransformersPolicy
-
     out = Path(out)
     manifest = _Manifest(out / "run.json", config, resume)
+    with quiet_libraries(out / "run.log"):
+        return _run_stages(config, out, manifest, StageLines(progress), log, stop_after)
+
+
+def _run_stages(
+    config: AgentEvolConfig,
+    out: Path,
+    manifest: _Manifest,
+    lines: StageLines,
+    log: Callable[[str], None],
+    stop_after: str | None,
+) -> AgentEvolResult:
+    from palaestra.agents.transformers_policy import TransformersPolicy
+
     tasks = manifest.tasks
     results: list[dict[str, Any]] = []
 
@@ -267,17 +295,26 @@ def run_agentevol(
         if record is not None:
             log(f"[{name}] done before ({record['seconds']:.0f}s); skipped")
         else:
-            log(f"[{name}] ...")
             started = time.perf_counter()
-            record = work(*args)
-            record["seconds"] = round(time.perf_counter() - started, 1)
+            with lines.stage(name) as line:
+                try:
+                    record = work(line, *args)
+                except ValueError as error:  # e.g. no training example: say which stage
+                    if str(error).startswith("stage "):
+                        raise
+                    raise ValueError(f"stage {name!r}: {error}") from error
+                record["seconds"] = round(time.perf_counter() - started, 1)
+                line.finish(f"done in {record['seconds']:.0f}s")
             manifest.finish(name, record)
-            log(f"[{name}] done in {record['seconds']:.0f}s")
+            if not lines.enabled:
+                log(f"[{name}] done in {record['seconds']:.0f}s")
         if stop_after == name:
             raise _Stopped(name)
         return record
 
-    def evaluate(label: str, folder: Path, policy_name: str, model_dir: Path | None) -> dict:
+    def evaluate(
+        line: StageLine, label: str, folder: Path, policy_name: str, model_dir: Path | None
+    ) -> dict:
         rows: list[dict[str, Any]] = []
         temperatures = config.eval_temperatures if model_dir is not None else (0.0,)
         envs = config.envs if model_dir is not None else _playable(policy_name, config.envs)
@@ -298,9 +335,10 @@ def run_agentevol(
             )
             policy = _policy(model_dir) if model_dir is not None else None
             try:
+                what = "episodes" + (" (greedy)" if temperature == 0 else f" (t={temperature:g})")
                 result = run_eval(
                     eval_config, folder / f"t{temperature:g}", policy=policy, resume=True,
-                    progress=progress,
+                    progress=False, on_progress=line.episodes(what),
                 )  # fmt: skip
             finally:
                 if policy is not None:
@@ -311,7 +349,9 @@ def run_agentevol(
     def _policy(model_dir: Path) -> TransformersPolicy:
         return TransformersPolicy(str(model_dir), threads=config.threads)
 
-    def train(folder: Path, data: list[Trajectory], start: str, steps: int) -> dict[str, Any]:
+    def train(
+        line: StageLine, folder: Path, data: list[Trajectory], start: str, steps: int
+    ) -> dict[str, Any]:
         sft = replace(
             config.sft,
             max_steps=steps,
@@ -320,7 +360,9 @@ def run_agentevol(
         )
         if config.threads is not None:
             sft.threads = config.threads
-        result = train_sft(start, data, folder, sft, progress=progress)
+        result = train_sft(
+            start, data, folder, sft, progress=False, callbacks=[line.trainer_callback()]
+        )
         return {
             "model": str(result.model_dir.relative_to(out)),
             "examples": result.examples,
@@ -337,7 +379,7 @@ def run_agentevol(
             record = stage(f"baseline-{name}", evaluate, label, folder, name, None)
             results += record["rows"]
 
-        def collect_expert() -> dict[str, Any]:
+        def collect_expert(line: StageLine) -> dict[str, Any]:
             eval_config = EvalConfig(
                 policy="expert",
                 envs=config.envs,
@@ -348,8 +390,12 @@ def run_agentevol(
                 max_turns=config.max_turns,
                 concurrency=config.concurrency,
             )
-            result = run_eval(eval_config, out / "base" / "expert", resume=True, progress=progress)
+            result = run_eval(
+                eval_config, out / "base" / "expert", resume=True, progress=False,
+                on_progress=line.episodes("episodes"),
+            )  # fmt: skip
             kept = filter_trajectories(result.trajectories, success=True)
+            _require_base_data(config, result.trajectories, kept)
             save_trajectories(kept, out / "base" / "data.jsonl")
             return {"trajectories": len(kept), "played": len(result.trajectories)}
 
@@ -364,7 +410,7 @@ def run_agentevol(
             folder = out / f"iter-{i}"
             current = model_dir
 
-            def explore(i: int, folder: Path, current: Path) -> dict[str, Any]:
+            def explore(line: StageLine, i: int, folder: Path, current: Path) -> dict[str, Any]:
                 eval_config = EvalConfig(
                     policy=f"iter-{i - 1}",
                     envs=config.envs,
@@ -384,7 +430,7 @@ def run_agentevol(
                 try:
                     result = run_eval(
                         eval_config, folder / "explore", policy=policy, resume=True,
-                        progress=progress,
+                        progress=False, on_progress=line.episodes("episodes"),
                     )  # fmt: skip
                 finally:
                     asyncio.run(policy.aclose())
@@ -413,8 +459,8 @@ def run_agentevol(
     except _Stopped:
         pass
     table = render_evolution_table(results)
-    (out / "results.md").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_text(out / "results.md", table + "\n")
+    write_json(out / "results.json", results)
     return AgentEvolResult(results, table, out)
 
 
@@ -434,6 +480,35 @@ def _playable(policy_name: str, envs: Sequence[str]) -> tuple[str, ...]:
     pool = LocalEnvs()
     specs = {env: asyncio.run(pool.spec(env)) for env in envs}
     return tuple(e for e in envs if policy.unsupported(e, specs[e].capabilities) is None)
+
+
+def _require_base_data(
+    config: AgentEvolConfig, played: Sequence[Trajectory], kept: Sequence[Trajectory]
+) -> None:
+    """Stop at the expert stage, saying why and what to change, when it yields nothing to clone.
+
+    Raises:
+        ValueError: The expert succeeded on no base task of some env.
+    """
+    empty = [env for env in config.envs if not any(t.env_id == env for t in kept)]
+    if not empty:
+        return
+    reasons = []
+    for env in empty:
+        mine = [t for t in played if t.env_id == env]
+        capped = sum(t.end == "max_turns" for t in mine)
+        why = f"{env}: the expert succeeded on 0 of {len(mine)} base tasks"
+        if capped:
+            why += f" ({capped} stopped at max_turns={config.max_turns})"
+        reasons.append(why)
+    hint = (
+        "raise --max-turns (the expert needs as many turns as the task takes)"
+        if any(t.end == "max_turns" for t in played)
+        else "choose envs whose expert solves their train tasks"
+    )
+    raise ValueError(
+        f"stage 'expert' has no data for behaviour cloning: {'; '.join(reasons)}; {hint}"
+    )
 
 
 class _Stopped(Exception):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from palaestra.agents.trajectory import Trajectory, TrajectoryWriter, read_trajectories
+from palaestra.files import atomic_path
 
 if TYPE_CHECKING:
     import datasets
@@ -54,15 +55,11 @@ def load_trajectories(paths: str | Path | Sequence[str | Path]) -> list[Trajecto
 
 
 def save_trajectories(trajectories: Iterable[Trajectory], path: str | Path) -> Path:
-    """Write ``trajectories`` to a new JSONL file atomically (a temp file, then rename)."""
+    """Write ``trajectories`` to a JSONL file atomically (a temp file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    with TrajectoryWriter(tmp) as writer:
+    with atomic_path(path) as tmp, TrajectoryWriter(tmp) as writer:
         for t in trajectories:
             writer.write(t)
-    tmp.replace(path)
     return path
 
 
@@ -95,18 +92,40 @@ def from_dataset(dataset: datasets.Dataset) -> list[Trajectory]:
 
 
 def write_parquet(trajectories: Sequence[Trajectory], path: str | Path) -> Path:
-    """Save ``trajectories`` as Parquet (through :func:`to_dataset`)."""
+    """Save ``trajectories`` as Parquet (through :func:`to_dataset`), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_dataset(trajectories).to_parquet(str(path))
+    import datasets
+
+    quiet = not datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a bar per write is noise in a command's output
+    try:
+        with atomic_path(path) as tmp:
+            to_dataset(trajectories).to_parquet(str(tmp))
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
     return path
 
 
 def read_parquet(path: str | Path) -> list[Trajectory]:
-    """Trajectories from a Parquet file of :func:`write_parquet`."""
-    import datasets
+    """Trajectories from a Parquet file of :func:`write_parquet`.
 
-    return from_dataset(datasets.Dataset.from_parquet(str(path)))
+    Raises:
+        ValueError: The file is not Parquet (``pyarrow.ArrowInvalid``), or a row is
+            not a trajectory.
+    """
+    import datasets
+    import pyarrow.parquet
+
+    # Read the table directly: no copy into the datasets cache (and no progress bars), and
+    # a file of no trajectories (which has no columns) reads back as empty.
+    table = pyarrow.parquet.read_table(str(path))
+    if table.num_rows == 0:
+        return []
+    try:
+        return from_dataset(datasets.Dataset(table))
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a trajectory file: {error!r}") from None
 
 
 def filter_trajectories(

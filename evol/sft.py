@@ -7,7 +7,9 @@ Because it is a plain ``Trainer``, ``accelerate launch`` / ``torchrun`` run it o
 several GPUs unchanged. Checkpoints go to ``OUT/checkpoints``; a second call with
 the same ``OUT`` resumes from the newest one; the final model (LoRA adapters
 merged) is saved as a normal Hugging Face folder in ``OUT/model`` together with
-``OUT/sft.json`` (settings, data sizes, loss curve, tokens/s).
+``OUT/sft.json`` (settings, data sizes, loss curve, tokens/s). A call on an
+``OUT`` that holds a finished run returns that run when the base model, data and
+settings are the same, and refuses (``FileExistsError``) when they differ.
 
 Example::
 
@@ -20,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -32,6 +35,7 @@ from typing import Any
 
 from palaestra.agents.trajectory import Trajectory
 from palaestra.evol.examples import IGNORE_INDEX, tokenize_example, turn_examples
+from palaestra.files import write_json
 
 __all__ = [
     "SFTCollator",
@@ -101,6 +105,7 @@ class SFTResult:
         tokens_per_s: ``train_tokens`` over the training time.
         losses: ``(step, loss)`` pairs.
         seconds: Training wall time.
+        reused: True when ``out`` already held this very run and nothing was trained.
     """
 
     model_dir: Path
@@ -111,6 +116,7 @@ class SFTResult:
     tokens_per_s: float
     losses: list[tuple[int, float]] = field(default_factory=list)
     seconds: float = 0.0
+    reused: bool = False
 
 
 def build_examples(
@@ -234,9 +240,12 @@ def train_sft(
         callbacks: ``transformers.TrainerCallback`` objects for the trainer.
 
     Returns:
-        The result; when ``out`` already holds a finished run, that run's result.
+        The result; when ``out`` already holds a finished run of the same model,
+        data and settings, that run's result (``reused=True``).
 
     Raises:
+        FileExistsError: ``out`` holds a finished run of another model, other
+            data or other settings.
         ValueError: No trainable example (no assistant message with ``loss``).
     """
     import torch
@@ -247,8 +256,9 @@ def train_sft(
     config = config or SFTConfig()
     out = Path(out)
     summary_path = out / "sft.json"
+    identity = _identity(model, trajectories, config)
     if summary_path.exists():
-        return _result_from_json(out, json.loads(summary_path.read_text()))
+        return _finished_run(out, json.loads(summary_path.read_text()), identity)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     set_seed(config.seed)
@@ -283,6 +293,7 @@ def train_sft(
         data_collator=collator,
         callbacks=list(callbacks),
     )
+    _own_callbacks(trainer, out / "train_log.jsonl", progress=progress)
     started = time.perf_counter()
     resume = _latest_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -311,12 +322,98 @@ def train_sft(
         losses=losses,
         seconds=seconds,
     )
-    summary = {"config": asdict(config), "model": str(model), **asdict(result)}
+    summary = {**identity, **asdict(result)}
     summary["model_dir"] = "model"
-    tmp = summary_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(summary_path)
+    del summary["reused"]
+    write_json(summary_path, summary, indent=2)
     shutil.rmtree(checkpoints, ignore_errors=True)
+    return result
+
+
+def _own_callbacks(trainer: Any, log_path: Path, *, progress: bool) -> None:
+    """Replace the trainer's printing with one bar (loss in it) and a log file.
+
+    transformers prints every log dict, as text under its bar or bare without one;
+    the dicts go to ``log_path`` (JSON lines, appended across resumptions) instead.
+    """
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class LogFile(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and state.is_world_process_zero:
+                with log_path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    class Bar(TrainerCallback):
+        bar: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                self.bar = tqdm(
+                    total=state.max_steps, initial=state.global_step, desc="training", unit="step"
+                )
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if self.bar is not None and logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.add_callback(LogFile())
+    if progress:
+        trainer.add_callback(Bar())
+
+
+def _identity(
+    model: str | Path, trajectories: Sequence[Trajectory], config: SFTConfig
+) -> dict[str, Any]:
+    """What defines a training run: the base model, the data (a digest) and the settings."""
+    digest = hashlib.sha256()
+    for t in trajectories:
+        digest.update(json.dumps(t.to_json(), sort_keys=True).encode("utf-8", "surrogatepass"))
+    return {
+        "config": json.loads(json.dumps(asdict(config))),
+        "model": str(model),
+        "data": {"trajectories": len(trajectories), "sha256": digest.hexdigest()},
+    }
+
+
+# Settings that change how fast a run goes, not what it trains.
+_NOT_IDENTITY = ("threads", "save_steps")
+
+
+def _finished_run(out: Path, summary: dict[str, Any], identity: dict[str, Any]) -> SFTResult:
+    """The run recorded in ``out/sft.json`` if it is the one asked for; else FileExistsError."""
+    differ = []
+    if summary.get("model") != identity["model"]:
+        differ.append(f"model {summary.get('model')!r} then, {identity['model']!r} now")
+    saved = summary.get("data")  # absent in runs recorded before the data digest
+    if saved is not None and saved != identity["data"]:
+        now = identity["data"]["trajectories"]
+        same_size = " of other contents" if saved["trajectories"] == now else ""
+        differ.append(f"data {saved['trajectories']} trajectories then, {now}{same_size} now")
+    for key, value in identity["config"].items():
+        then = summary.get("config", {}).get(key)
+        if key not in _NOT_IDENTITY and then != value:
+            differ.append(f"{key} {then!r} then, {value!r} now")
+    if differ:
+        raise FileExistsError(
+            f"{out} already holds a finished training run of other settings "
+            f"({'; '.join(differ)}); choose another --out, or delete {out} to train again"
+        )
+    result = _result_from_json(out, summary)
+    result.reused = True
     return result
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from palaestra.servers.local import is_loopback
 from palaestra.servers.protocol import TOKEN_ENV
@@ -29,11 +30,18 @@ examples:
   palaestra serve --port 8000             serve every installed env on 127.0.0.1:8000
   palaestra play palaestra/Wordle-v0      play an env yourself in the terminal
   palaestra prepare palaestra/TextWorld-v0 --split test   generate its games now
-  palaestra tour                          serve the envs and let the experts play
+  palaestra tour                          serve Maze and Wordle; their experts play
   palaestra demo                          self-train the tiny model: BC, AgentEvol, table
   palaestra eval --policy expert --envs all --limit 20   benchmark a policy, print a table
   palaestra serve-policy tiny             a local model as an OpenAI-compatible server
+
+exit status: 0 done; 1 the run failed (a server unreachable or refusing, an env or
+model error, a failed check); 2 the command line was wrong (a flag, an unknown env
+or task, a missing or unreadable input file); 130 interrupted. A failure is one
+`error: ...` line on stderr; set PALAESTRA_DEBUG=1 for its traceback.
 """
+
+DEBUG_ENV = "PALAESTRA_DEBUG"
 
 
 # -- envs -----------------------------------------------------------------------------
@@ -162,6 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    _check_bindable(args.host, range(args.port, args.port + args.workers))
     if args.workers > 1:
         urls = worker_urls(args.host, args.port, args.workers)
         print(
@@ -179,6 +188,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_bindable(host: str, ports: range) -> None:
+    """Raise OSError naming the address when a port is taken (uvicorn would log and exit 3)."""
+    import socket
+
+    for port in ports:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            family = infos[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+                probe.bind((host, port))
+        except OSError as error:
+            raise OSError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
+
+
 # -- play -----------------------------------------------------------------------------
 
 PLAY_HELP = """commands: :expert (the expert's next action), :actions (valid actions),
@@ -186,27 +210,35 @@ PLAY_HELP = """commands: :expert (the expert's next action), :actions (valid act
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    """Play an env yourself in the terminal."""
-    import palaestra
-    from palaestra.errors import PalaestraError
+    """Play an env yourself in the terminal.
 
-    try:
-        env = palaestra.make(
-            args.env_id, base_url=args.url, **({"token": args.token} if args.url else {})
-        )
-    except (KeyError, PalaestraError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"== {args.env_id} ==\n{env.unwrapped.instruction}\n\n{PLAY_HELP}\n")
-    task_id = (
-        args.task_id if args.task_id is None or not args.task_id.isdigit() else int(args.task_id)
+    A mistake (an action after the episode ended, an unknown task id) is answered
+    with what went wrong and the session goes on; only a lost server ends it.
+    """
+    import palaestra
+    from palaestra.errors import (
+        EnvError,
+        EpisodeOverError,
+        PalaestraError,
+        ServerUnavailableError,
+        SessionConflictError,
+        SessionNotFoundError,
+        UnauthorizedError,
+    )
+
+    # Errors that leave no session to go on with: the server is gone or refuses us.
+    fatal = (ServerUnavailableError, SessionNotFoundError, UnauthorizedError)
+    env = palaestra.make(
+        args.env_id, base_url=args.url, **({"token": args.token} if args.url else {})
     )
     try:
+        print(f"== {args.env_id} ==\n{env.unwrapped.instruction}\n\n{PLAY_HELP}\n")
         observation, info = env.reset(
-            seed=args.seed, options={"task_id": task_id} if task_id is not None else None
+            seed=args.seed, options=_task_options(args.task_id) if args.task_id else None
         )
         print(f"[task {info['task_id']}]\n{observation}")
         total = 0.0
+        over = False
         while True:
             try:
                 line = input("> ").strip()
@@ -218,37 +250,52 @@ def cmd_play(args: argparse.Namespace) -> int:
             if line == ":help":
                 print(PLAY_HELP)
                 continue
-            if line == ":expert":
-                try:
-                    print(f"expert: {env.unwrapped.expert_action()}")
-                except (NotImplementedError, PalaestraError, AttributeError) as error:
-                    print(f"no expert: {error}")
-                continue
             if line == ":actions":
                 print(info.get("available_actions", "this env does not list its actions"))
                 continue
-            if line.startswith(":reset"):
-                arg = line.split(maxsplit=1)[1:]
-                options = {"task_id": int(arg[0]) if arg[0].isdigit() else arg[0]} if arg else None
-                observation, info = env.reset(options=options)
-                total = 0.0
-                print(f"[task {info['task_id']}]\n{observation}")
+            try:
+                if line == ":expert":
+                    expert = getattr(env.unwrapped, "expert_action", None)
+                    print(f"expert: {expert()}" if expert else "no expert: this env has none")
+                    continue
+                if line.startswith(":reset"):
+                    arg = line.split(maxsplit=1)[1:]
+                    observation, info = env.reset(options=_task_options(arg[0]) if arg else None)
+                    total, over = 0.0, False
+                    print(f"[task {info['task_id']}]\n{observation}")
+                    continue
+                if over:
+                    print("the episode is over: :reset [TASK_ID] plays again, :quit ends")
+                    continue
+                observation, reward, terminated, truncated, info = env.step(line)
+            except fatal:
+                raise
+            except (EpisodeOverError, SessionConflictError) as error:
+                print(f"error: {error}; :reset [TASK_ID] plays again, :quit ends")
                 continue
-            observation, reward, terminated, truncated, info = env.step(line)
+            except (PalaestraError, NotImplementedError, KeyError, ValueError) as error:
+                # an unknown task, no expert, an env error: say so, keep the session
+                text = error.args[0] if isinstance(error, KeyError) and error.args else error
+                hint = "; :reset gives a fresh env" if isinstance(error, EnvError) else ""
+                print(f"error: {text}{hint}")
+                continue
             total += reward
             print(observation)
             if terminated or truncated:
+                over = True
                 end = "terminated" if terminated else "truncated"
                 print(
                     f"-- episode {end} after {info['step']} steps: success={info['success']} "
                     f"score={info['score']:.2f} return={total:g}; :reset to play again, :quit ends"
                 )
-    except PalaestraError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     finally:
         env.close()
     return 0
+
+
+def _task_options(text: str) -> dict[str, int | str]:
+    """``{"task_id": ...}`` of a typed task id: digits are an int id, anything else a str id."""
+    return {"task_id": int(text) if text.isdigit() else text}
 
 
 # -- prepare --------------------------------------------------------------------------
@@ -285,9 +332,16 @@ def cmd_tour(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="palaestra",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -412,14 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "tour",
-        help="serve every env and let the experts play over HTTP; print a results table",
+        help="serve envs and let their experts play over HTTP; print a results table",
     )
     p.add_argument(
         "--envs",
         nargs="+",
         default=["palaestra/Maze-v0", "palaestra/Wordle-v0"],
         metavar="ENV_ID",
-        help="envs whose experts play (default: palaestra/Maze-v0 palaestra/Wordle-v0)",
+        help="envs whose experts play, or all: every installed env with an expert "
+        "(default: palaestra/Maze-v0 palaestra/Wordle-v0, the two that take seconds)",
     )
     p.add_argument(
         "--episodes", type=int, default=20, help="episodes per env and split (default 20)"
@@ -438,13 +493,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_status(error: BaseException) -> int | None:
+    """The exit status of an expected failure: 2 bad command line, 1 failed run; None: a bug.
+
+    ``KeyError`` is how the registry names an unknown env, task or split, and
+    ``ValueError`` how settings and input files are refused, so both are usage errors.
+    """
+    from palaestra.errors import PalaestraError, UnknownTaskError
+
+    usage = (
+        KeyError,
+        UnknownTaskError,
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        NotADirectoryError,
+    )
+    if isinstance(error, usage):
+        return 2
+    if isinstance(error, PalaestraError):
+        return 1
+    if isinstance(error, ValueError):
+        return 2
+    if isinstance(error, (OSError, ImportError, *_policy_errors())):
+        return 1
+    return None
+
+
+def _policy_errors() -> tuple[type[Exception], ...]:
+    # An OpenAI-compatible server's refusal; only when that module is already loaded
+    # (a run that never imported it cannot have raised it).
+    module = sys.modules.get("palaestra.agents.openai_policy")
+    return (module.PolicyRequestError,) if module is not None else ()
+
+
+def error_line(error: BaseException) -> str:
+    """``error: ...``, one line, saying what failed in the user's terms."""
+    from palaestra.errors import UnauthorizedError
+
+    if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        text = error.args[0]  # str(KeyError) would quote the message
+    else:
+        text = str(error) or type(error).__name__
+    if isinstance(error, UnauthorizedError):
+        text += f" (pass --token, or set {TOKEN_ENV})"
+    return "error: " + " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``palaestra`` console script."""
+    """Entry point of the ``palaestra`` console script.
+
+    Every expected failure (see :func:`exit_status`) ends as one ``error:`` line on
+    stderr and exit status 1 or 2; ``PALAESTRA_DEBUG=1`` lets it raise with its traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        status = exit_status(error)
+        if status is None or os.environ.get(DEBUG_ENV):
+            raise
+        print(error_line(error), file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

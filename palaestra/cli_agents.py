@@ -67,11 +67,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     available = sorted(i for i, info in infos.items() if info.unavailable is None)
     if args.envs == ["all"]:
         if args.url:
-            import httpx
-
-            served = httpx.get(args.url[0].rstrip("/") + "/v1/envs", timeout=30, headers=_auth())
-            served.raise_for_status()
-            env_ids = [e["id"] for e in served.json()]
+            env_ids = _served_envs(args.url[0])
         else:
             env_ids = available
     else:
@@ -133,9 +129,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if result.lost else 0
 
 
-def _auth() -> dict[str, str]:
-    token = os.environ.get(TOKEN_ENV)
-    return {"Authorization": f"Bearer {token}"} if token else {}
+def _served_envs(url: str) -> list[str]:
+    """The env ids a palaestra server serves (its errors are palaestra's: ServerError...)."""
+    import asyncio
+
+    from palaestra.servers import AsyncEnvClient
+
+    async def ask() -> list[str]:
+        async with AsyncEnvClient(url) as client:
+            return [e["id"] for e in await client.envs()]
+
+    return asyncio.run(ask())
 
 
 def _slug(text: str) -> str:

@@ -90,6 +90,7 @@ def cmd_data_filter(args: argparse.Namespace) -> int:
 def cmd_train_sft(args: argparse.Namespace) -> int:
     """Fine-tune a model on trajectory files."""
     from palaestra.evol.data import filter_trajectories, load_trajectories
+    from palaestra.evol.progress import quiet_libraries
     from palaestra.evol.sft import SFTConfig, train_sft
 
     try:
@@ -112,10 +113,15 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
         save_steps=args.save_steps,
         threads=args.threads,
     )
-    try:
+    with quiet_libraries(Path(args.out) / "run.log"):
         result = train_sft(args.model, data, args.out, config, progress=not args.quiet)
-    except (FileNotFoundError, ValueError) as error:
-        return _fail(str(error))
+    if result.reused:
+        print(
+            f"{args.out} already holds this training run (same model, data and settings): "
+            f"{result.steps} steps on {result.examples} examples; nothing trained"
+        )
+        print(f"model: {result.model_dir}")
+        return 0
     print(
         f"trained {result.steps} steps on {result.examples} examples "
         f"({result.dropped} dropped as too long); {result.tokens_per_s:.0f} tokens/s; "
@@ -199,8 +205,9 @@ behaviour-clone them, evaluate, run an AgentEvol round (sample 2 episodes on 150
 train mazes, keep the best success per maze, fine-tune the BC model 300 more
 steps on base + kept), and print the table:
 uniform random, random valid moves, a heuristic, BC and each AgentEvol round, per
-env, greedy and sampled, with 95% intervals. The report folder (--out) gets
-results.md, results.json, run.json (every stage, resumable), report.md and plot.png.
+env, greedy and sampled, with 95% intervals. It prints one progress line per stage,
+then the table. The report folder (--out) gets results.md, results.json, run.json
+(every stage, resumable), report.md, plot.png and run.log (what the libraries logged).
 """
 
 
@@ -328,7 +335,7 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         "--preset",
         choices=("full", "quick"),
         default="full",
-        help="full (~15 min on 2 cores) or quick (a 1-minute smoke run)",
+        help="full (~15 min on 2 cores) or quick (a 2-minute smoke run)",
     )
     p.add_argument(
         "--envs",

@@ -22,6 +22,7 @@ import palaestra
 from palaestra.envs import env_class
 from palaestra.evol.agentevol import AgentEvolConfig, run_agentevol
 from palaestra.evol.sft import SFTConfig
+from palaestra.files import atomic_path, write_text
 
 __all__ = ["DEMO_PRESETS", "DemoPreset", "demo_config", "plot_results", "run_demo"]
 
@@ -70,7 +71,8 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
         iteration_steps=3,
         iterations=2,
         eval_tasks=4,
-        max_turns=8,
+        # The expert needs up to 44 moves on a 5x5 maze: fewer turns leave BC no data.
+        max_turns=60,
         batch_size=8,
         learning_rate=3e-3,
         retrain="base",
@@ -173,7 +175,8 @@ def plot_results(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel("success (95% CI)")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -236,7 +239,7 @@ def run_demo(
         "",
         "![success per policy](plot.png)",
     ]
-    (out / "report.md").write_text("\n".join(report) + "\n")
+    write_text(out / "report.md", "\n".join(report) + "\n")
     print()
     print(result.table)
     print(f"\ndemo finished in {wall:.0f} s; report: {out / 'report.md'}, plot: {plot}")

@@ -1,29 +1,31 @@
 """``palaestra tour``: start a real server process, let every env's expert play over HTTP.
 
-What it shows: the server, the async client at concurrency, and that every
-installed env's expert solves its tasks through the wire. It prints a table per
+What it shows: the server, the async client at concurrency, and that the envs'
+experts solve their tasks through the wire: Maze and Wordle by default (seconds),
+``--envs all`` for every installed env with an expert (minutes: ScienceWorld
+starts JVMs, TextWorld generates its games on first use). It prints a table per
 env and split and writes it to ``OUT/results.json`` and ``OUT/results.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
 from tqdm import tqdm
 
 from palaestra.envs import list_envs
+from palaestra.files import write_json, write_text
 from palaestra.servers import AsyncEnvClient
+from palaestra.servers.local import start_server_process
 
-__all__ = ["EpisodeResult", "free_port", "run_tour", "start_server_process"]
+__all__ = ["DEFAULT_ENVS", "EpisodeResult", "run_tour"]
+
+DEFAULT_ENVS = ("palaestra/Maze-v0", "palaestra/Wordle-v0")
+"""The envs of a plain ``palaestra tour``: the two whose experts play in seconds."""
 
 
 @dataclass
@@ -37,41 +39,6 @@ class EpisodeResult:
     score: float
     turns: int
     seconds: float
-
-
-def free_port() -> int:
-    """A loopback port free now (for a server about to be started)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server_process(
-    env_ids: list[str], port: int | None = None, extra_args: Sequence[str] = ()
-) -> tuple[subprocess.Popen, str]:
-    """Start ``palaestra serve`` as a child process; returns it and its base URL once healthy.
-
-    Args:
-        env_ids: The envs to serve.
-        port: The port (default: a free one).
-        extra_args: More ``palaestra serve`` flags, e.g. ``["--max-sessions", "20000"]``.
-    """
-    port = port or free_port()
-    command = [sys.executable, "-m", "palaestra.cli", "serve", *env_ids, "--port", str(port)]
-    command += list(extra_args)
-    process = subprocess.Popen([*command, "--log-level", "warning"])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the server did not become healthy within 60 s")
 
 
 async def _play(
@@ -121,6 +88,8 @@ def run_tour(
 ) -> int:
     """Serve ``env_ids``; their experts play ``episodes`` per split over HTTP; print the table.
 
+    ``env_ids == ["all"]`` plays every available env with an expert.
+
     Returns:
         0 when every expert episode succeeded, else 1.
     """
@@ -129,8 +98,11 @@ def run_tour(
     infos = [
         info
         for info in list_envs()
-        if "expert" in info.capabilities and info.unavailable is None and info.id in env_ids
+        if "expert" in info.capabilities
+        and info.unavailable is None
+        and (env_ids == ["all"] or info.id in env_ids)
     ]
+    env_ids = [info.id for info in infos] if env_ids == ["all"] else env_ids
     missing = sorted(set(env_ids) - {info.id for info in infos})
     if missing:
         print(f"error: no available env with an expert named {missing}", file=sys.stderr)
@@ -176,8 +148,7 @@ def run_tour(
     )
     print(f"\n{table}\n\n{summary}")
     path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "results.md").write_text(f"{table}\n\n{summary}\n")
-    (path / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    write_text(path / "results.md", f"{table}\n\n{summary}\n")
+    write_json(path / "results.json", [asdict(r) for r in results])
     print(f"written: {path / 'results.md'}, {path / 'results.json'}")
     return 0 if all(r.success for r in results) else 1

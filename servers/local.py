@@ -1,23 +1,37 @@
-"""Running a server: under uvicorn in the foreground, or in a background thread.
+"""Running a server: in the foreground, in a background thread, or as a child process.
 
 The thread form serves ``palaestra check`` (its over-HTTP check without
 ``--url``) and the tests: a real uvicorn on a real loopback socket, stopped on exit.
+The process form (:func:`start_server_process`) runs ``palaestra serve`` itself,
+for ``palaestra tour``, the tests that kill a server, and ``bench/``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from palaestra.errors import ServerUnavailableError
 from palaestra.servers.limits import ConnectionLimits, uvicorn_options
 
-__all__ = ["KEEP_ALIVE_SECONDS", "is_loopback", "run_server", "serve_in_thread"]
+__all__ = [
+    "KEEP_ALIVE_SECONDS",
+    "free_port",
+    "is_loopback",
+    "run_server",
+    "serve_in_thread",
+    "start_server_process",
+]
 
 KEEP_ALIVE_SECONDS = ConnectionLimits.keep_alive
 
@@ -105,3 +119,46 @@ def serve_in_thread(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def free_port() -> int:
+    """A loopback port free now (for a server about to be started)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server_process(
+    env_ids: list[str], port: int | None = None, extra_args: Sequence[str] = ()
+) -> tuple[subprocess.Popen, str]:
+    """Start ``palaestra serve`` as a child process; returns it and its base URL once healthy.
+
+    The caller stops it (``process.terminate(); process.wait()``).
+
+    Args:
+        env_ids: The envs to serve.
+        port: The port (default: a free one).
+        extra_args: More ``palaestra serve`` flags, e.g. ``["--max-sessions", "20000"]``.
+
+    Raises:
+        ServerUnavailableError: The server exited, or was not healthy within 60 s.
+    """
+    port = port or free_port()
+    command = [sys.executable, "-m", "palaestra.cli", "serve", *env_ids, "--port", str(port)]
+    command += list(extra_args)
+    process = subprocess.Popen([*command, "--log-level", "warning"])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerUnavailableError(
+                0, f"the server for {url} exited with status {process.returncode}"
+            )
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise ServerUnavailableError(0, f"the server for {url} was not healthy within 60 s")

@@ -12,8 +12,12 @@ def run_cli(
     stdin: str | None = None,
     timeout: float = 120,
     pythonpath: str | None = None,
+    cwd: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """``python -m palaestra.cli ARGS`` without the caller's token; ``pythonpath`` is prepended."""
+    """``python -m palaestra.cli ARGS`` without the caller's token; ``pythonpath`` is prepended.
+
+    ``cwd`` runs it in that folder (for commands whose default output is ``runs/...``).
+    """
     env = {k: v for k, v in os.environ.items() if k != "PALAESTRA_TOKEN"}
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
@@ -25,4 +29,5 @@ def run_cli(
         timeout=timeout,
         check=False,
         env=env,
+        cwd=cwd,
     )

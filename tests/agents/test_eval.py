@@ -71,6 +71,28 @@ def test_a_finished_run_is_not_overwritten_and_resume_checks_the_settings(tmp_pa
     assert again.stats.episodes == 0 and len(again.trajectories) == 2
 
 
+def test_run_and_result_files_are_replaced_whole_not_rewritten_in_place(tmp_path):
+    # A reader that opened results.json / run.json before a resumed run still reads the
+    # whole old file: the new one is written beside it and moved over it (os.replace).
+    out = tmp_path / "run"
+    config = EvalConfig("expert", (MAZE,), limit=2)
+    run_eval(config, out, progress=False)
+    names = ("run.json", "results.json", "results.md")
+    old = {name: (out / name).read_bytes() for name in names}
+    readers = {name: (out / name).open("rb") for name in names}
+    try:
+        run_eval(config, out, resume=True, progress=False)
+        for name in names:
+            assert readers[name].read() == old[name], name
+    finally:
+        for reader in readers.values():
+            reader.close()
+    assert json.loads((out / "results.json").read_text())["episodes_finished"] == 2
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*names, "trajectories.jsonl", "errors.jsonl"]
+    )
+
+
 @pytest.mark.slow  # a subprocess killed midway: ~60 s; CI runs it
 def test_a_killed_eval_resumes_without_losing_or_duplicating_episodes(tmp_path):
     out = tmp_path / "killed"

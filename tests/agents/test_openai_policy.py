@@ -24,7 +24,7 @@ from palaestra.agents.policy_server import create_policy_app
 from palaestra.agents.tiny import TinyConfig, tiny_model_path
 from palaestra.agents.transformers_policy import TransformersPolicy
 from palaestra.servers import RetryPolicy, serve_in_thread
-from palaestra.tour import free_port
+from palaestra.servers.local import free_port
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05)
 

@@ -59,3 +59,11 @@ def test_a_json_object_that_is_not_a_trajectory_is_a_value_error(tmp_path):
     path.write_text('{"env_id": "palaestra/Maze-v0"}\n')  # valid JSON, missing fields
     with pytest.raises(ValueError, match=r"t.jsonl:1: not a trajectory"):
         read_trajectories(path)
+
+
+@pytest.mark.parametrize("line", ["[1, 2]", '"text"', "null", "5", "true"])
+def test_a_json_line_that_is_not_an_object_is_a_value_error(tmp_path, line):
+    path = tmp_path / "t.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(ValueError, match=r"t.jsonl:1: not a trajectory: expected a JSON object"):
+        read_trajectories(path)

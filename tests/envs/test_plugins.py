@@ -33,7 +33,7 @@ def test_plugin_passes_palaestra_check():
 
 
 def test_plugin_is_served():
-    from palaestra.tour import free_port
+    from palaestra.servers.local import free_port
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(PLUGIN)}

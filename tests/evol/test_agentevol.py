@@ -114,6 +114,45 @@ def test_demo_quick_preset_writes_the_report(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
+@pytest.mark.slow  # ~2 min on 2 busy cores
+def test_demo_quick_preset_runs_on_its_defaults_one_line_per_stage(tmp_path):
+    # As the README offers it: no flags; the report lands in ./runs/demo.
+    result = run_cli("demo", "--preset", "quick", cwd=str(tmp_path), timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    out = tmp_path / "runs" / "demo"
+    stages = list(json.loads((out / "run.json").read_text())["stages"])
+    assert "bc" in stages and "eval-2" in stages
+    lines = result.stdout.strip().splitlines()
+    # one line per stage, then the table and the closing line: no log dicts, no inner bars
+    assert [line.split()[0] for line in lines[: len(stages)]] == [f"[{s}]" for s in stages]
+    assert all("done in" in line for line in lines[: len(stages)])
+    table = lines[len(stages) :]
+    assert table[0] == "" and table[1].startswith("| policy") and "| BC" in result.stdout
+    assert table[-1].startswith("demo finished in")
+    assert "{'loss'" not in result.stdout and "Loading weights" not in result.stdout
+    assert (out / "run.log").exists()
+    assert (out / "iter-0" / "sft" / "train_log.jsonl").read_text().count("loss") >= 1
+
+
+def test_a_stage_without_data_says_which_and_what_to_change(tmp_path):
+    result = run_cli(
+        "evolve", "agentevol", "--envs", "palaestra/Maze-v0", "--base-tasks", "3",
+        "--max-turns", "2", "--eval-tasks", "1", "--out", str(tmp_path / "run"), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        "error: stage 'expert' has no data for behaviour cloning: palaestra/Maze-v0: the "
+        "expert succeeded on 0 of 3 base tasks (3 stopped at max_turns=2); raise --max-turns "
+        "(the expert needs as many turns as the task takes)"
+    ]
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    version = manifest["provenance"]["palaestra"]
+    assert manifest["provenance"]["env_packages"] == {
+        "palaestra/Maze-v0": {"distribution": "palaestra", "version": version}
+    }
+
+
 def test_training_killed_midway_resumes_from_its_last_checkpoint(tmp_path):
     from transformers import TrainerCallback
 

@@ -121,11 +121,11 @@ def test_save_is_atomic_and_replaces(tmp_path):
     save_trajectories(sample_set()[:1], path)  # a second save replaces, never appends
     assert dumps(load_trajectories(path)) == dumps(sample_set()[:1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
-    # a stale temp file from a crash is not appended to
-    (tmp_path / "t.jsonl.tmp").write_text("garbage\n")
+    # a stale temp file from a crash is not appended to: every save has a fresh one
+    (tmp_path / ".t.jsonl.stale.tmp.jsonl").write_text("garbage\n")
     save_trajectories(sample_set()[1:2], path)
     assert dumps(load_trajectories(path)) == dumps(sample_set()[1:2])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".t.jsonl.stale.tmp.jsonl", "t.jsonl"]
 
 
 def test_filters():
@@ -219,3 +219,20 @@ def test_dataset_card():
         },
     ]
     assert dataset_card([]) == []
+
+
+def test_write_parquet_replaces_the_file_whole(tmp_path):
+    # A reader of the old file keeps reading the whole old file (no in-place rewrite).
+    path = tmp_path / "data.parquet"
+    write_parquet([make(task_id=i) for i in range(4)], path)
+    old = path.read_bytes()
+    with path.open("rb") as reader:
+        write_parquet([make(task_id=9)], path)
+        assert reader.read() == old
+    assert [t.task_id for t in read_parquet(path)] == [9]
+    assert [p.name for p in tmp_path.iterdir()] == ["data.parquet"]
+
+
+def test_an_empty_parquet_file_reads_back_as_no_trajectories(tmp_path):
+    path = write_parquet([], tmp_path / "none.parquet")
+    assert read_parquet(path) == [] and load_trajectories(path) == []

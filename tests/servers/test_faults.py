@@ -39,8 +39,8 @@ from palaestra.servers import (
     create_app,
     serve_in_thread,
 )
+from palaestra.servers.local import free_port, start_server_process
 from palaestra.servers.protocol import SOCKET_PATH
-from palaestra.tour import free_port, start_server_process
 
 MAZE = "palaestra/Maze-v0"
 COUNTER = "toy/Counter-v0"  # tests/toy_envs.py: `sleep S` stalls its step S seconds
