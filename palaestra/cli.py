@@ -515,16 +515,9 @@ def exit_status(error: BaseException) -> int | None:
         return 1
     if isinstance(error, ValueError):
         return 2
-    if isinstance(error, (OSError, ImportError, *_policy_errors())):
+    if isinstance(error, (OSError, ImportError)):
         return 1
     return None
-
-
-def _policy_errors() -> tuple[type[Exception], ...]:
-    # An OpenAI-compatible server's refusal; only when that module is already loaded
-    # (a run that never imported it cannot have raised it).
-    module = sys.modules.get("palaestra.agents.openai_policy")
-    return (module.PolicyRequestError,) if module is not None else ()
 
 
 def error_line(error: BaseException) -> str:

@@ -163,7 +163,7 @@ def test_eval_url_without_the_token_is_one_error_line(token_url, envs, tmp_path)
     result = cli("eval", "--policy", "random", "--envs", envs, "--limit", "1", "--url",
                  token_url, "--out", str(tmp_path / "run"))  # fmt: skip
     line = _one_error_line(result, 1)
-    assert "[401]" in line and "--token" in line and "PALAESTRA_TOKEN" in line
+    assert "bearer token" in line and "--token" in line and "PALAESTRA_TOKEN" in line
 
 
 @pytest.mark.parametrize("envs", ["palaestra/Maze-v0", "all"])
@@ -272,7 +272,7 @@ def test_exit_status_of_expected_failures_and_bugs():
     from palaestra.cli import exit_status
     from palaestra.errors import ServerUnavailableError, UnknownTaskError
 
-    assert exit_status(ServerUnavailableError(0, "gone")) == 1
+    assert exit_status(ServerUnavailableError("gone", status=0)) == 1
     assert exit_status(PolicyRequestError(500, "boom")) == 1
     assert exit_status(OSError("disk full")) == 1
     assert exit_status(UnknownTaskError("no task 9")) == 2
