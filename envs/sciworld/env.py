@@ -167,7 +167,8 @@ class SciWorldEnv(TextEnv):
     / 100, with failure as 0. The episode terminates when ScienceWorld marks the
     task completed (success: score 1.0) or failed (score 0.0). The reward of a
     step is the change of the score clamped at 0, / 100, so the rewards of an
-    episode sum to its final score.
+    episode sum to its final score less the score it starts with (some tasks
+    start with subgoals met; that part is no step's reward).
 
     ## Splits
 
@@ -279,9 +280,12 @@ class SciWorldEnv(TextEnv):
             self._acquire()
         game = self._require_game()
         self._task = None
-        description, look = game.run(lambda sw: _load(sw, task.name, task.variation))
+        description, look, points = game.run(lambda sw: _load(sw, task.name, task.variation))
         self._task = task
-        self._points = 0
+        # Some tasks start with subgoals met (e.g. the agent stands in the right room):
+        # that score is the episode's start, not a reward for whatever comes first
+        # (an invalid first action used to earn it).
+        self._points = points
         self._commands = []
         self._choices = 0
         return _clean(f"{description}\n\n{look}")
@@ -378,12 +382,13 @@ class SciWorldEnv(TextEnv):
         return self._game
 
 
-def _load(sw: Any, task: str, variation: int) -> tuple[str, str]:
+def _load(sw: Any, task: str, variation: int) -> tuple[str, str, int]:
     error = sw.load(task, variation, "", False)
     if error:
         raise EnvError(f"ScienceWorld could not load {task!r} variation {variation}: {error}")
     # As ScienceWorld's own reset(): the first look around is a step of the game.
-    return str(sw.getTaskDescription()), str(sw.step("look around"))
+    look = str(sw.step("look around"))
+    return str(sw.getTaskDescription()), look, round(100 * float(sw.getScore()))
 
 
 def _templates_and_objects(sw: Any) -> tuple[list[str], list[str]]:

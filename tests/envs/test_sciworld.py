@@ -176,6 +176,17 @@ def test_expert_solves_a_train_and_a_test_task(env):
 
 
 @needs_java
+def test_the_score_a_task_starts_with_is_no_reward_of_an_invalid_first_action(env):
+    # mendelian-genetics-unknown-plant starts at 10 points: a first action, even an
+    # invalid one, used to earn them (the checker's invalid-action check saw it).
+    task = task_id_of("mendelian-genetics-unknown-plant", 106)
+    env.reset(seed=1, options={"task_id": task})
+    _, reward, terminated, _, info = env.step("")
+    assert info["invalid_action"] and not terminated
+    assert reward == 0.0
+
+
+@needs_java
 def test_failure_scores_zero_and_junk_changes_nothing(env):
     observation, info = env.reset(options={"task_id": BOIL})
     assert observation.startswith("Your task is to boil water.")
