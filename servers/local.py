@@ -152,7 +152,7 @@ def start_server_process(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerUnavailableError(
-                0, f"the server for {url} exited with status {process.returncode}"
+                f"the server for {url} exited with status {process.returncode}", status=0
             )
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
@@ -161,4 +161,4 @@ def start_server_process(
             time.sleep(0.1)
     process.kill()
     process.wait()
-    raise ServerUnavailableError(0, f"the server for {url} was not healthy within 60 s")
+    raise ServerUnavailableError(f"the server for {url} was not healthy within 60 s", status=0)

@@ -431,3 +431,9 @@ def test_a_late_reply_never_answers_the_next_call(serve, client):
                 await session.close()
 
         asyncio.run(run())
+
+
+def test_a_server_process_that_exits_is_a_server_unavailable_error():
+    # The moved helper raised a TypeError (an old two-argument constructor) instead.
+    with pytest.raises(ServerUnavailableError, match="exited with status"):
+        start_server_process(["no/Such-v0"])
