@@ -23,7 +23,6 @@ at once and the caller decides (close something, or stop expanding).
 from __future__ import annotations
 
 import asyncio
-import copy
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ import numpy as np
 
 import palaestra
 from palaestra.envs import TaskId, TextEnv, env_class
+from palaestra.envs.core import EnvSnapshot
 from palaestra.errors import CapacityError
 from palaestra.servers import AsyncEnvClient, AsyncSession
 from palaestra.servers.protocol import Step
@@ -213,8 +213,12 @@ class _LocalEpisode(EpisodeEnv):
         self._slot = slot
         self.task_id, self.seed = task_id, seed
         self.actions = actions if actions is not None else []
+        # The snapshot of the current state, taken by the first fork: the k forks of a
+        # search node share it (restore copies it), and a step drops it.
+        self._snapshot: EnvSnapshot | None = None
 
     async def step(self, action: str) -> Step:
+        self._snapshot = None
         result = Step(*self._env.step(action))
         self.actions.append(action)
         self.observation, self.info = result.observation, result.info
@@ -238,7 +242,9 @@ class _LocalEpisode(EpisodeEnv):
                         # set_state may rely on what start() loaded for the task
                         # (a TextWorld game); a pooled env of the same task skips it.
                         env.reset(seed=self.seed, options={"task_id": self.task_id})
-                    env.restore(self._env.snapshot())
+                    if self._snapshot is None:
+                        self._snapshot = self._env.snapshot()
+                    env.restore(self._snapshot)
                 else:
                     env.reset(seed=self.seed, options={"task_id": self.task_id})
                     for action in self.actions:
@@ -255,7 +261,7 @@ class _LocalEpisode(EpisodeEnv):
             self.env_id,
             env,
             self.observation,
-            copy.deepcopy(self.info),
+            dict(self.info),
             slot,
             self.task_id,
             self.seed,
@@ -387,7 +393,7 @@ class _RemoteEpisode(EpisodeEnv):
             if slot is not None:
                 slot.release()
             raise
-        twin.observation, twin.info = self.observation, copy.deepcopy(self.info)
+        twin.observation, twin.info = self.observation, dict(self.info)
         return _RemoteEpisode(
             pool, self._server, twin, slot, self.task_id, self.seed, list(self.actions)
         )
