@@ -34,7 +34,7 @@ import numpy as np
 import palaestra
 from palaestra.envs import TaskId, TextEnv, env_class
 from palaestra.envs.core import EnvSnapshot
-from palaestra.errors import CapacityError
+from palaestra.errors import CapacityError, EpisodeOverError
 from palaestra.servers import AsyncEnvClient, AsyncSession
 from palaestra.servers.protocol import Step
 
@@ -217,20 +217,26 @@ class _LocalEpisode(EpisodeEnv):
         # search node share it (restore copies it), and a step drops it.
         self._snapshot: EnvSnapshot | None = None
 
+    def _open_env(self) -> TextEnv:
+        if self._env is None:
+            raise EpisodeOverError(f"this {self.env_id} episode is closed")
+        return self._env
+
     async def step(self, action: str) -> Step:
         self._snapshot = None
-        result = Step(*self._env.step(action))
+        result = Step(*self._open_env().step(action))
         self.actions.append(action)
         self.observation, self.info = result.observation, result.info
         return result
 
     async def expert_action(self) -> str:
-        return self._env.expert_action()
+        return self._open_env().expert_action()
 
     async def random_action(self, seed: int) -> str:
-        return self._env.random_action(np.random.default_rng(seed))
+        return self._open_env().random_action(np.random.default_rng(seed))
 
     async def fork(self) -> EpisodeEnv:
+        parent = self._open_env()
         pool = self._pool
         mode = await pool.fork_mode(self.env_id)
         slot = await pool._slots.take_now(self.env_id, env_class(self.env_id).capacity, self.env_id)
@@ -243,7 +249,7 @@ class _LocalEpisode(EpisodeEnv):
                         # (a TextWorld game); a pooled env of the same task skips it.
                         env.reset(seed=self.seed, options={"task_id": self.task_id})
                     if self._snapshot is None:
-                        self._snapshot = self._env.snapshot()
+                        self._snapshot = parent.snapshot()
                     env.restore(self._snapshot)
                 else:
                     env.reset(seed=self.seed, options={"task_id": self.task_id})

@@ -15,7 +15,7 @@ from toy_envs import Counter
 
 from palaestra.agents import EnvPool, EpisodeEnv, LocalEnvs, RemoteEnvs
 from palaestra.envs import register
-from palaestra.errors import CapacityError
+from palaestra.errors import CapacityError, EpisodeOverError
 from palaestra.servers.protocol import Step
 
 MAZE, COUNTER = "palaestra/Maze-v0", "toy/Counter-v0"
@@ -165,5 +165,18 @@ def test_a_remote_fork_beyond_capacity_is_refused_at_once(capped_url: str) -> No
                 await parent.fork()
             await twin.close()
             await parent.close()
+
+    asyncio.run(run())
+
+
+def test_a_closed_local_episode_refuses_to_step_or_fork() -> None:
+    async def run() -> None:
+        pool = LocalEnvs()
+        episode = await pool.open(COUNTER, 0, seed=0, index=0)
+        await episode.close()
+        for call in (episode.fork(), episode.step("inc")):
+            with pytest.raises(EpisodeOverError, match="closed"):
+                await call
+        await pool.aclose()
 
     asyncio.run(run())
