@@ -244,9 +244,10 @@ class _LocalEpisode(EpisodeEnv):
             env = pool._take_env(self.env_id)
             try:
                 if mode == "snapshot":
-                    if env.task_id != self.task_id:
-                        # set_state may rely on what start() loaded for the task
-                        # (a TextWorld game); a pooled env of the same task skips it.
+                    if env.task_id is None:
+                        # The contract (palaestra check) restores into an env reset
+                        # to any task, not into a never-reset one; a pooled env
+                        # skips the reset (a TextWorld reset takes ~1 s).
                         env.reset(seed=self.seed, options={"task_id": self.task_id})
                     if self._snapshot is None:
                         self._snapshot = parent.snapshot()

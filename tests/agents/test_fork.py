@@ -180,3 +180,25 @@ def test_a_closed_local_episode_refuses_to_step_or_fork() -> None:
         await pool.aclose()
 
     asyncio.run(run())
+
+
+def test_a_snapshot_fork_restores_into_an_env_of_another_task() -> None:
+    """Pooled envs serve forks of any task (restore needs no reset to the same task)."""
+
+    async def run() -> None:
+        pool = LocalEnvs()
+        others = [await pool.open(MAZE, 5, seed=1, index=0) for _ in range(2)]
+        for other in others:
+            await other.close()  # two idle envs that last played task 5
+        parent = await pool.open(MAZE, 2, seed=0, index=0)
+        assert pool._idle[MAZE][0].task_id == 5  # the one the fork gets
+        await parent.step(await parent.random_action(0))
+        twin = await parent.fork()
+        assert twin._env.task_id == 2
+        tail = await _actions(MAZE, parent, 3, salt=4)
+        assert await _play(twin, tail) == await _play(parent, tail)
+        await twin.close()
+        await parent.close()
+        await pool.aclose()
+
+    asyncio.run(run())
