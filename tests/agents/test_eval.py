@@ -9,6 +9,7 @@ import pytest
 from cli_runner import run_cli
 
 from palaestra.agents.evaluate import EvalConfig, run_eval, wilson_interval
+from palaestra.agents.rollout import RolloutConfig
 from palaestra.agents.trajectory import read_trajectories
 
 MAZE = "palaestra/Maze-v0"
@@ -32,7 +33,10 @@ def test_seeded_random_policy_gives_identical_trajectories_over_http_and_in_proc
     tmp_path, serve
 ):
     with serve([MAZE, WORDLE]) as url, serve([MAZE, WORDLE]) as url2:
-        config = EvalConfig("random", (MAZE, WORDLE), limit=6, samples=2, seed=5, concurrency=8)
+        config = EvalConfig(
+            "random", (MAZE, WORDLE), limit=6, samples=2, rollout=RolloutConfig(seed=5),
+            concurrency=8,
+        )  # fmt: skip
         local = run_eval(config, tmp_path / "local", progress=False)
         remote_config = EvalConfig(**{**config.__dict__, "urls": (url, url2)})
         remote = run_eval(remote_config, tmp_path / "remote", progress=False)
@@ -125,7 +129,7 @@ def test_a_killed_eval_resumes_without_losing_or_duplicating_episodes(tmp_path):
     assert path.read_bytes().startswith(before.rsplit(b"\n", 1)[0])  # nothing rewritten
     # the same episodes as an uninterrupted run
     whole = run_eval(
-        EvalConfig("random", (MAZE,), limit=300, seed=3, concurrency=4),
+        EvalConfig("random", (MAZE,), limit=300, rollout=RolloutConfig(seed=3), concurrency=4),
         tmp_path / "whole",
         progress=False,
     )
@@ -152,8 +156,8 @@ def test_seeded_tiny_model_sampling_gives_identical_trajectories_over_http_and_i
 
     policy = TransformersPolicy("tiny")
     config = EvalConfig(
-        "tiny", (MAZE,), limit=2, samples=2, temperature=1.0, max_tokens=12, max_turns=3,
-        concurrency=1,
+        "tiny", (MAZE,), limit=2, samples=2,
+        rollout=RolloutConfig(temperature=1.0, max_tokens=12, max_turns=3), concurrency=1,
     )  # fmt: skip
     local = run_eval(config, tmp_path / "local", policy=policy, progress=False)
     with serve([MAZE]) as url:
