@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from cli_runner import run_cli
@@ -71,7 +72,12 @@ def test_a_finished_run_is_not_overwritten_and_resume_checks_the_settings(tmp_pa
         run_eval(config, out, progress=False)
     with pytest.raises(ValueError, match="limit: 2 then, 3 now"):
         run_eval(EvalConfig("expert", (MAZE,), limit=3), out, resume=True, progress=False)
-    again = run_eval(config, out, resume=True, progress=False)  # nothing left to play
+    longer = EvalConfig("expert", (MAZE,), limit=2, rollout=RolloutConfig(max_turns=9))
+    with pytest.raises(ValueError, match=r"rollout\.max_turns: None then, 9 now"):
+        run_eval(longer, out, resume=True, progress=False)
+    # how fast it runs is no part of which episodes it plays
+    faster = replace(config, concurrency=3, rollout=RolloutConfig(batch_wait_s=0.5))
+    again = run_eval(faster, out, resume=True, progress=False)  # nothing left to play
     assert again.stats.episodes == 0 and len(again.trajectories) == 2
 
 
