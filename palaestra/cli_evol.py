@@ -245,8 +245,9 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         "sft",
         help="supervised fine-tuning (transformers.Trainer) on assistant turns with loss",
         description="Fine-tune on the assistant messages of trajectories whose loss flag "
-        "is true. Resumes from OUT/checkpoints when run again with the same --out; the "
-        "model lands in OUT/model, a summary in OUT/sft.json. Multi-GPU: run it under "
+        "is true. Resumes from OUT/checkpoints when run again with the same --out, model, "
+        "data and settings (others are refused); the model lands in OUT/model, a summary in "
+        "OUT/sft.json. Multi-GPU: run it under "
         "accelerate launch or torchrun.",
     )
     p.add_argument("--data", nargs="+", required=True, help="trajectory files (.jsonl/.parquet)")
