@@ -36,6 +36,7 @@ from palaestra.agents.rollout import EpisodeSpec, RolloutConfig, RolloutEngine, 
 from palaestra.agents.trajectory import Trajectory, TrajectoryWriter, read_trajectories
 from palaestra.envs import TaskId
 from palaestra.files import write_json, write_text
+from palaestra.settings import NOT_IDENTITY, identity, identity_differences
 from palaestra.tables import format_table
 
 __all__ = [
@@ -47,25 +48,6 @@ __all__ = [
     "summarize",
     "wilson_interval",
 ]
-
-# Settings that define which episodes a run plays and how: a resumed run must match them.
-_IDENTITY = (
-    "policy",
-    "envs",
-    "split",
-    "limit",
-    "offset",
-    "spread",
-    "tasks",
-    "samples",
-    "seed",
-    "format",
-    "temperature",
-    "max_tokens",
-    "max_turns",
-    "history",
-    "system_prompt",
-)
 
 
 @dataclass(frozen=True)
@@ -83,16 +65,15 @@ class EvalConfig:
         spread: Spread the ``limit`` tasks evenly (default) or take the first ones.
         tasks: Explicit task ids per env id (replaces limit/offset/spread for the
             envs it names).
-        samples: Episodes per task, with env seeds ``seed .. seed + samples - 1``.
-        seed: The first env seed; also seeds the policy's sampling.
-        format: Reply format (``react`` or ``json``).
-        temperature: Sampling temperature (0 = greedy).
-        max_tokens: Longest reply in tokens.
-        max_turns: Cap on turns per episode (the env's own limit applies anyway).
-        history: Past turns kept in the prompt (``None``: all that fit).
-        system_prompt: Send the system prompt (see :class:`RolloutConfig`).
+        samples: Episodes per task, with env seeds ``rollout.seed .. rollout.seed +
+            samples - 1``.
+        rollout: How episodes are played: format, sampling (its ``seed`` seeds the
+            policy's sampling and is the first env seed), limits, prompt window.
         concurrency: Episodes at once.
         urls: palaestra servers to play on (empty: envs run in this process).
+
+    Every field but ``concurrency`` and ``urls`` defines the run's episodes: a resumed
+    run must match them (:func:`palaestra.settings.identity`).
     """
 
     policy: str
@@ -103,27 +84,18 @@ class EvalConfig:
     spread: bool = True
     tasks: dict[str, list[TaskId]] | None = None
     samples: int = 1
-    seed: int = 0
-    format: str = "react"
-    temperature: float = 0.0
-    max_tokens: int = 128
-    max_turns: int | None = None
-    history: int | None = None
-    system_prompt: bool = True
-    concurrency: int = 8
-    urls: tuple[str, ...] = ()
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    concurrency: int = field(default=8, metadata=NOT_IDENTITY)
+    urls: tuple[str, ...] = field(default=(), metadata=NOT_IDENTITY)
 
-    def rollout(self) -> RolloutConfig:
-        """The rollout engine's settings."""
-        return RolloutConfig(
-            format=self.format,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            max_turns=self.max_turns,
-            history=self.history,
-            system_prompt=self.system_prompt,
-            seed=self.seed,
-        )
+    def __post_init__(self) -> None:
+        if isinstance(self.rollout, dict):  # read back from a run.json
+            object.__setattr__(self, "rollout", RolloutConfig(**self.rollout))
+
+    @property
+    def seed(self) -> int:
+        """The run's seed (``rollout.seed``): the first env seed, and sampling's seed."""
+        return self.rollout.seed
 
 
 @dataclass
@@ -304,7 +276,7 @@ def provenance(policy: Policy | EnvPolicy, config: EvalConfig) -> dict[str, Any]
         "env_packages": env_packages(config.envs),
         "packages": packages,
         "policy": policy.describe(),
-        "sampling": config.rollout().sampling(),
+        "sampling": config.rollout.sampling(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -313,10 +285,9 @@ def provenance(policy: Policy | EnvPolicy, config: EvalConfig) -> dict[str, Any]
 
 def _check_resumable(path: Path, config: EvalConfig) -> None:
     saved = json.loads(path.read_text())["config"]
-    mine = json.loads(json.dumps(asdict(config)))
-    differ = [k for k in _IDENTITY if saved.get(k) != mine.get(k)]
+    differ = identity_differences(saved, identity(config))
     if differ:
-        details = ", ".join(f"{k}: {saved.get(k)!r} then, {mine.get(k)!r} now" for k in differ)
+        details = ", ".join(f"{k}: {then!r} then, {now!r} now" for k, then, now in differ)
         raise ValueError(f"cannot resume {path.parent}: the run's settings differ ({details})")
 
 
@@ -393,7 +364,7 @@ async def _run(
         todo = [s for s in specs if s.key not in finished]
         record = {"config": asdict(config), "provenance": provenance(policy, config)}
         write_json(out / "run.json", record)
-        engine = RolloutEngine(policy, pool, config.rollout(), concurrency=config.concurrency)
+        engine = RolloutEngine(policy, pool, config.rollout, concurrency=config.concurrency)
         lost: list[str] = []
 
         def report() -> None:
@@ -456,8 +427,8 @@ async def _run(
     write_json(out / "results.json", summary)
     header = (
         f"policy `{config.policy}` on split `{config.split}` "
-        f"({len(done)}/{len(specs)} episodes; {config.format} format, "
-        f"temperature {config.temperature}, seed {config.seed})"
+        f"({len(done)}/{len(specs)} episodes; {config.rollout.format} format, "
+        f"temperature {config.rollout.temperature}, seed {config.seed})"
     )
     write_text(out / "results.md", f"{header}\n\n{table}\n")
     return EvalResult(rows, table, done, lost, stats)

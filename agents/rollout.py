@@ -36,6 +36,7 @@ from palaestra.agents.formats import Format, get_format
 from palaestra.agents.policy import Completion, Message, Policy
 from palaestra.agents.trajectory import Trajectory, episode_key
 from palaestra.envs import TaskId
+from palaestra.settings import NOT_IDENTITY, identity
 
 __all__ = ["EpisodeSpec", "RolloutConfig", "RolloutEngine", "RolloutStats", "prompt_window"]
 
@@ -78,8 +79,14 @@ class RolloutConfig:
             format's rules). Trajectories record it either way; a small model
             trained from scratch on one env gains nothing from reading it, and
             it is most of every prompt's tokens.
-        seed: Seeds the policy's sampling.
-        batch_wait_s: How long the batcher waits for stragglers before a call.
+        seed: Seeds the policy's sampling (and, in an evaluation, the first env
+            seed: see :class:`~palaestra.agents.evaluate.EvalConfig`).
+        batch_wait_s: How long the batcher waits for stragglers before a call
+            (speed only: not part of a run's identity).
+
+    Every config that plays episodes embeds one (``EvalConfig.rollout``,
+    ``AgentEvolConfig.rollout``), and stages derive theirs with
+    ``dataclasses.replace(config.rollout, temperature=..., seed=...)``.
     """
 
     format: str = "react"
@@ -89,19 +96,11 @@ class RolloutConfig:
     history: int | None = None
     system_prompt: bool = True
     seed: int = 0
-    batch_wait_s: float = 0.02
+    batch_wait_s: float = field(default=0.02, metadata=NOT_IDENTITY)
 
     def sampling(self) -> dict[str, Any]:
-        """The sampling settings, for provenance."""
-        return {
-            "format": self.format,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "max_turns": self.max_turns,
-            "history": self.history,
-            "system_prompt": self.system_prompt,
-            "seed": self.seed,
-        }
+        """The sampling settings, for provenance (the fields that define episodes)."""
+        return identity(self)
 
 
 @dataclass

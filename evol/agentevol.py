@@ -17,20 +17,26 @@ Stages, each saved under the run folder and recorded in ``run.json`` as it ends:
 
 ``run_agentevol(..., resume=True)`` skips the stages ``run.json`` marks done and
 resumes the interrupted one where it stopped (evaluations and explorations keep
-their finished episodes; training resumes from its last checkpoint).
+their finished episodes; training resumes from its last checkpoint); the stages
+run on :class:`palaestra.evol.stages.Stages`.
+
+One run seed (``AgentEvolConfig.seed``) derives every random choice: the tiny
+model's initial weights (``model="tiny"`` trains ``tiny:SEED``, the tiny recipe
+built with that seed; seed 0 is the default tiny model), the training seed of
+each stage (data order, dropout), the sampling seeds and the env seeds of every
+evaluation and exploration. ``run.json`` records each derived seed under ``seeds``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import palaestra
 from palaestra.agents.evaluate import (
     EvalConfig,
     EvalResult,
@@ -38,6 +44,7 @@ from palaestra.agents.evaluate import (
     run_eval,
     wilson_interval,
 )
+from palaestra.agents.rollout import RolloutConfig
 from palaestra.agents.trajectory import Trajectory
 from palaestra.envs import TaskId, env_class
 from palaestra.evol.data import (
@@ -47,9 +54,14 @@ from palaestra.evol.data import (
     merge,
     save_trajectories,
 )
-from palaestra.evol.progress import StageLine, StageLines, quiet_libraries
+from palaestra.evol.progress import StageLine
 from palaestra.evol.sft import SFTConfig, train_sft
+from palaestra.evol.stages import Stages
 from palaestra.files import write_json, write_text
+from palaestra.settings import NOT_IDENTITY
+
+if TYPE_CHECKING:
+    from palaestra.agents.transformers_policy import TransformersPolicy
 
 __all__ = [
     "AgentEvolConfig",
@@ -57,7 +69,12 @@ __all__ = [
     "plan_tasks",
     "render_evolution_table",
     "run_agentevol",
+    "seeded_model",
 ]
+
+
+DEFAULT_ROLLOUT = RolloutConfig(max_tokens=16, max_turns=60, history=0)
+"""AgentEvol's default rollout settings: short replies, 60 turns, the latest observation."""
 
 
 @dataclass
@@ -66,7 +83,8 @@ class AgentEvolConfig:
 
     Attributes:
         envs: Env ids to train and evaluate on.
-        model: The base model (anything ``--policy``/``resolve_model`` takes as a model).
+        model: The base model (anything ``--policy``/``resolve_model`` takes as a
+            model); ``"tiny"`` is built with the run seed (see :func:`seeded_model`).
         iterations: Explore-and-learn rounds after behaviour cloning.
         base_tasks: Train tasks per env that the expert plays (the first ones).
         explore_tasks: Train tasks per env explored each round, spread over the
@@ -80,22 +98,20 @@ class AgentEvolConfig:
             or ``"all"`` successes.
         retrain: ``"base"`` (each round trains the base model afresh, as the paper
             does) or ``"continue"`` (from the previous round's model).
-        sft: Training settings of behaviour cloning.
+        sft: Training settings of behaviour cloning (its ``history`` and
+            ``system_prompt`` are the rollout's, its ``seed`` is derived per stage).
         iteration_steps: Training steps of each later round (default ``sft.max_steps``).
         eval_tasks: Test tasks per env.
         eval_temperatures: One evaluation per temperature (0 = greedy).
         baselines: ``--policy`` names evaluated for the table (``expert`` included).
-        max_turns: Turn cap of every episode.
-        max_tokens: Longest reply.
-        history: Past turns in each prompt, in rollouts and in training (0: the
-            latest observation only).
-        system_prompt: Send the system prompt in rollouts and keep it in training.
-        format: Reply format.
-        concurrency: Episodes at once.
-        seed: Seeds sampling, env randomness and training.
+        rollout: How every episode is played (format, reply and turn limits,
+            history window, system prompt); each stage sets its own temperature
+            and a seed derived from ``seed``, so those two fields are not used.
+        seed: The run seed: every random choice derives from it (module doc).
         tasks: Explicit ``{env: {"train": [...], "test": [...]}}`` task pools
             (default: each env's splits); see :func:`plan_tasks`.
-        threads: torch CPU threads for generation and training.
+        concurrency: Episodes at once (speed only: a resumed run may change it).
+        threads: torch CPU threads for generation and training (speed only).
     """
 
     envs: tuple[str, ...] = ("palaestra/Maze-v0", "palaestra/Wordle-v0")
@@ -114,15 +130,11 @@ class AgentEvolConfig:
     eval_tasks: int = 100
     eval_temperatures: tuple[float, ...] = (0.0, 1.0)
     baselines: tuple[str, ...] = ()
-    max_turns: int | None = 60
-    max_tokens: int = 16
-    history: int | None = 0
-    system_prompt: bool = True
-    format: str = "react"
-    concurrency: int = 32
+    rollout: RolloutConfig = DEFAULT_ROLLOUT
     seed: int = 0
     tasks: dict[str, dict[str, list[TaskId]]] | None = None
-    threads: int | None = None
+    concurrency: int = field(default=32, metadata=NOT_IDENTITY)
+    threads: int | None = field(default=None, metadata=NOT_IDENTITY)
 
     def __post_init__(self) -> None:
         if self.explore_from not in ("rest", "all"):
@@ -135,9 +147,22 @@ class AgentEvolConfig:
             raise ValueError("need iterations >= 0, samples >= 1 and base_tasks >= 1")
         if isinstance(self.sft, dict):
             self.sft = SFTConfig(**self.sft)
+        if isinstance(self.rollout, dict):
+            self.rollout = RolloutConfig(**self.rollout)
         self.envs = tuple(self.envs)
         self.eval_temperatures = tuple(self.eval_temperatures)
         self.baselines = tuple(self.baselines)
+
+
+def seeded_model(model: str, seed: int) -> str:
+    """The base model of a run with seed ``seed``: ``"tiny"`` becomes ``"tiny:SEED"``.
+
+    The tiny model is initialised at random from its recipe's seed (weights and the
+    episodes its tokenizer is trained on), so a run seed must reach it; ``tiny:0``
+    is the default tiny model. Any other model (``tiny:N`` named explicitly, a
+    folder, a hub model) has fixed weights and is returned as is.
+    """
+    return f"tiny:{seed}" if model == "tiny" and seed != 0 else model
 
 
 @dataclass
@@ -179,52 +204,6 @@ def plan_tasks(config: AgentEvolConfig) -> dict[str, dict[str, list[TaskId]]]:
 def _spread(ids: Sequence[TaskId], count: int) -> list[TaskId]:
     count = min(count, len(ids))
     return [ids[(i * len(ids)) // count] for i in range(count)] if count else []
-
-
-class _Manifest:
-    """``run.json``: the config, the task plan, and each finished stage."""
-
-    def __init__(self, path: Path, config: AgentEvolConfig, resume: bool) -> None:
-        self.path = path
-        mine = json.loads(json.dumps(asdict(config)))
-        if path.exists():
-            if not resume:
-                raise FileExistsError(
-                    f"{path.parent} already holds a run; pass --resume to continue it "
-                    "or choose another --out"
-                )
-            saved = json.loads(path.read_text())
-            differ = sorted(k for k in mine if saved["config"].get(k) != mine[k])
-            if differ:
-                raise ValueError(
-                    f"cannot resume {path.parent}: its settings differ in {', '.join(differ)}"
-                )
-            self.data = saved
-        else:
-            self.data = {
-                "config": mine,
-                "provenance": {
-                    "palaestra": palaestra.__version__,
-                    "env_packages": env_packages(config.envs),
-                },
-                "tasks": plan_tasks(config),
-                "stages": {},
-            }
-            self.save()
-
-    @property
-    def tasks(self) -> dict[str, dict[str, list[TaskId]]]:
-        return self.data["tasks"]
-
-    def done(self, stage: str) -> dict[str, Any] | None:
-        return self.data["stages"].get(stage)
-
-    def finish(self, stage: str, record: dict[str, Any]) -> None:
-        self.data["stages"][stage] = record
-        self.save()
-
-    def save(self) -> None:
-        write_json(self.path, self.data)
 
 
 def _rows(label: str, temperature: float, result: EvalResult) -> list[dict[str, Any]]:
@@ -272,68 +251,75 @@ def run_agentevol(
             (the message names the stage and what to change).
     """
     out = Path(out)
-    manifest = _Manifest(out / "run.json", config, resume)
-    with quiet_libraries(out / "run.log"):
-        return _run_stages(config, out, manifest, StageLines(progress), log, stop_after)
+    stages = Stages(
+        out, config, lambda: plan_tasks(config), resume=resume, progress=progress, log=log,
+        stop_after=stop_after, provenance={"env_packages": env_packages(config.envs)},
+    )  # fmt: skip
+    run = _Run(config, stages)
+    rows: list[dict[str, Any]] = []
+    with stages:
+        for name in config.baselines:
+            rows += stages.run(f"baseline-{name}", partial(run.baseline, name))["rows"]
+        stages.run("expert", run.expert)
+        record = stages.run("bc", partial(run.train, 0, run.base_model))
+        model_dir = out / record["model"]
+        rows += stages.run("eval-0", partial(run.evaluate, 0, model_dir))["rows"]
+        for i in range(1, config.iterations + 1):
+            stages.run(f"explore-{i}", partial(run.explore, i, model_dir))
+            start = run.base_model if config.retrain == "base" else str(model_dir)
+            record = stages.run(f"train-{i}", partial(run.train, i, start))
+            model_dir = out / record["model"]
+            rows += stages.run(f"eval-{i}", partial(run.evaluate, i, model_dir))["rows"]
+    table = render_evolution_table(rows)
+    write_text(out / "results.md", table + "\n")
+    write_json(out / "results.json", rows)
+    return AgentEvolResult(rows, table, out)
 
 
-def _run_stages(
-    config: AgentEvolConfig,
-    out: Path,
-    manifest: _Manifest,
-    lines: StageLines,
-    log: Callable[[str], None],
-    stop_after: str | None,
-) -> AgentEvolResult:
-    from palaestra.agents.transformers_policy import TransformersPolicy
+class _Run:
+    """AgentEvol's stages: each takes its progress line last and returns its record.
 
-    tasks = manifest.tasks
-    results: list[dict[str, Any]] = []
+    Iteration ``i`` keeps its files in ``iter-i/``: ``sft/`` (training), ``eval/``,
+    and for ``i >= 1`` ``explore/`` and ``data.jsonl`` (base set + kept successes).
+    """
 
-    def stage(name: str, work: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-        record = manifest.done(name)
-        if record is not None:
-            log(f"[{name}] done before ({record['seconds']:.0f}s); skipped")
-        else:
-            started = time.perf_counter()
-            with lines.stage(name) as line:
-                try:
-                    record = work(line, *args)
-                except ValueError as error:  # e.g. no training example: say which stage
-                    if str(error).startswith("stage "):
-                        raise
-                    raise ValueError(f"stage {name!r}: {error}") from error
-                record["seconds"] = round(time.perf_counter() - started, 1)
-                line.finish(f"done in {record['seconds']:.0f}s")
-            manifest.finish(name, record)
-            if not lines.enabled:
-                log(f"[{name}] done in {record['seconds']:.0f}s")
-        if stop_after == name:
-            raise _Stopped(name)
-        return record
+    def __init__(self, config: AgentEvolConfig, stages: Stages) -> None:
+        self.config = config
+        self.stages = stages
+        self.out = stages.out
+        self.tasks = stages.tasks
+        self.base_model = seeded_model(config.model, config.seed)
 
-    def evaluate(
-        line: StageLine, label: str, folder: Path, policy_name: str, model_dir: Path | None
-    ) -> dict:
+    def _eval_config(
+        self, policy: str, envs: Sequence[str], split: str, pool: str, rollout: RolloutConfig
+    ) -> EvalConfig:
+        return EvalConfig(
+            policy=policy,
+            envs=tuple(envs),
+            split=split,
+            tasks={env: self.tasks[env][pool] for env in envs},
+            rollout=rollout,
+            concurrency=self.config.concurrency,
+        )
+
+    def _policy(self, model_dir: Path) -> TransformersPolicy:
+        from palaestra.agents.transformers_policy import TransformersPolicy
+
+        return TransformersPolicy(str(model_dir), threads=self.config.threads)
+
+    def _test(
+        self, line: StageLine, label: str, folder: Path, policy_name: str, model_dir: Path | None
+    ) -> dict[str, Any]:
+        """Evaluate on the test tasks: same env seeds for every policy, one run per temperature."""
+        config = self.config
         rows: list[dict[str, Any]] = []
         temperatures = config.eval_temperatures if model_dir is not None else (0.0,)
         envs = config.envs if model_dir is not None else _playable(policy_name, config.envs)
+        seed = self.stages.seed("eval")
         for temperature in temperatures:
-            eval_config = EvalConfig(
-                policy=policy_name,
-                envs=envs,
-                split="test",
-                tasks={env: tasks[env]["test"] for env in envs},
-                seed=config.seed,
-                format=config.format,
-                temperature=temperature,
-                max_tokens=config.max_tokens,
-                max_turns=config.max_turns,
-                history=config.history,
-                system_prompt=config.system_prompt,
-                concurrency=config.concurrency,
-            )
-            policy = _policy(model_dir) if model_dir is not None else None
+            rollout = replace(config.rollout, temperature=temperature, seed=seed)
+            eval_config = self._eval_config(policy_name, envs, "test", "test", rollout)
+            policy = self._policy(model_dir) if model_dir is not None else None
             try:
                 what = "episodes" + (" (greedy)" if temperature == 0 else f" (t={temperature:g})")
                 result = run_eval(
@@ -344,124 +330,96 @@ def _run_stages(
                 if policy is not None:
                     asyncio.run(policy.aclose())
             rows += _rows(label, temperature, result)
-        return {"rows": rows}
+        return {"rows": rows, "seed": seed}
 
-    def _policy(model_dir: Path) -> TransformersPolicy:
-        return TransformersPolicy(str(model_dir), threads=config.threads)
+    def baseline(self, name: str, line: StageLine) -> dict[str, Any]:
+        """``baseline-NAME``: a baseline policy on the test tasks, greedy."""
+        folder = self.out / "baselines" / name
+        return self._test(line, BASELINE_LABELS.get(name, name), folder, name, None)
 
-    def train(
-        line: StageLine, folder: Path, data: list[Trajectory], start: str, steps: int
-    ) -> dict[str, Any]:
+    def evaluate(self, i: int, model_dir: Path, line: StageLine) -> dict[str, Any]:
+        """``eval-i``: the model of iteration ``i`` on the test tasks."""
+        label, policy = ("BC", "bc") if i == 0 else (f"AgentEvol {i}", f"iter-{i}")
+        return self._test(line, label, self.out / f"iter-{i}" / "eval", policy, model_dir)
+
+    def expert(self, line: StageLine) -> dict[str, Any]:
+        """``expert``: the expert on the base tasks; its successes are the base set."""
+        config = self.config
+        seed = self.stages.seed("expert")
+        rollout = replace(config.rollout, temperature=0.0, seed=seed)
+        eval_config = self._eval_config("expert", config.envs, "train", "base", rollout)
+        result = run_eval(
+            eval_config, self.out / "base" / "expert", resume=True, progress=False,
+            on_progress=line.episodes("episodes"),
+        )  # fmt: skip
+        kept = filter_trajectories(result.trajectories, success=True)
+        _require_base_data(config, result.trajectories, kept)
+        save_trajectories(kept, self.out / "base" / "data.jsonl")
+        return {"trajectories": len(kept), "played": len(result.trajectories), "seed": seed}
+
+    def explore(self, i: int, current: Path, line: StageLine) -> dict[str, Any]:
+        """``explore-i``: the current model samples the explore tasks; keep its successes."""
+        config = self.config
+        folder = self.out / f"iter-{i}"
+        seed = self.stages.seed("explore", i)
+        rollout = replace(config.rollout, temperature=config.explore_temperature, seed=seed)
+        eval_config = self._eval_config(f"iter-{i - 1}", config.envs, "train", "explore", rollout)
+        eval_config = replace(eval_config, samples=config.samples)
+        policy = self._policy(current)
+        try:
+            result = run_eval(
+                eval_config, folder / "explore", policy=policy, resume=True,
+                progress=False, on_progress=line.episodes("episodes"),
+            )  # fmt: skip
+        finally:
+            asyncio.run(policy.aclose())
+        kept = filter_trajectories(result.trajectories, success=True, min_score=config.min_score)
+        if config.keep == "best":
+            kept = best_per_task(kept)
+        base = load_trajectories(self.out / "base" / "data.jsonl")
+        save_trajectories(merge(base, kept), folder / "data.jsonl")
+        return {
+            "explored": len(result.trajectories),
+            "successes": sum(t.success for t in result.trajectories),
+            "kept": len(kept),
+            "tasks_solved": len({(t.env_id, json.dumps(t.task_id)) for t in kept}),
+            "seed": seed,
+        }
+
+    def train(self, i: int, start: str, line: StageLine) -> dict[str, Any]:
+        """``bc`` (``i = 0``, on the base set) or ``train-i`` (on ``iter-i/data.jsonl``)."""
+        config = self.config
+        if i == 0:
+            data = load_trajectories(self.out / "base" / "data.jsonl")
+            steps = config.sft.max_steps
+            seed = self.stages.seed("sft", "bc")
+        else:
+            data = load_trajectories(self.out / f"iter-{i}" / "data.jsonl")
+            steps = config.iteration_steps or config.sft.max_steps
+            seed = self.stages.seed("sft", i)
         sft = replace(
             config.sft,
             max_steps=steps,
-            history=config.history,
-            system_prompt=config.system_prompt,
+            history=config.rollout.history,
+            system_prompt=config.rollout.system_prompt,
+            seed=seed,
         )
         if config.threads is not None:
             sft.threads = config.threads
+        folder = self.out / f"iter-{i}" / "sft"
         result = train_sft(
             start, data, folder, sft, progress=False, callbacks=[line.trainer_callback()]
         )
         return {
-            "model": str(result.model_dir.relative_to(out)),
+            "model": str(result.model_dir.relative_to(self.out)),
+            "base_model": start,
             "examples": result.examples,
             "trajectories": len(data),
             "steps": result.steps,
             "tokens_per_s": round(result.tokens_per_s),
             "final_loss": result.losses[-1][1] if result.losses else None,
+            "seed": seed,
         }
-
-    try:
-        for name in config.baselines:
-            label = BASELINE_LABELS.get(name, name)
-            folder = out / "baselines" / name
-            record = stage(f"baseline-{name}", evaluate, label, folder, name, None)
-            results += record["rows"]
-
-        def collect_expert(line: StageLine) -> dict[str, Any]:
-            eval_config = EvalConfig(
-                policy="expert",
-                envs=config.envs,
-                split="train",
-                tasks={env: tasks[env]["base"] for env in config.envs},
-                seed=config.seed,
-                format=config.format,
-                max_turns=config.max_turns,
-                concurrency=config.concurrency,
-            )
-            result = run_eval(
-                eval_config, out / "base" / "expert", resume=True, progress=False,
-                on_progress=line.episodes("episodes"),
-            )  # fmt: skip
-            kept = filter_trajectories(result.trajectories, success=True)
-            _require_base_data(config, result.trajectories, kept)
-            save_trajectories(kept, out / "base" / "data.jsonl")
-            return {"trajectories": len(kept), "played": len(result.trajectories)}
-
-        stage("expert", collect_expert)
-        base = load_trajectories(out / "base" / "data.jsonl")
-        record = stage(
-            "bc", train, out / "iter-0" / "sft", base, config.model, config.sft.max_steps
-        )
-        model_dir = out / record["model"]
-        results += stage("eval-0", evaluate, "BC", out / "iter-0" / "eval", "bc", model_dir)["rows"]
-        for i in range(1, config.iterations + 1):
-            folder = out / f"iter-{i}"
-            current = model_dir
-
-            def explore(line: StageLine, i: int, folder: Path, current: Path) -> dict[str, Any]:
-                eval_config = EvalConfig(
-                    policy=f"iter-{i - 1}",
-                    envs=config.envs,
-                    split="train",
-                    tasks={env: tasks[env]["explore"] for env in config.envs},
-                    samples=config.samples,
-                    seed=config.seed + 1000 * i,
-                    format=config.format,
-                    temperature=config.explore_temperature,
-                    max_tokens=config.max_tokens,
-                    max_turns=config.max_turns,
-                    history=config.history,
-                    system_prompt=config.system_prompt,
-                    concurrency=config.concurrency,
-                )
-                policy = _policy(current)
-                try:
-                    result = run_eval(
-                        eval_config, folder / "explore", policy=policy, resume=True,
-                        progress=False, on_progress=line.episodes("episodes"),
-                    )  # fmt: skip
-                finally:
-                    asyncio.run(policy.aclose())
-                kept = filter_trajectories(
-                    result.trajectories, success=True, min_score=config.min_score
-                )
-                if config.keep == "best":
-                    kept = best_per_task(kept)
-                save_trajectories(merge(base, kept), folder / "data.jsonl")
-                return {
-                    "explored": len(result.trajectories),
-                    "successes": sum(t.success for t in result.trajectories),
-                    "kept": len(kept),
-                    "tasks_solved": len({(t.env_id, json.dumps(t.task_id)) for t in kept}),
-                }
-
-            stage(f"explore-{i}", explore, i, folder, current)
-            data = load_trajectories(folder / "data.jsonl")
-            start = config.model if config.retrain == "base" else str(current)
-            steps = config.iteration_steps or config.sft.max_steps
-            record = stage(f"train-{i}", train, folder / "sft", data, start, steps)
-            model_dir = out / record["model"]
-            results += stage(
-                f"eval-{i}", evaluate, f"AgentEvol {i}", folder / "eval", f"iter-{i}", model_dir
-            )["rows"]
-    except _Stopped:
-        pass
-    table = render_evolution_table(results)
-    write_text(out / "results.md", table + "\n")
-    write_json(out / "results.json", results)
-    return AgentEvolResult(results, table, out)
 
 
 BASELINE_LABELS = {"uniform": "uniform (any move)", "random": "random (valid moves)"}
@@ -499,7 +457,7 @@ def _require_base_data(
         capped = sum(t.end == "max_turns" for t in mine)
         why = f"{env}: the expert succeeded on 0 of {len(mine)} base tasks"
         if capped:
-            why += f" ({capped} stopped at max_turns={config.max_turns})"
+            why += f" ({capped} stopped at max_turns={config.rollout.max_turns})"
         reasons.append(why)
     hint = (
         "raise --max-turns (the expert needs as many turns as the task takes)"
@@ -509,10 +467,6 @@ def _require_base_data(
     raise ValueError(
         f"stage 'expert' has no data for behaviour cloning: {'; '.join(reasons)}; {hint}"
     )
-
-
-class _Stopped(Exception):
-    """``stop_after`` reached."""
 
 
 def render_evolution_table(rows: Sequence[dict[str, Any]]) -> str:

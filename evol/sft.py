@@ -7,9 +7,12 @@ Because it is a plain ``Trainer``, ``accelerate launch`` / ``torchrun`` run it o
 several GPUs unchanged. Checkpoints go to ``OUT/checkpoints``; a second call with
 the same ``OUT`` resumes from the newest one; the final model (LoRA adapters
 merged) is saved as a normal Hugging Face folder in ``OUT/model`` together with
-``OUT/sft.json`` (settings, data sizes, loss curve, tokens/s). A call on an
-``OUT`` that holds a finished run returns that run when the base model, data and
-settings are the same, and refuses (``FileExistsError``) when they differ.
+``OUT/sft.json`` (settings, data sizes, loss curve, tokens/s). What defines the
+run (the base model, a digest of the data, the settings but ``threads``,
+``save_steps`` and ``logging_steps``) is written to ``OUT/identity.json`` before the
+first step. A call on an ``OUT`` that holds a run, finished or not, checks it: the
+same run is returned (finished) or resumed (unfinished); another model, other data
+or other settings are refused (``FileExistsError``), never silently mixed.
 
 Example::
 
@@ -36,6 +39,7 @@ from typing import Any
 from palaestra.agents.trajectory import Trajectory
 from palaestra.evol.examples import IGNORE_INDEX, tokenize_example, turn_examples
 from palaestra.files import write_json
+from palaestra.settings import NOT_IDENTITY, identity, identity_differences
 
 __all__ = [
     "SFTCollator",
@@ -67,8 +71,9 @@ class SFTConfig:
         lora: Train LoRA adapters (peft) instead of every weight; merged at the end.
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling.
-        seed: Shuffling and initialisation seed.
-        save_steps: Checkpoint every this many steps.
+        seed: Shuffling, dropout and initialisation seed.
+        save_steps: Checkpoint every this many steps (speed only, as the next two:
+            not part of the run's identity).
         threads: torch CPU threads (default: torch's choice).
         logging_steps: Record the loss every this many steps.
     """
@@ -87,9 +92,9 @@ class SFTConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     seed: int = 0
-    save_steps: int = 100
-    threads: int | None = None
-    logging_steps: int = 10
+    save_steps: int = field(default=100, metadata=NOT_IDENTITY)
+    threads: int | None = field(default=None, metadata=NOT_IDENTITY)
+    logging_steps: int = field(default=10, metadata=NOT_IDENTITY)
 
 
 @dataclass
@@ -244,8 +249,8 @@ def train_sft(
         data and settings, that run's result (``reused=True``).
 
     Raises:
-        FileExistsError: ``out`` holds a finished run of another model, other
-            data or other settings.
+        FileExistsError: ``out`` holds a run (finished or not) of another model,
+            other data or other settings.
         ValueError: No trainable example (no assistant message with ``loss``).
     """
     import torch
@@ -256,9 +261,10 @@ def train_sft(
     config = config or SFTConfig()
     out = Path(out)
     summary_path = out / "sft.json"
-    identity = _identity(model, trajectories, config)
+    wanted = _run_identity(model, trajectories, config)
     if summary_path.exists():
-        return _finished_run(out, json.loads(summary_path.read_text()), identity)
+        return _finished_run(out, json.loads(summary_path.read_text()), wanted)
+    _check_unfinished(out, wanted)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     set_seed(config.seed)
@@ -294,6 +300,7 @@ def train_sft(
         callbacks=list(callbacks),
     )
     _own_callbacks(trainer, out / "train_log.jsonl", progress=progress)
+    write_json(out / IDENTITY_FILE, wanted, indent=2)
     started = time.perf_counter()
     resume = _latest_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -322,7 +329,7 @@ def train_sft(
         losses=losses,
         seconds=seconds,
     )
-    summary = {**identity, **asdict(result)}
+    summary = {**wanted, **asdict(result)}
     summary["model_dir"] = "model"
     del summary["reused"]
     write_json(summary_path, summary, indent=2)
@@ -375,7 +382,11 @@ def _own_callbacks(trainer: Any, log_path: Path, *, progress: bool) -> None:
         trainer.add_callback(Bar())
 
 
-def _identity(
+IDENTITY_FILE = "identity.json"
+"""What defines the run in a training folder, written before its first step."""
+
+
+def _run_identity(
     model: str | Path, trajectories: Sequence[Trajectory], config: SFTConfig
 ) -> dict[str, Any]:
     """What defines a training run: the base model, the data (a digest) and the settings."""
@@ -383,30 +394,31 @@ def _identity(
     for t in trajectories:
         digest.update(json.dumps(t.to_json(), sort_keys=True).encode("utf-8", "surrogatepass"))
     return {
-        "config": json.loads(json.dumps(asdict(config))),
+        "config": identity(config),
         "model": str(model),
         "data": {"trajectories": len(trajectories), "sha256": digest.hexdigest()},
     }
 
 
-# Settings that change how fast a run goes, not what it trains.
-_NOT_IDENTITY = ("threads", "save_steps")
-
-
-def _finished_run(out: Path, summary: dict[str, Any], identity: dict[str, Any]) -> SFTResult:
-    """The run recorded in ``out/sft.json`` if it is the one asked for; else FileExistsError."""
+def _differences(saved: dict[str, Any], mine: dict[str, Any]) -> list[str]:
+    """How a recorded run (an ``identity.json`` or ``sft.json``) differs from ``mine``."""
     differ = []
-    if summary.get("model") != identity["model"]:
-        differ.append(f"model {summary.get('model')!r} then, {identity['model']!r} now")
-    saved = summary.get("data")  # absent in runs recorded before the data digest
-    if saved is not None and saved != identity["data"]:
-        now = identity["data"]["trajectories"]
-        same_size = " of other contents" if saved["trajectories"] == now else ""
-        differ.append(f"data {saved['trajectories']} trajectories then, {now}{same_size} now")
-    for key, value in identity["config"].items():
-        then = summary.get("config", {}).get(key)
-        if key not in _NOT_IDENTITY and then != value:
-            differ.append(f"{key} {then!r} then, {value!r} now")
+    if saved.get("model") != mine["model"]:
+        differ.append(f"model {saved.get('model')!r} then, {mine['model']!r} now")
+    then = saved.get("data")
+    if then != mine["data"]:
+        now = mine["data"]["trajectories"]
+        count = then.get("trajectories") if isinstance(then, dict) else None
+        same_size = " of other contents" if count == now else ""
+        differ.append(f"data {count} trajectories then, {now}{same_size} now")
+    for key, then_value, now_value in identity_differences(saved.get("config", {}), mine["config"]):
+        differ.append(f"{key} {then_value!r} then, {now_value!r} now")
+    return differ
+
+
+def _finished_run(out: Path, summary: dict[str, Any], wanted: dict[str, Any]) -> SFTResult:
+    """The run recorded in ``out/sft.json`` if it is the one asked for; else FileExistsError."""
+    differ = _differences(summary, wanted)
     if differ:
         raise FileExistsError(
             f"{out} already holds a finished training run of other settings "
@@ -415,6 +427,28 @@ def _finished_run(out: Path, summary: dict[str, Any], identity: dict[str, Any]) 
     result = _result_from_json(out, summary)
     result.reused = True
     return result
+
+
+def _check_unfinished(out: Path, wanted: dict[str, Any]) -> None:
+    """Refuse to resume an unfinished run in ``out`` unless it is the one asked for.
+
+    Raises:
+        FileExistsError: ``out`` holds checkpoints of another model, other data or
+            other settings, or checkpoints with no record of what they train.
+    """
+    recorded = out / IDENTITY_FILE
+    if recorded.exists():
+        differ = _differences(json.loads(recorded.read_text()), wanted)
+        if differ:
+            raise FileExistsError(
+                f"{out} holds an unfinished training run of other settings "
+                f"({'; '.join(differ)}); choose another --out, or delete {out} to train again"
+            )
+    elif _latest_checkpoint(out / "checkpoints") is not None:
+        raise FileExistsError(
+            f"{out} holds checkpoints of an unknown training run (no {IDENTITY_FILE}); "
+            f"choose another --out, or delete {out} to train again"
+        )
 
 
 def _result_from_json(out: Path, summary: dict[str, Any]) -> SFTResult:

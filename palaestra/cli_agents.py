@@ -9,7 +9,7 @@ from typing import Any
 
 from palaestra.servers.protocol import TOKEN_ENV
 
-__all__ = ["add_agent_commands"]
+__all__ = ["add_agent_commands", "add_rollout_flags", "rollout_from_args"]
 
 EVAL_EPILOG = """\
 policies (--policy):
@@ -52,16 +52,82 @@ def _positive(text: str) -> int:
     return value
 
 
+def add_rollout_flags(parser: argparse.ArgumentParser, defaults: Any = None) -> None:
+    """Add the flags of a :class:`~palaestra.agents.rollout.RolloutConfig` shared by commands.
+
+    ``--format``, ``--max-tokens``, ``--max-turns``, ``--history`` and
+    ``--no-system-prompt``; each command adds its own ``--temperature`` and ``--seed``
+    (an evaluation's sampling settings, an evolution's exploration and run seed).
+
+    Args:
+        parser: The command's parser.
+        defaults: A ``RolloutConfig`` whose values are the flags' defaults (default:
+            ``RolloutConfig()``).
+    """
+    from palaestra.agents.rollout import RolloutConfig
+
+    d = defaults if defaults is not None else RolloutConfig()
+    parser.add_argument(
+        "--format", default=d.format, help=f"reply format: react or json (default {d.format})"
+    )
+    parser.add_argument(
+        "--max-tokens", type=_positive, default=d.max_tokens,
+        help=f"longest reply (default {d.max_tokens})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-turns", type=_positive, default=d.max_turns,
+        help="cap on turns per episode"
+        + (f" (default {d.max_turns})" if d.max_turns is not None else " (default: the env's)"),
+    )  # fmt: skip
+    parser.add_argument(
+        "--history", type=int, default=d.history,
+        help="past turns kept in the prompt"
+        + (f" (default {d.history})" if d.history is not None else " (default: all that fit)"),
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-system-prompt",
+        action="store_true",
+        default=not d.system_prompt,
+        help="send no system prompt (for models trained without one, as the demo's)",
+    )
+
+
+def rollout_from_args(args: argparse.Namespace, **settings: Any) -> Any:
+    """The ``RolloutConfig`` of the flags of :func:`add_rollout_flags`.
+
+    Args:
+        args: The parsed arguments.
+        **settings: Other fields (e.g. ``temperature``, ``seed``).
+
+    Raises:
+        ValueError: An unknown ``--format``.
+    """
+    from palaestra.agents.formats import FORMATS
+    from palaestra.agents.rollout import RolloutConfig
+
+    if args.format not in FORMATS:
+        raise ValueError(f"unknown --format {args.format!r}; known: {sorted(FORMATS)}")
+    return RolloutConfig(
+        format=args.format,
+        max_tokens=args.max_tokens,
+        max_turns=args.max_turns,
+        history=args.history,
+        system_prompt=not args.no_system_prompt,
+        **settings,
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a policy; print and save the table."""
     from palaestra.agents.evaluate import EvalConfig, run_eval
-    from palaestra.agents.formats import FORMATS
     from palaestra.envs import list_envs
 
     if args.token:
         os.environ[TOKEN_ENV] = args.token  # read by the env clients of --url
-    if args.format not in FORMATS:
-        print(f"error: unknown --format {args.format!r}; known: {sorted(FORMATS)}", file=sys.stderr)
+    try:
+        rollout = rollout_from_args(args, temperature=args.temperature, seed=args.seed)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     infos = {info.id: info for info in list_envs()}
     available = sorted(i for i, info in infos.items() if info.unavailable is None)
@@ -89,13 +155,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         split=args.split,
         limit=args.limit,
         samples=args.seeds,
-        seed=args.seed,
-        format=args.format,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        max_turns=args.max_turns,
-        history=args.history,
-        system_prompt=not args.no_system_prompt,
+        rollout=rollout,
         concurrency=args.concurrency,
         urls=tuple(args.url or ()),
     )
@@ -256,21 +316,8 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
         help="play on this palaestra server (repeatable: episodes are spread over them)",
     )
     p.add_argument("--token", default=None, help=f"bearer token for --url (default ${TOKEN_ENV})")
-    p.add_argument("--format", default="react", help="reply format: react (default) or json")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--max-tokens", type=_positive, default=128, help="longest reply (default 128)")
-    p.add_argument("--max-turns", type=_positive, default=None, help="cap on turns per episode")
-    p.add_argument(
-        "--history",
-        type=int,
-        default=None,
-        help="past turns kept in the prompt (default: all that fit)",
-    )
-    p.add_argument(
-        "--no-system-prompt",
-        action="store_true",
-        help="send no system prompt (for models trained without one, as the demo's)",
-    )
+    add_rollout_flags(p)
     p.add_argument("--device", default="cpu", help="torch device for local models (default cpu)")
     p.add_argument(
         "--max-batch-size", type=_positive, default=32, help="rows per generate call (default 32)"

@@ -136,6 +136,7 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
 
 def cmd_evolve_agentevol(args: argparse.Namespace) -> int:
     """Run (or resume) AgentEvol."""
+    from palaestra.cli_agents import rollout_from_args
     from palaestra.evol.agentevol import AgentEvolConfig, run_agentevol
     from palaestra.evol.sft import SFTConfig
 
@@ -157,13 +158,11 @@ def cmd_evolve_agentevol(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 learning_rate=args.lr,
                 lora=args.lora,
-                seed=args.seed,
             ),
             iteration_steps=args.iteration_steps,
             eval_tasks=args.eval_tasks,
             baselines=tuple(args.baselines),
-            max_turns=args.max_turns,
-            history=args.history,
+            rollout=rollout_from_args(args),
             concurrency=args.concurrency,
             seed=args.seed,
             threads=args.threads,
@@ -213,6 +212,9 @@ then the table. The report folder (--out) gets results.md, results.json, run.jso
 
 def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``data``, ``train``, ``evolve`` and ``demo`` to the ``palaestra`` parser."""
+    from palaestra.cli_agents import add_rollout_flags
+    from palaestra.evol.agentevol import DEFAULT_ROLLOUT
+
     # data
     data = sub.add_parser("data", help="inspect, filter and convert trajectory files")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -243,8 +245,9 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         "sft",
         help="supervised fine-tuning (transformers.Trainer) on assistant turns with loss",
         description="Fine-tune on the assistant messages of trajectories whose loss flag "
-        "is true. Resumes from OUT/checkpoints when run again with the same --out; the "
-        "model lands in OUT/model, a summary in OUT/sft.json. Multi-GPU: run it under "
+        "is true. Resumes from OUT/checkpoints when run again with the same --out, model, "
+        "data and settings (others are refused); the model lands in OUT/model, a summary in "
+        "OUT/sft.json. Multi-GPU: run it under "
         "accelerate launch or torchrun.",
     )
     p.add_argument("--data", nargs="+", required=True, help="trajectory files (.jsonl/.parquet)")
@@ -313,10 +316,14 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--baselines", nargs="*", default=[], metavar="POLICY", help="e.g. uniform random"
     )
-    p.add_argument("--max-turns", type=int, default=60)
-    p.add_argument("--history", type=int, default=0, help="past turns in prompts (default 0)")
+    add_rollout_flags(p, DEFAULT_ROLLOUT)
     p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="run seed: derives the tiny model's init, training, sampling and env seeds",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evolve_agentevol)

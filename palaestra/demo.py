@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import palaestra
+from palaestra.agents.rollout import RolloutConfig
 from palaestra.envs import env_class
 from palaestra.evol.agentevol import AgentEvolConfig, run_agentevol
 from palaestra.evol.sft import SFTConfig
@@ -123,10 +124,9 @@ def demo_config(
         eval_tasks=preset.eval_tasks,
         eval_temperatures=(0.0, 1.0),
         baselines=("uniform", "random", "heuristic"),
-        max_turns=preset.max_turns,
-        max_tokens=12,
-        history=0,
-        system_prompt=False,
+        rollout=RolloutConfig(
+            max_turns=preset.max_turns, max_tokens=12, history=0, system_prompt=False
+        ),
         concurrency=50,
         seed=0,
         tasks=pools,

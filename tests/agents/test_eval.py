@@ -4,11 +4,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from cli_runner import run_cli
 
 from palaestra.agents.evaluate import EvalConfig, run_eval, wilson_interval
+from palaestra.agents.rollout import RolloutConfig
 from palaestra.agents.trajectory import read_trajectories
 
 MAZE = "palaestra/Maze-v0"
@@ -32,7 +34,10 @@ def test_seeded_random_policy_gives_identical_trajectories_over_http_and_in_proc
     tmp_path, serve
 ):
     with serve([MAZE, WORDLE]) as url, serve([MAZE, WORDLE]) as url2:
-        config = EvalConfig("random", (MAZE, WORDLE), limit=6, samples=2, seed=5, concurrency=8)
+        config = EvalConfig(
+            "random", (MAZE, WORDLE), limit=6, samples=2, rollout=RolloutConfig(seed=5),
+            concurrency=8,
+        )  # fmt: skip
         local = run_eval(config, tmp_path / "local", progress=False)
         remote_config = EvalConfig(**{**config.__dict__, "urls": (url, url2)})
         remote = run_eval(remote_config, tmp_path / "remote", progress=False)
@@ -67,7 +72,12 @@ def test_a_finished_run_is_not_overwritten_and_resume_checks_the_settings(tmp_pa
         run_eval(config, out, progress=False)
     with pytest.raises(ValueError, match="limit: 2 then, 3 now"):
         run_eval(EvalConfig("expert", (MAZE,), limit=3), out, resume=True, progress=False)
-    again = run_eval(config, out, resume=True, progress=False)  # nothing left to play
+    longer = EvalConfig("expert", (MAZE,), limit=2, rollout=RolloutConfig(max_turns=9))
+    with pytest.raises(ValueError, match=r"rollout\.max_turns: None then, 9 now"):
+        run_eval(longer, out, resume=True, progress=False)
+    # how fast it runs is no part of which episodes it plays
+    faster = replace(config, concurrency=3, rollout=RolloutConfig(batch_wait_s=0.5))
+    again = run_eval(faster, out, resume=True, progress=False)  # nothing left to play
     assert again.stats.episodes == 0 and len(again.trajectories) == 2
 
 
@@ -125,7 +135,7 @@ def test_a_killed_eval_resumes_without_losing_or_duplicating_episodes(tmp_path):
     assert path.read_bytes().startswith(before.rsplit(b"\n", 1)[0])  # nothing rewritten
     # the same episodes as an uninterrupted run
     whole = run_eval(
-        EvalConfig("random", (MAZE,), limit=300, seed=3, concurrency=4),
+        EvalConfig("random", (MAZE,), limit=300, rollout=RolloutConfig(seed=3), concurrency=4),
         tmp_path / "whole",
         progress=False,
     )
@@ -152,8 +162,8 @@ def test_seeded_tiny_model_sampling_gives_identical_trajectories_over_http_and_i
 
     policy = TransformersPolicy("tiny")
     config = EvalConfig(
-        "tiny", (MAZE,), limit=2, samples=2, temperature=1.0, max_tokens=12, max_turns=3,
-        concurrency=1,
+        "tiny", (MAZE,), limit=2, samples=2,
+        rollout=RolloutConfig(temperature=1.0, max_tokens=12, max_turns=3), concurrency=1,
     )  # fmt: skip
     local = run_eval(config, tmp_path / "local", policy=policy, progress=False)
     with serve([MAZE]) as url:

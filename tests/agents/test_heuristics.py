@@ -3,6 +3,7 @@ import pytest
 
 from palaestra.agents.evaluate import EvalConfig, run_eval
 from palaestra.agents.heuristics import maze_toward_goal
+from palaestra.agents.rollout import RolloutConfig
 
 MAZE = "palaestra/Maze-v0"
 OBS = """You moved down.
@@ -29,7 +30,9 @@ def test_maze_rule_never_turns_back_and_prefers_moves_toward_the_goal():
 
 def test_baselines_rank_as_expected_on_maze(tmp_path):
     def success(policy: str) -> float:
-        config = EvalConfig(policy, (MAZE,), limit=30, max_turns=200, concurrency=8)
+        config = EvalConfig(
+            policy, (MAZE,), limit=30, rollout=RolloutConfig(max_turns=200), concurrency=8
+        )
         [row, _] = run_eval(config, tmp_path / policy, progress=False).rows
         return row["success"]
 
