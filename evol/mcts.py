@@ -75,6 +75,7 @@ __all__ = [
     "Tree",
     "load_trees",
     "save_trees",
+    "select",
     "uct_score",
 ]
 
@@ -180,6 +181,27 @@ def uct_score(child: Node, parent_visits: int, c: float) -> float:
     if child.visits == 0:
         return math.inf
     return child.q + c * math.sqrt(math.log(max(parent_visits, 1)) / child.visits)
+
+
+def select(tree: Tree, c: float) -> Node:
+    """The node to expand next: down the UCT choices to one neither expanded nor exhausted.
+
+    At each expanded node, the child with the highest :func:`uct_score` among those
+    not exhausted (the first on a tie, in order of creation).
+
+    Raises:
+        ValueError: The whole tree is exhausted.
+    """
+    node = tree.root
+    if tree.exhausted(node):
+        raise ValueError("the tree is exhausted: nothing is left to expand")
+    while node.expanded:
+        parent = node
+        open_children = [
+            tree.nodes[i] for i in parent.children if not tree.exhausted(tree.nodes[i])
+        ]
+        node = max(open_children, key=lambda n: uct_score(n, parent.visits, c))
+    return node
 
 
 @dataclass
@@ -501,7 +523,7 @@ class MCTS:
             for _ in range(self.config.simulations):
                 if tree.exhausted(tree.root):
                     break
-                node = self._select(tree)
+                node = select(tree, self.config.c)
                 children = await self._expand(tree, node, envs, batcher)
                 if not children:
                     continue  # every sample repeated an existing child's action
@@ -515,17 +537,6 @@ class MCTS:
             await asyncio.gather(*(e.close() for e in opened), return_exceptions=True)
         tree.timings = {"total": time.perf_counter() - started}
         return tree
-
-    def _select(self, tree: Tree) -> Node:
-        """Down the UCT choices to a node that is neither expanded nor exhausted."""
-        node = tree.root
-        while node.expanded:
-            open_children = [
-                tree.nodes[c] for c in node.children if not tree.exhausted(tree.nodes[c])
-            ]
-            # The caller checked the root; an expanded node that is not exhausted has one.
-            node = max(open_children, key=lambda n: uct_score(n, node.visits, self.config.c))
-        return node
 
     async def _expand(
         self, tree: Tree, node: Node, envs: dict[int, EpisodeEnv], batcher: _Batcher
