@@ -9,11 +9,21 @@ more server URLs with :class:`~palaestra.servers.AsyncEnvClient`.
 Both keep at most an env's declared ``capacity`` of its episodes open at once
 (per server for ``RemoteEnvs``, as ``GET /v1/envs`` advertises it): an episode
 beyond it waits for one to close instead of being refused.
+
+Episodes fork (:meth:`EpisodeEnv.fork`) for tree search: the twin is an
+independent episode in the same state, made by snapshot/restore where the env
+declares ``"snapshot"`` and by replaying the episode's actions from reset
+otherwise (``fork="replay"`` forces replay, to compare the two). A fork counts
+against the env's capacity like any episode, but never waits for a slot: a
+search that holds its parents open would wait forever for its own episodes to
+close, so a fork beyond capacity raises :class:`~palaestra.errors.CapacityError`
+at once and the caller decides (close something, or stop expanding).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,10 +34,14 @@ import numpy as np
 
 import palaestra
 from palaestra.envs import TaskId, TextEnv, env_class
+from palaestra.errors import CapacityError
 from palaestra.servers import AsyncEnvClient, AsyncSession
 from palaestra.servers.protocol import Step
 
-__all__ = ["EnvPool", "EnvSpecInfo", "EpisodeEnv", "LocalEnvs", "RemoteEnvs"]
+__all__ = ["EnvPool", "EnvSpecInfo", "EpisodeEnv", "ForkMode", "LocalEnvs", "RemoteEnvs"]
+
+ForkMode = Literal["snapshot", "replay"]
+"""How a fork copies an episode: snapshot/restore, or replay from reset."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,8 @@ class EnvSpecInfo:
     """What the engine needs to know of an env before playing it.
 
     ``capacity``: the most episodes of it open at once (per server), None = no limit.
+    ``capabilities`` holds ``"snapshot"`` where the env forks by snapshot/restore
+    (see :meth:`EnvPool.fork_mode`).
     """
 
     env_id: str
@@ -49,11 +65,18 @@ class EpisodeEnv(ABC):
 
     Attributes:
         env_id: The env played.
+        task_id: The task it was reset to.
+        seed: The seed it was reset with.
+        actions: The actions stepped since the reset, in order (a fork's include
+            its parent's).
         observation: The latest observation.
         info: The latest info.
     """
 
     env_id: str
+    task_id: TaskId
+    seed: int
+    actions: list[str]
     observation: str
     info: dict
 
@@ -70,6 +93,19 @@ class EpisodeEnv(ABC):
         """A uniformly random valid action, drawn from ``seed``."""
 
     @abstractmethod
+    async def fork(self) -> EpisodeEnv:
+        """An independent episode in this one's state, to be closed on its own.
+
+        The twin has the same observation, info and actions so far; stepping
+        either never changes the other, and the same actions give both the same
+        observations, rewards and info.
+
+        Raises:
+            CapacityError: The env's capacity of open episodes is reached (a fork
+                never waits for a slot; see the module docstring).
+        """
+
+    @abstractmethod
     async def close(self) -> None:
         """Give the env back."""
 
@@ -83,19 +119,46 @@ class _Slots:
     def __init__(self) -> None:
         self._gates: dict[object, asyncio.Semaphore] = {}
 
+    def _gate(self, key: object, capacity: int) -> asyncio.Semaphore:
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = asyncio.Semaphore(max(1, capacity))
+        return gate
+
     async def take(self, key: object, capacity: int | None) -> asyncio.Semaphore | None:
         """Wait for a free slot under ``key``; the semaphore to release (None: unbounded)."""
         if capacity is None:
             return None
-        gate = self._gates.get(key)
-        if gate is None:
-            gate = self._gates[key] = asyncio.Semaphore(max(1, capacity))
+        gate = self._gate(key, capacity)
+        await gate.acquire()
+        return gate
+
+    async def take_now(
+        self, key: object, capacity: int | None, env_id: str
+    ) -> asyncio.Semaphore | None:
+        """A free slot under ``key`` without waiting (for forks).
+
+        Raises:
+            CapacityError: None is free.
+        """
+        if capacity is None:
+            return None
+        gate = self._gate(key, capacity)
+        if gate.locked():
+            raise CapacityError(
+                f"{env_id} has its capacity of {capacity} episodes open; close one "
+                "before forking another (forks do not wait: the search holds the parents)"
+            )
+        # Not locked and nothing awaited since the check: acquire() takes the slot
+        # without suspending.
         await gate.acquire()
         return gate
 
 
 class EnvPool(ABC):
     """Opens episodes of registered envs."""
+
+    _fork: Literal["auto", "replay"] = "auto"
 
     @abstractmethod
     async def spec(self, env_id: str) -> EnvSpecInfo:
@@ -108,6 +171,16 @@ class EnvPool(ABC):
     @abstractmethod
     async def open(self, env_id: str, task_id: TaskId, seed: int, index: int) -> EpisodeEnv:
         """Reset an env to ``task_id`` with ``seed``; ``index`` spreads load across servers."""
+
+    async def fork_mode(self, env_id: str) -> ForkMode:
+        """How :meth:`EpisodeEnv.fork` copies an episode of ``env_id``.
+
+        ``"snapshot"`` where the env declares it (``spec(env_id).capabilities``)
+        and the pool was not made with ``fork="replay"``; ``"replay"`` otherwise.
+        """
+        if self._fork == "replay":
+            return "replay"
+        return "snapshot" if "snapshot" in (await self.spec(env_id)).capabilities else "replay"
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release everything."""
@@ -130,13 +203,20 @@ class _LocalEpisode(EpisodeEnv):
         observation: str,
         info: dict,
         slot: asyncio.Semaphore | None,
+        task_id: TaskId,
+        seed: int,
+        actions: list[str] | None = None,
     ) -> None:
-        self._pool, self.env_id, self._env = pool, env_id, env
+        self._pool, self.env_id = pool, env_id
+        self._env: TextEnv | None = env
         self.observation, self.info = observation, info
         self._slot = slot
+        self.task_id, self.seed = task_id, seed
+        self.actions = actions if actions is not None else []
 
     async def step(self, action: str) -> Step:
         result = Step(*self._env.step(action))
+        self.actions.append(action)
         self.observation, self.info = result.observation, result.info
         return result
 
@@ -146,19 +226,72 @@ class _LocalEpisode(EpisodeEnv):
     async def random_action(self, seed: int) -> str:
         return self._env.random_action(np.random.default_rng(seed))
 
+    async def fork(self) -> EpisodeEnv:
+        pool = self._pool
+        mode = await pool.fork_mode(self.env_id)
+        slot = await pool._slots.take_now(self.env_id, env_class(self.env_id).capacity, self.env_id)
+        try:
+            env = pool._take_env(self.env_id)
+            try:
+                if mode == "snapshot":
+                    if env.task_id != self.task_id:
+                        # set_state may rely on what start() loaded for the task
+                        # (a TextWorld game); a pooled env of the same task skips it.
+                        env.reset(seed=self.seed, options={"task_id": self.task_id})
+                    env.restore(self._env.snapshot())
+                else:
+                    env.reset(seed=self.seed, options={"task_id": self.task_id})
+                    for action in self.actions:
+                        env.step(action)
+            except BaseException:
+                pool._idle[self.env_id].append(env)
+                raise
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        return _LocalEpisode(
+            pool,
+            self.env_id,
+            env,
+            self.observation,
+            copy.deepcopy(self.info),
+            slot,
+            self.task_id,
+            self.seed,
+            list(self.actions),
+        )
+
     async def close(self) -> None:
-        self._pool._idle[self.env_id].append(self._env)
+        if self._env is None:
+            return  # closed already: the env is someone else's now
+        env, self._env = self._env, None
+        self._pool._idle[self.env_id].append(env)
         if self._slot is not None:
             slot, self._slot = self._slot, None
             slot.release()
 
 
 class LocalEnvs(EnvPool):
-    """Envs made in this process with :func:`palaestra.make`, reused across episodes."""
+    """Envs made in this process with :func:`palaestra.make`, reused across episodes.
 
-    def __init__(self) -> None:
+    Args:
+        fork: ``"auto"``: forks restore a snapshot into a pooled env where the env
+            declares ``"snapshot"``, and replay the episode's actions from reset
+            otherwise; ``"replay"``: always replay.
+    """
+
+    def __init__(self, fork: Literal["auto", "replay"] = "auto") -> None:
+        if fork not in ("auto", "replay"):
+            raise ValueError(f"fork is 'auto' or 'replay', not {fork!r}")
+        self._fork = fork
         self._idle: dict[str, list[TextEnv]] = defaultdict(list)
         self._slots = _Slots()
+
+    def _take_env(self, env_id: str) -> TextEnv:
+        """An idle env of ``env_id``, or a new one."""
+        idle = self._idle[env_id]
+        return idle.pop() if idle else palaestra.make(env_id).unwrapped
 
     async def spec(self, env_id: str) -> EnvSpecInfo:
         """From the registered class."""
@@ -178,18 +311,17 @@ class LocalEnvs(EnvPool):
         """
         slot = await self._slots.take(env_id, env_class(env_id).capacity)
         try:
-            idle = self._idle[env_id]
-            env = idle.pop() if idle else palaestra.make(env_id).unwrapped
+            env = self._take_env(env_id)
             try:
                 observation, info = env.reset(seed=seed, options={"task_id": task_id})
             except BaseException:
-                idle.append(env)
+                self._idle[env_id].append(env)
                 raise
         except BaseException:
             if slot is not None:
                 slot.release()
             raise
-        return _LocalEpisode(self, env_id, env, observation, info, slot)
+        return _LocalEpisode(self, env_id, env, observation, info, slot, task_id, seed)
 
     async def aclose(self) -> None:
         """Close the idle envs."""
@@ -203,13 +335,26 @@ class LocalEnvs(EnvPool):
 
 
 class _RemoteEpisode(EpisodeEnv):
-    def __init__(self, env_id: str, session: AsyncSession, slot: asyncio.Semaphore | None) -> None:
-        self.env_id, self._session = env_id, session
+    def __init__(
+        self,
+        pool: RemoteEnvs,
+        server: int,
+        session: AsyncSession,
+        slot: asyncio.Semaphore | None,
+        task_id: TaskId,
+        seed: int,
+        actions: list[str] | None = None,
+    ) -> None:
+        self._pool, self._server = pool, server
+        self.env_id, self._session = session.env_id, session
         self.observation, self.info = session.observation, session.info
         self._slot = slot
+        self.task_id, self.seed = task_id, seed
+        self.actions = actions if actions is not None else []
 
     async def step(self, action: str) -> Step:
         result = await self._session.step(action)
+        self.actions.append(action)
         self.observation, self.info = result.observation, result.info
         return result
 
@@ -218,6 +363,34 @@ class _RemoteEpisode(EpisodeEnv):
 
     async def random_action(self, seed: int) -> str:
         return await self._session.random_action(seed)
+
+    async def fork(self) -> EpisodeEnv:
+        pool = self._pool
+        capacity = (await pool.spec(self.env_id)).capacity
+        slot = await pool._slots.take_now((self._server, self.env_id), capacity, self.env_id)
+        try:
+            if pool._fork == "replay":
+                # Client-side replay: what a client without the fork route would do.
+                twin = await pool._clients[self._server].create(
+                    self.env_id, task_id=self.task_id, seed=self.seed
+                )
+                try:
+                    for action in self.actions:
+                        await twin.step(action)
+                except BaseException:
+                    await twin.close()
+                    raise
+            else:
+                # The server restores a snapshot, or replays where the env has none.
+                twin = await self._session.fork()
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        twin.observation, twin.info = self.observation, copy.deepcopy(self.info)
+        return _RemoteEpisode(
+            pool, self._server, twin, slot, self.task_id, self.seed, list(self.actions)
+        )
 
     async def close(self) -> None:
         try:
@@ -237,10 +410,18 @@ class RemoteEnvs(EnvPool):
     once; further episodes wait for a slot (and a 429 that still comes, e.g. while
     another client fills the server, is waited out by the client).
 
+    A fork is a session on the same server as its parent, made by the server's
+    fork route (``POST /v1/sessions/{id}/fork``, or the ``fork`` op on the socket):
+    the server restores a snapshot, or replays the session's actions where the
+    env has none.
+
     Args:
         urls: Base URLs of servers that all serve the envs of the run.
         token: Bearer token (default: the ``PALAESTRA_TOKEN`` env variable).
         transport: ``"websocket"`` (default) or ``"http"``.
+        fork: ``"auto"``: forks use the server's fork route; ``"replay"``: forks
+            open a new session on the same task and seed and step the parent's
+            actions again from this client (to compare).
     """
 
     def __init__(
@@ -248,9 +429,13 @@ class RemoteEnvs(EnvPool):
         urls: Sequence[str],
         token: str | None = None,
         transport: Literal["http", "websocket"] = "websocket",
+        fork: Literal["auto", "replay"] = "auto",
     ) -> None:
         if not urls:
             raise ValueError("RemoteEnvs needs at least one server URL")
+        if fork not in ("auto", "replay"):
+            raise ValueError(f"fork is 'auto' or 'replay', not {fork!r}")
+        self._fork = fork
         self.urls = list(urls)
         self._clients = [AsyncEnvClient(url, token=token, transport=transport) for url in self.urls]
         self._specs: dict[str, EnvSpecInfo] | None = None
@@ -291,7 +476,7 @@ class RemoteEnvs(EnvPool):
             if slot is not None:
                 slot.release()
             raise
-        return _RemoteEpisode(env_id, session, slot)
+        return _RemoteEpisode(self, server, session, slot, task_id, seed)
 
     async def aclose(self) -> None:
         """Close the clients (their sessions are closed by their episodes)."""

@@ -8,6 +8,7 @@ task, seed and actions, and the same exceptions (from ``palaestra.errors``).
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Sequence
@@ -59,6 +60,9 @@ class RemoteEnv(gymnasium.Env[str, str]):
         retry: Retry policy for connection failures, 503 answers, and 429 answers
             (waited out as the server's ``Retry-After`` asks, up to ``retry.busy_wait``).
         client: An ``httpx.Client`` to share (its base URL is ignored; not closed by us).
+
+    Forks (:meth:`fork`) share their parent's client and connection pool; a client
+    made here is closed when the last env sharing it closes.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
@@ -80,7 +84,10 @@ class RemoteEnv(gymnasium.Env[str, str]):
         self.retry = retry or RetryPolicy()
         t = self._timeouts = timeouts or Timeouts()
         token = self._token = token if token is not None else os.environ.get(TOKEN_ENV)
-        self._owns_client = client is None
+        # How many open envs share a client made here (this one and its forks): the
+        # last one to close closes it. None: the caller's client, never closed by us.
+        self._client_users: list[int] | None = None if client is not None else [1]
+        self._uses_client = True
         # httpx's sync client holds up under load here (~470 req/s measured); its
         # keep-alive expiry stays under uvicorn's keep-alive (60 s in `palaestra serve`)
         # so a pooled connection is never reused after the server dropped it.
@@ -169,6 +176,10 @@ class RemoteEnv(gymnasium.Env[str, str]):
             UnknownTaskError: The task id is in none of the env's splits.
         """
         super().reset(seed=seed)
+        if not self._uses_client and self._client_users is not None and not self._client.is_closed:
+            # Reopened after close while forks still hold the shared client.
+            self._client_users[0] += 1
+            self._uses_client = True
         task_id = (options or {}).get("task_id")
         data = None
         if self.session_id is not None:
@@ -212,8 +223,12 @@ class RemoteEnv(gymnasium.Env[str, str]):
                 self._call(Request("DELETE", f"/v1/sessions/{session_id}"))
             except Exception:  # closing must not fail because the server is gone
                 pass
-        if self._owns_client and not self._client.is_closed:
-            self._client.close()
+        users = self._client_users
+        if users is not None and self._uses_client:
+            self._uses_client = False
+            users[0] -= 1
+            if users[0] == 0 and not self._client.is_closed:
+                self._client.close()
 
     # -- palaestra extras ---------------------------------------------------------------
 
@@ -249,18 +264,22 @@ class RemoteEnv(gymnasium.Env[str, str]):
         return self._call(random_action_request(self.session_id, seed))["action"]
 
     def fork(self) -> RemoteEnv:
-        """A new ``RemoteEnv`` on a server-side copy of this session's state."""
+        """A new ``RemoteEnv`` on a server-side copy of this session's state.
+
+        The twin shares this env's client (its connection pool) and spec: one
+        request, no new client. Either may close first.
+        """
         if self.session_id is None:
             raise EpisodeOverError("call reset() before fork()")
         data = self._call(fork_request(self.session_id))
-        twin = RemoteEnv(
-            self.env_id,
-            self.base_url,
-            token=self._token,
-            timeouts=self._timeouts,
-            retry=self.retry,
-            render_mode=self.render_mode,
-        )
+        # A fresh RemoteEnv would build a new httpx client (~30 ms, mostly its SSL
+        # context, even for plain http) and fetch the env list again.
+        twin = copy.copy(self)
+        twin._np_random = copy.deepcopy(self._np_random)
+        twin._tasks = dict(self._tasks)
+        if twin._client_users is not None:
+            twin._client_users[0] += 1
+        twin._uses_client = True
         twin.session_id = data["session_id"]
         twin._over = self._over
         twin._last_observation = self._last_observation
