@@ -172,6 +172,9 @@ class MovesPolicy(Policy):
 
     name = "moves"
 
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []  # (prompts, n) of each call
+
     async def generate(
         self,
         conversations: Sequence[Sequence[Message]],
@@ -182,6 +185,7 @@ class MovesPolicy(Policy):
         stop: Sequence[str] = (),
         seed: int | None = None,
     ) -> list[list[Completion]]:
+        self.calls.append((len(conversations), n))
         rng = random.Random(seed)
         return [
             [Completion(REACT.render(rng.choice(ACTIONS), "go")) for _ in range(n)]
@@ -219,12 +223,15 @@ def search(policy: Policy, envs: EnvPool, config: MCTSConfig, **rollout: object)
 
 def test_search_with_branching_replies_in_process():
     config = MCTSConfig(k=4, simulations=6, max_depth=12, c=0.25)
-    trees, stats, counting = search(MovesPolicy(), LocalEnvs(), config, history=2)
+    policy = MovesPolicy()
+    trees, stats, counting = search(policy, LocalEnvs(), config, history=2)
     assert len(trees) == 3 and stats.errors == 0
     assert_well_formed(trees, config)
     assert counting.open_now == 0 and counting.forks == stats.forks > 0
     assert any(len(n.children) > 1 for t in trees for n in t.nodes)  # it branched
-    assert stats.policy_calls < stats.rows  # prompts of several trees shared calls
+    assert stats.policy_calls == len(policy.calls) < stats.rows  # trees shared calls
+    assert {n for _, n in policy.calls} == {1, 4}  # expansions ask k replies in one call
+    assert stats.expansions == sum(n.expanded for t in trees for n in t.nodes)
     # Every leaf's actions replay in a fresh env to the leaf's observation.
     tree = trees[0]
     for path in leaf_paths(tree)[:3]:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 from hand_trees import REACT, hand_tree, reply
 
 from palaestra.agents.env_pool import LocalEnvs
+from palaestra.agents.policy import Completion, Message, Policy
 from palaestra.agents.trajectory import Trajectory
 from palaestra.evol.examples import turn_examples
 from palaestra.evol.mcts import Tree
 from palaestra.evol.reflection import (
     REFLECTIONS,
+    VERDICTS,
     LeafPath,
     PathPair,
+    actor_judge,
     expert_first_error,
     first_bad,
     good_paths,
@@ -192,3 +196,55 @@ def test_leaf_path_properties():
     tree = hand_tree()
     path = LeafPath(tree, (0, 1, 5, 6))
     assert (path.steps, path.score, path.leaf.id) == (3, 0.0, 6)
+
+
+class LeftIsBad(Policy):
+    """A judge that calls every ``move left`` step Bad and the rest Good, chattily."""
+
+    name = "left-is-bad"
+
+    def __init__(self) -> None:
+        self.prompts: list[list[Message]] = []
+
+    async def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        *,
+        n: int = 1,
+        temperature: float = 1.0,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> list[list[Completion]]:
+        self.prompts += [list(c) for c in conversations]
+        return [
+            [
+                Completion(
+                    "Bad, it goes left." if "action: move left" in c[-1]["content"] else "Good"
+                )
+            ]
+            for c in conversations
+        ]
+
+
+def test_actor_judge_asks_once_per_step_in_one_call():
+    tree = hand_tree()
+    bad = [pair(tree, 3, 6).bad, pair(tree, 3, 4).bad]
+    judge = LeftIsBad()
+    verdicts = asyncio.run(actor_judge(judge, bad))
+    assert verdicts == [["good", "bad", "bad"], ["good", "bad"]]
+    assert [first_bad(v) for v in verdicts] == [2, 2]
+    assert len(judge.prompts) == 5
+    prompt = judge.prompts[1][-1]["content"]  # path 6, step 2
+    assert "Task:\no0" in prompt and "Actions before step 2: move up" in prompt
+    assert "Before step 2:\no1" in prompt and "Result:\no5" in prompt
+    assert "Walk the maze." in judge.prompts[1][0]["content"]
+
+
+def test_actor_judge_with_the_tiny_model():
+    pytest.importorskip("torch")
+    from palaestra.agents.transformers_policy import TransformersPolicy
+
+    tree = hand_tree()
+    verdicts = asyncio.run(actor_judge(TransformersPolicy("tiny"), [pair(tree, 3, 6).bad]))
+    assert len(verdicts[0]) == 3 and set(verdicts[0]) <= set(VERDICTS)
