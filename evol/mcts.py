@@ -24,7 +24,9 @@ Envs: a node not yet expanded and not finished keeps an open env (a fork made as
 the simulation passed it), so it can be expanded later without replaying from
 reset; expanding hands that env to a child, and a finished leaf closes its own.
 At most ``simulations x max_depth`` envs are open per tree; all are closed when
-its search ends, whatever happens.
+its search ends, whatever happens. Where an env's ``capacity`` of open episodes
+is reached, a fork is refused (``CapacityError``): the simulation then plays on
+with the node's own env, and that node, if expanded later, is replayed from reset.
 
 Batching: many trees are searched at once (``concurrency``, one coroutine per
 tree, plus one per running simulation), and every reply they wait for goes
@@ -65,6 +67,7 @@ from palaestra.agents.rollout import (
     prompt_window,
 )
 from palaestra.envs import TaskId
+from palaestra.errors import CapacityError
 from palaestra.files import atomic_path
 
 __all__ = [
@@ -215,7 +218,8 @@ class Tree:
         sample: Index among several trees of one task.
         seed: The env's reset seed.
         model: The policy's name.
-        config: The search settings.
+        config: The search settings, ``max_depth`` as applied (the env's
+            ``max_steps`` and the rollout's ``max_turns`` may lower it).
         rollout: How turns were played (format, history, max_tokens, system prompt, seed).
         system: The system prompt (env instruction and format rules), recorded
             whether or not ``rollout.system_prompt`` sent it.
@@ -557,7 +561,7 @@ class MCTS:
             if action not in seen:
                 seen.add(action)
                 fresh.append((reply, parsed))
-        env = envs.pop(node.id)
+        env = envs.pop(node.id, None) or await self._replay(tree, node)
         if not fresh:
             await env.close()
             return []
@@ -596,9 +600,15 @@ class MCTS:
                 batcher.finished()
 
         try:
-            return list(await asyncio.gather(*(line(c) for c in children)))
+            # Every line runs to its end before an error is raised, so none still
+            # uses an env that the tree then closes.
+            leaves = await asyncio.gather(*(line(c) for c in children), return_exceptions=True)
         finally:
             batcher.active += 1
+        for leaf in leaves:
+            if isinstance(leaf, BaseException):
+                raise leaf
+        return [leaf for leaf in leaves if isinstance(leaf, Node)]
 
     async def _simulate(
         self, tree: Tree, node: Node, envs: dict[int, EpisodeEnv], batcher: _Batcher
@@ -611,7 +621,12 @@ class MCTS:
                 break
             [reply] = await batcher.submit_n(prompt, 1)
             parsed = self.format.parse(reply)
-            [env] = await self._forks(envs[node.id], 1)
+            try:
+                [env] = await self._forks(envs[node.id], 1)
+            except CapacityError:
+                # The env's capacity is held by this search's open nodes: play on with
+                # the node's own env; the node is replayed from reset if expanded later.
+                env = envs.pop(node.id)
             try:
                 step = await self._step(env, reply, parsed)
             except BaseException:
@@ -620,6 +635,17 @@ class MCTS:
             node = await self._add(tree, node, env, reply, parsed, step, "simulation", envs)
         self.stats.simulations += 1
         return node
+
+    async def _replay(self, tree: Tree, node: Node) -> EpisodeEnv:
+        """A new episode stepped to ``node`` (for a node whose env was given up)."""
+        env = await self.envs.open(tree.env_id, tree.task_id, tree.seed, tree.sample)
+        try:
+            for n in tree.path(node.id)[1:]:
+                await env.step(n.action or "")
+        except BaseException:
+            await env.close()
+            raise
+        return env
 
     async def _forks(self, env: EpisodeEnv, count: int) -> list[EpisodeEnv]:
         forks: list[EpisodeEnv] = []

@@ -208,14 +208,23 @@ def assert_well_formed(trees: list[Tree], config: MCTSConfig) -> None:
         assert sum(n.expanded for n in tree.nodes) <= config.simulations
 
 
-def search(policy: Policy, envs: EnvPool, config: MCTSConfig, **rollout: object) -> tuple:
+def search(
+    policy: Policy,
+    envs: EnvPool,
+    config: MCTSConfig,
+    close_policy: bool = False,
+    specs: Sequence[EpisodeSpec] = SPECS,
+    **rollout: object,
+) -> tuple:
     async def run() -> tuple:
         counting = CountingEnvs(envs)
         engine = MCTS(policy, counting, config, RolloutConfig(**rollout))
         try:
-            trees = await engine.search(SPECS)
+            trees = await engine.search(specs)
         finally:
             await counting.aclose()
+            if close_policy:
+                await policy.aclose()
         return trees, engine.stats, counting
 
     return asyncio.run(run())
@@ -253,10 +262,12 @@ def tiny():
 
 
 def test_search_with_the_tiny_model_in_process(tiny):
-    config = MCTSConfig(k=3, simulations=3, max_depth=4)
+    config = MCTSConfig(k=3, simulations=3, max_depth=3)
     started = time.perf_counter()
-    trees, stats, counting = search(tiny, LocalEnvs(), config, history=1, max_tokens=12)
-    assert len(trees) == 3 and stats.errors == 0, stats.error_messages
+    trees, stats, counting = search(
+        tiny, LocalEnvs(), config, history=1, max_tokens=8, system_prompt=False, specs=SPECS[:2]
+    )
+    assert len(trees) == 2 and stats.errors == 0, stats.error_messages
     assert_well_formed(trees, config)
     assert counting.open_now == 0
     assert all(t.model == tiny.name and t.rollout.history == 1 for t in trees)
@@ -265,16 +276,35 @@ def test_search_with_the_tiny_model_in_process(tiny):
 
 
 def test_search_with_the_tiny_model_over_http(tiny, serve, tmp_path):
-    config = MCTSConfig(k=3, simulations=2, max_depth=3)
+    config = MCTSConfig(k=2, simulations=2, max_depth=3)
     with serve([MAZE]) as url:
         trees, stats, counting = search(
-            tiny, RemoteEnvs([url], transport="http"), config, history=1, max_tokens=12
-        )
+            tiny, RemoteEnvs([url], transport="http"), config, history=1, max_tokens=8,
+            system_prompt=False, specs=SPECS[:2],
+        )  # fmt: skip
         assert httpx.get(f"{url}/health").json()["sessions"] == 0
-    assert len(trees) == 3 and stats.errors == 0, stats.error_messages
+    assert len(trees) == 2 and stats.errors == 0, stats.error_messages
     assert_well_formed(trees, config)
     assert counting.open_now == 0
     assert load_trees(save_trees(trees, tmp_path / "t.jsonl")) == trees
+
+
+@pytest.mark.slow
+def test_search_with_openai_policy_against_serve_policy(tiny):
+    from palaestra.agents.openai_policy import OpenAIPolicy
+    from palaestra.agents.policy_server import create_policy_app
+    from palaestra.servers import serve_in_thread
+
+    config = MCTSConfig(k=2, simulations=2, max_depth=3)
+    with serve_in_thread(create_policy_app(tiny)) as url:
+        policy = OpenAIPolicy(url)
+        trees, stats, counting = search(
+            policy, LocalEnvs(), config, close_policy=True, history=1, max_tokens=8,
+            system_prompt=False, specs=SPECS[:2],
+        )  # fmt: skip
+    assert len(trees) == 2 and stats.errors == 0, stats.error_messages
+    assert_well_formed(trees, config)
+    assert counting.open_now == 0 and trees[0].model == policy.name
 
 
 def test_pairs_and_revisions_from_a_real_search():
