@@ -25,8 +25,11 @@ the simulation passed it), so it can be expanded later without replaying from
 reset; expanding hands that env to a child, and a finished leaf closes its own.
 At most ``simulations x max_depth`` envs are open per tree; all are closed when
 its search ends, whatever happens. Where an env's ``capacity`` of open episodes
-is reached, a fork is refused (``CapacityError``): the simulation then plays on
-with the node's own env, and that node, if expanded later, is replayed from reset.
+is reached, a fork is refused (``CapacityError``): an expansion then makes only
+the children it could fork for, a simulation plays on with the node's own env, and
+such a node, if expanded later, is replayed from reset into a newly opened episode
+(which waits for a free slot: with many trees of a capacity-bound env, keep
+``concurrency`` low enough that the trees do not hold every slot between them).
 
 Batching: many trees are searched at once (``concurrency``, one coroutine per
 tree, plus one per running simulation), and every reply they wait for goes
@@ -393,6 +396,7 @@ class SearchStats:
         expansions: Nodes expanded.
         simulations: Leaves reached (= backups).
         forks: Env forks made.
+        replays: Nodes replayed from reset (their env was given up at a full capacity).
         policy_calls: ``generate`` calls.
         rows: Prompts answered (each asking 1 or ``k`` replies).
         policy_s: Time the policy was busy.
@@ -406,6 +410,7 @@ class SearchStats:
     expansions: int = 0
     simulations: int = 0
     forks: int = 0
+    replays: int = 0
     policy_calls: int = 0
     rows: int = 0
     policy_s: float = 0.0
@@ -566,10 +571,11 @@ class MCTS:
             await env.close()
             return []
         try:
-            forks = await self._forks(env, len(fresh) - 1)
+            forks = await self._forks(env, len(fresh) - 1, partial=True)
         except BaseException:
             await env.close()
             raise
+        fresh = fresh[: len(forks) + 1]  # fewer children where the env's capacity is reached
         # Children are made in reply order, so ids do not depend on which step returns first.
         stepped = await asyncio.gather(
             *(
@@ -639,6 +645,7 @@ class MCTS:
     async def _replay(self, tree: Tree, node: Node) -> EpisodeEnv:
         """A new episode stepped to ``node`` (for a node whose env was given up)."""
         env = await self.envs.open(tree.env_id, tree.task_id, tree.seed, tree.sample)
+        self.stats.replays += 1
         try:
             for n in tree.path(node.id)[1:]:
                 await env.step(n.action or "")
@@ -647,12 +654,17 @@ class MCTS:
             raise
         return env
 
-    async def _forks(self, env: EpisodeEnv, count: int) -> list[EpisodeEnv]:
+    async def _forks(self, env: EpisodeEnv, count: int, partial: bool = False) -> list[EpisodeEnv]:
+        """``count`` forks of ``env``; with ``partial``, as many as the env's capacity allows."""
         forks: list[EpisodeEnv] = []
         try:
             for _ in range(count):
                 forks.append(await env.fork())
                 self.stats.forks += 1
+        except CapacityError:
+            if not partial:
+                await asyncio.gather(*(f.close() for f in forks), return_exceptions=True)
+                raise
         except BaseException:
             await asyncio.gather(*(f.close() for f in forks), return_exceptions=True)
             raise

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Sequence
 
+import gymnasium
 import httpx
 import pytest
 from hand_trees import REACT, hand_tree
@@ -15,8 +16,8 @@ from hand_trees import REACT, hand_tree
 from palaestra.agents.env_pool import EnvPool, EnvSpecInfo, EpisodeEnv, LocalEnvs, RemoteEnvs
 from palaestra.agents.policy import Completion, Message, Policy
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig
-from palaestra.envs import TaskId
-from palaestra.envs.maze import ACTIONS
+from palaestra.envs import TaskId, register
+from palaestra.envs.maze import ACTIONS, MazeEnv
 from palaestra.evol.mcts import (
     MCTS,
     MCTSConfig,
@@ -251,6 +252,28 @@ def test_search_with_branching_replies_in_process():
         for action in path.actions:
             observation = env.step(action)[0]
         assert REACT.observation_message(observation) == path.leaf.observation
+
+
+class TightMaze(MazeEnv):
+    """The maze, at most three open at once in a process (a full capacity, soon)."""
+
+    capacity = 3
+
+
+TIGHT = "test/TightMaze-v0"
+if TIGHT not in gymnasium.registry:
+    register(TIGHT, TightMaze)
+
+
+def test_a_full_capacity_gives_fewer_children_and_replays_instead_of_failing():
+    config = MCTSConfig(k=4, simulations=6, max_depth=10, concurrency=1)
+    specs = [EpisodeSpec(TIGHT, 0, "train")]
+    trees, stats, counting = search(MovesPolicy(), LocalEnvs(), config, history=1, specs=specs)
+    assert len(trees) == 1 and stats.errors == 0, stats.error_messages
+    assert_well_formed(trees, config)
+    assert counting.open_now == 0
+    assert max(len(n.children) for n in trees[0].nodes) == 3  # k = 4, capacity 3
+    assert stats.replays > 0
 
 
 @pytest.fixture(scope="module")
