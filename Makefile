@@ -30,12 +30,13 @@ lint: install  ## ruff lint and format check
 test: lint  ## lint, then every test (slow ones included)
 	$(BIN)/pytest -m "" -q
 
-bench: install  ## the benchmark tables: server and client throughput, sessions, per-env speed and cost
+bench: install  ## the benchmark tables: server and client throughput, sessions, per-env speed and cost, fork vs replay
 	$(BIN)/python bench/server_throughput.py
 	$(BIN)/python bench/server_sessions.py
 	$(BIN)/python bench/client_throughput.py
 	$(BIN)/python bench/env_speed.py
 	$(BIN)/python bench/rollout_speed.py
+	$(BIN)/python bench/mcts_speed.py
 	$(BIN)/python bench/sft_speed.py
 
 clean:

@@ -23,7 +23,6 @@ at once and the caller decides (close something, or stop expanding).
 from __future__ import annotations
 
 import asyncio
-import copy
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,7 +33,8 @@ import numpy as np
 
 import palaestra
 from palaestra.envs import TaskId, TextEnv, env_class
-from palaestra.errors import CapacityError
+from palaestra.envs.core import EnvSnapshot
+from palaestra.errors import CapacityError, EpisodeOverError
 from palaestra.servers import AsyncEnvClient, AsyncSession
 from palaestra.servers.protocol import Step
 
@@ -213,20 +213,30 @@ class _LocalEpisode(EpisodeEnv):
         self._slot = slot
         self.task_id, self.seed = task_id, seed
         self.actions = actions if actions is not None else []
+        # The snapshot of the current state, taken by the first fork: the k forks of a
+        # search node share it (restore copies it), and a step drops it.
+        self._snapshot: EnvSnapshot | None = None
+
+    def _open_env(self) -> TextEnv:
+        if self._env is None:
+            raise EpisodeOverError(f"this {self.env_id} episode is closed")
+        return self._env
 
     async def step(self, action: str) -> Step:
-        result = Step(*self._env.step(action))
+        self._snapshot = None
+        result = Step(*self._open_env().step(action))
         self.actions.append(action)
         self.observation, self.info = result.observation, result.info
         return result
 
     async def expert_action(self) -> str:
-        return self._env.expert_action()
+        return self._open_env().expert_action()
 
     async def random_action(self, seed: int) -> str:
-        return self._env.random_action(np.random.default_rng(seed))
+        return self._open_env().random_action(np.random.default_rng(seed))
 
     async def fork(self) -> EpisodeEnv:
+        parent = self._open_env()
         pool = self._pool
         mode = await pool.fork_mode(self.env_id)
         slot = await pool._slots.take_now(self.env_id, env_class(self.env_id).capacity, self.env_id)
@@ -234,11 +244,14 @@ class _LocalEpisode(EpisodeEnv):
             env = pool._take_env(self.env_id)
             try:
                 if mode == "snapshot":
-                    if env.task_id != self.task_id:
-                        # set_state may rely on what start() loaded for the task
-                        # (a TextWorld game); a pooled env of the same task skips it.
+                    if env.task_id is None:
+                        # The contract (palaestra check) restores into an env reset
+                        # to any task, not into a never-reset one; a pooled env
+                        # skips the reset (a TextWorld reset takes ~1 s).
                         env.reset(seed=self.seed, options={"task_id": self.task_id})
-                    env.restore(self._env.snapshot())
+                    if self._snapshot is None:
+                        self._snapshot = parent.snapshot()
+                    env.restore(self._snapshot)
                 else:
                     env.reset(seed=self.seed, options={"task_id": self.task_id})
                     for action in self.actions:
@@ -255,7 +268,7 @@ class _LocalEpisode(EpisodeEnv):
             self.env_id,
             env,
             self.observation,
-            copy.deepcopy(self.info),
+            dict(self.info),
             slot,
             self.task_id,
             self.seed,
@@ -387,7 +400,7 @@ class _RemoteEpisode(EpisodeEnv):
             if slot is not None:
                 slot.release()
             raise
-        twin.observation, twin.info = self.observation, copy.deepcopy(self.info)
+        twin.observation, twin.info = self.observation, dict(self.info)
         return _RemoteEpisode(
             pool, self._server, twin, slot, self.task_id, self.seed, list(self.actions)
         )

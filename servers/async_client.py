@@ -80,6 +80,7 @@ class AsyncSession:
         self.observation = observation
         self.info = info
         self._socket = socket
+        self._closed = False
 
     @property
     def transport(self) -> str:
@@ -131,14 +132,26 @@ class AsyncSession:
         return await self.client.random_action(self.id, seed)
 
     async def close(self) -> None:
-        """Delete the session on the server (and close its socket)."""
+        """Delete the session on the server (its socket goes back to the client for reuse).
+
+        Closing again does nothing.
+        """
+        if self._closed:
+            return
         if self._socket is not None:
+            socket = self._socket
             try:
-                await self._socket.call("close")
-            finally:
-                await self._socket.aclose()
+                await socket.call("close")
+            except BaseException:
+                await socket.aclose()
+                raise
+            # The socket serves no session now: another create or attach may use it.
+            # This handle lets go of it, so no later call of ours reaches that session.
+            self._socket, self._closed = None, True
+            await self.client._reuse(socket)
             return
         await self.client.close_session(self.id)
+        self._closed = True
 
 
 class AsyncEnvClient:
@@ -155,6 +168,10 @@ class AsyncEnvClient:
             seconds, on either transport.
         max_connections: Size of the HTTP connection pool (sockets are not pooled:
             one each per open WebSocket session).
+        max_idle_sockets: Sockets of closed sessions kept open for the next
+            :meth:`create` or :meth:`attach` (a fork's twin, over the WebSocket
+            transport, is attached on a socket of its own: reusing one saves a
+            connection and its upgrade handshake per twin).
         transport: ``"http"`` (each call one request on pooled connections) or
             ``"websocket"``: :meth:`create` opens one socket per session on
             ``/v1/ws`` and the session's calls go over it (several times faster;
@@ -170,6 +187,7 @@ class AsyncEnvClient:
         retry: RetryPolicy | None = None,
         max_connections: int = 256,
         transport: Literal["http", "websocket"] = "http",
+        max_idle_sockets: int = 16,
     ) -> None:
         if transport not in ("http", "websocket"):
             raise ValueError(f"transport is 'http' or 'websocket', not {transport!r}")
@@ -182,6 +200,8 @@ class AsyncEnvClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._ws_session: aiohttp.ClientSession | None = None
+        self._idle_sockets: list[SessionSocket] = []
+        self._max_idle_sockets = max_idle_sockets
         # Set when a connection failed after every retry; cleared by the next one made.
         self._unreachable = False
 
@@ -330,8 +350,19 @@ class AsyncEnvClient:
         status = await self.status(session_id)
         return AsyncSession(self, session_id, status["env"], "", {})
 
+    async def _reuse(self, socket: SessionSocket) -> None:
+        """Keep a socket whose session closed for the next session, or close it."""
+        if socket.closed or len(self._idle_sockets) >= self._max_idle_sockets:
+            await socket.aclose()
+        else:
+            self._idle_sockets.append(socket)
+
     async def _connect(self) -> SessionSocket:
-        """Open a socket on ``/v1/ws`` (connection failures retried like requests)."""
+        """An idle socket, else a new one on ``/v1/ws`` (failures retried like requests)."""
+        while self._idle_sockets:
+            socket = self._idle_sockets.pop()
+            if not socket.closed:
+                return socket
         delays = self._retry_delays()
         url = "ws" + self.base_url.removeprefix("http") + SOCKET_PATH
         while True:
@@ -404,6 +435,9 @@ class AsyncEnvClient:
         HTTP sessions on the server stay until reaped or deleted; the server closes
         those its sockets created.
         """
+        idle, self._idle_sockets = self._idle_sockets, []
+        for socket in idle:
+            await socket.aclose()
         for http in (self._session, self._ws_session):
             if http is not None and not http.closed:
                 await http.close()

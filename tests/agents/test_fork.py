@@ -15,7 +15,7 @@ from toy_envs import Counter
 
 from palaestra.agents import EnvPool, EpisodeEnv, LocalEnvs, RemoteEnvs
 from palaestra.envs import register
-from palaestra.errors import CapacityError
+from palaestra.errors import CapacityError, EpisodeOverError
 from palaestra.servers.protocol import Step
 
 MAZE, COUNTER = "palaestra/Maze-v0", "toy/Counter-v0"
@@ -165,5 +165,40 @@ def test_a_remote_fork_beyond_capacity_is_refused_at_once(capped_url: str) -> No
                 await parent.fork()
             await twin.close()
             await parent.close()
+
+    asyncio.run(run())
+
+
+def test_a_closed_local_episode_refuses_to_step_or_fork() -> None:
+    async def run() -> None:
+        pool = LocalEnvs()
+        episode = await pool.open(COUNTER, 0, seed=0, index=0)
+        await episode.close()
+        for call in (episode.fork(), episode.step("inc")):
+            with pytest.raises(EpisodeOverError, match="closed"):
+                await call
+        await pool.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_snapshot_fork_restores_into_an_env_of_another_task() -> None:
+    """Pooled envs serve forks of any task (restore needs no reset to the same task)."""
+
+    async def run() -> None:
+        pool = LocalEnvs()
+        others = [await pool.open(MAZE, 5, seed=1, index=0) for _ in range(2)]
+        for other in others:
+            await other.close()  # two idle envs that last played task 5
+        parent = await pool.open(MAZE, 2, seed=0, index=0)
+        assert pool._idle[MAZE][0].task_id == 5  # the one the fork gets
+        await parent.step(await parent.random_action(0))
+        twin = await parent.fork()
+        assert twin._env.task_id == 2
+        tail = await _actions(MAZE, parent, 3, salt=4)
+        assert await _play(twin, tail) == await _play(parent, tail)
+        await twin.close()
+        await parent.close()
+        await pool.aclose()
 
     asyncio.run(run())

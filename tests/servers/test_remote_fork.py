@@ -1,14 +1,19 @@
-"""``RemoteEnv.fork``: the twin shares its parent's client, and either may close first.
+"""Forks on a server share their parent's connections.
 
-A twin with a client of its own cost ~30 ms (httpx building an SSL context) on a
-fork the server answers in ~3 ms.
+``RemoteEnv.fork``: a twin with an httpx client of its own cost ~30 ms (building
+an SSL context) on a fork the server answers in ~1 ms. ``AsyncSession.fork`` over
+the socket: a twin needs a socket of its own, and reuses a closed session's.
 """
 
 from __future__ import annotations
 
-import httpx
+import asyncio
 
-from palaestra.servers import RemoteEnv
+import httpx
+import pytest
+
+from palaestra.errors import SessionNotFoundError
+from palaestra.servers import AsyncEnvClient, RemoteEnv
 
 MAZE = "palaestra/Maze-v0"
 
@@ -55,3 +60,25 @@ def test_a_callers_client_is_never_closed(maze_url: str) -> None:
         twin.close()
         parent.close()
         assert not client.is_closed
+
+
+def test_socket_twins_reuse_the_sockets_of_closed_sessions(maze_url: str) -> None:
+    """Each twin over the socket transport needs a socket: a closed one's, not a new one."""
+
+    async def run() -> None:
+        async with AsyncEnvClient(maze_url, transport="websocket") as client:
+            parent = await client.create(MAZE, task_id=3, seed=0)
+            sockets = []
+            for _ in range(4):
+                twin = await parent.fork()
+                sockets.append(twin._socket)
+                await twin.step("move up")
+                await twin.close()
+            assert all(s is sockets[0] for s in sockets[1:])
+            # The old handle lets go of its socket: it cannot reach the socket's next session.
+            with pytest.raises(SessionNotFoundError):
+                await twin.step("move up")
+            await twin.close()  # closing again does nothing
+            await parent.close()
+
+    asyncio.run(run())
