@@ -52,12 +52,16 @@ from palaestra.evol.mcts import Node, Tree
 
 __all__ = [
     "REFLECTIONS",
+    "VERDICTS",
+    "AgentRData",
     "Agreement",
     "LeafPath",
     "PathPair",
     "actor_judge",
+    "agent_r_data",
     "expert_first_error",
     "expert_judge",
+    "first_bad",
     "good_paths",
     "judge_agreement",
     "leaf_paths",
@@ -217,6 +221,7 @@ def path_trajectory(path: LeafPath) -> Trajectory:
 # -- the first error --------------------------------------------------------------------
 
 VERDICTS = ("good", "bad", "uncertain")
+"""What a judge may answer of a step."""
 
 _JUDGE_RULES = (
     "You review the steps of an agent doing a task in a text environment. "
@@ -473,3 +478,77 @@ def revision_trajectory(
     )
     t.spliced = True
     return t
+
+
+# -- all of it --------------------------------------------------------------------------
+
+
+@dataclass
+class AgentRData:
+    """One round of Agent-R data from a set of trees (see :func:`agent_r_data`).
+
+    Attributes:
+        pairs: The pairs drawn.
+        errors: The judge's first error per pair (1-based step; ``None``: none found).
+        splices: The splice step per pair (:func:`splice_step`).
+        revisions: Revision trajectories, one per pair (less the skipped ones).
+        good: Good-path trajectories.
+        skipped: Pairs whose good path's first own reply had no action.
+    """
+
+    pairs: list[PathPair]
+    errors: list[int | None]
+    splices: list[int]
+    revisions: list[Trajectory]
+    good: list[Trajectory]
+    skipped: int = 0
+
+    @property
+    def mean_steps_before_error(self) -> float:
+        """Mean steps of the bad paths before the step spliced at (0 for no pairs)."""
+        return sum(s - 1 for s in self.splices) / len(self.splices) if self.splices else 0.0
+
+
+async def agent_r_data(
+    trees: Sequence[Tree],
+    judge: Policy | EnvPool,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.2,
+    max_pairs: int | None = 4,
+    max_good: int | None = 1,
+    seed: int = 0,
+) -> AgentRData:
+    """Pairs, first errors, revision trajectories and good trajectories from ``trees``.
+
+    Args:
+        trees: Search trees.
+        judge: A model policy for the actor judge (:func:`actor_judge`), or the env
+            pool for the expert judge (:func:`expert_judge`).
+        alpha: Least score of a good path.
+        beta: Least score gap (exclusive) of a pair.
+        max_pairs: Pairs per tree (``None``: all).
+        max_good: Good paths per tree (``None``: all).
+        seed: Seeds the draws of pairs, good paths and reflections.
+    """
+    pairs = [
+        p for t in trees for p in path_pairs(t, alpha=alpha, beta=beta, cap=max_pairs, seed=seed)
+    ]
+    bad = [p.bad for p in pairs]
+    if isinstance(judge, Policy):
+        errors: list[int | None] = [first_bad(v) for v in await actor_judge(judge, bad, seed=seed)]
+    else:
+        errors = await expert_judge(judge, bad)
+    revisions, skipped = [], 0
+    for pair, error in zip(pairs, errors, strict=True):
+        try:
+            revisions.append(revision_trajectory(pair, error, seed=seed))
+        except ValueError:
+            skipped += 1
+    good = [
+        path_trajectory(p)
+        for t in trees
+        for p in good_paths(t, alpha=alpha, cap=max_good, seed=seed)
+    ]
+    splices = [splice_step(p, e) for p, e in zip(pairs, errors, strict=True)]
+    return AgentRData(pairs, errors, splices, revisions, good, skipped)

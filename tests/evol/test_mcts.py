@@ -28,7 +28,13 @@ from palaestra.evol.mcts import (
     select,
     uct_score,
 )
-from palaestra.evol.reflection import leaf_paths, path_pairs, revision_trajectory
+from palaestra.evol.reflection import (
+    AgentRData,
+    agent_r_data,
+    leaf_paths,
+    path_pairs,
+    revision_trajectory,
+)
 from palaestra.servers.protocol import Step
 
 MAZE = "palaestra/Maze-v0"
@@ -339,3 +345,18 @@ def test_pairs_and_revisions_from_a_real_search():
         t = revision_trajectory(pair, None)
         assert t.spliced and t.success
         assert REACT.parse(next(m for m in t.messages if m["loss"])["content"]).ok
+
+    async def by_expert() -> AgentRData:
+        envs = LocalEnvs()
+        try:
+            return await agent_r_data(trees, envs, alpha=1.0, max_pairs=2)
+        finally:
+            await envs.aclose()
+
+    data = asyncio.run(by_expert())
+    assert 0 < len(data.pairs) <= 2 * len(trees) and len(data.revisions) == len(data.pairs)
+    # A bad path did not reach the goal in 40 steps, longer than any shortest path
+    # of a 5x5 maze: the expert finds an error on each (maybe on the shared prefix).
+    assert all(e is not None for e in data.errors)
+    pairs_splices = zip(data.pairs, data.splices, strict=True)
+    assert all(p.divergence < s <= p.bad.steps for p, s in pairs_splices)

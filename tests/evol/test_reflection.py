@@ -19,6 +19,7 @@ from palaestra.evol.reflection import (
     LeafPath,
     PathPair,
     actor_judge,
+    agent_r_data,
     expert_first_error,
     first_bad,
     good_paths,
@@ -248,3 +249,14 @@ def test_actor_judge_with_the_tiny_model():
     tree = hand_tree()
     verdicts = asyncio.run(actor_judge(TransformersPolicy("tiny"), [pair(tree, 3, 6).bad]))
     assert len(verdicts[0]) == 3 and set(verdicts[0]) <= set(VERDICTS)
+
+
+def test_agent_r_data_with_the_actor_judge():
+    tree = hand_tree()
+    data = asyncio.run(agent_r_data([tree], LeftIsBad(), alpha=0.5, beta=0.2))
+    assert [(p.good.nodes[-1], p.bad.nodes[-1]) for p in data.pairs] == [(3, 4), (3, 6)]
+    assert data.errors == [2, 2] and data.splices == [2, 2]
+    assert data.mean_steps_before_error == 1.0
+    assert len(data.revisions) == 2 and all(t.spliced for t in data.revisions)
+    assert [t.actions for t in data.good] == [["move up", "move right"]]
+    assert data.skipped == 0
