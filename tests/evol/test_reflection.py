@@ -260,3 +260,15 @@ def test_agent_r_data_with_the_actor_judge():
     assert len(data.revisions) == 2 and all(t.spliced for t in data.revisions)
     assert [t.actions for t in data.good] == [["move up", "move right"]]
     assert data.skipped == 0
+
+
+def test_the_revision_turn_parses_in_the_json_format_too():
+    from palaestra.agents.formats import get_format
+    from palaestra.agents.rollout import RolloutConfig
+
+    tree = hand_tree()
+    tree.rollout = RolloutConfig(format="json")
+    t = revision_trajectory(pair(tree, 3, 4), None, reflection="I went the wrong way.")
+    revision = next(m for m in t.messages if m["loss"])["content"]
+    parsed = get_format("json").parse(revision)
+    assert (parsed.action, parsed.thought) == ("move up", "I went the wrong way.")
