@@ -66,7 +66,7 @@ async def run(args: argparse.Namespace, policy: Policy) -> list[list[str]]:
         ["expansions", str(s.expansions)],
         ["forks", str(s.forks)],
         ["generate calls / prompts", f"{s.policy_calls} / {s.rows}"],
-        ["search seconds", f"{wall:.1f}"],
+        ["search seconds (in generate)", f"{wall:.1f} ({s.policy_s:.1f})"],
         ["nodes / second", f"{s.nodes / wall:.1f}"],
         [f"pairs (alpha {args.alpha}, beta {args.beta})", str(len(pairs))],
         ["revision trajectories", str(len(revisions))],
