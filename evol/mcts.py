@@ -99,7 +99,8 @@ class MCTSConfig:
             when the whole tree is exhausted first.
         max_depth: Steps from the root after which a path is cut (a leaf with
             ``end="depth"`` and score 0); the env's ``max_steps`` and the rollout's
-            ``max_turns`` cut too.
+            ``max_turns`` cut too. The default leaves room for a 5x5 maze's
+            longest shortest path (about 40 moves) and some detours.
         concurrency: Trees searched at once.
     """
 
@@ -107,7 +108,7 @@ class MCTSConfig:
     temperature: float = 1.0
     c: float = 0.25
     simulations: int = 8
-    max_depth: int = 30
+    max_depth: int = 64
     concurrency: int = 16
 
     def __post_init__(self) -> None:
