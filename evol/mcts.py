@@ -100,7 +100,7 @@ class MCTSConfig:
         max_depth: Steps from the root after which a path is cut (a leaf with
             ``end="depth"`` and score 0); the env's ``max_steps`` and the rollout's
             ``max_turns`` cut too. The default leaves room for a 5x5 maze's
-            longest shortest path (about 40 moves) and some detours.
+            longest possible shortest path (48 moves) and some detours.
         concurrency: Trees searched at once.
     """
 
