@@ -318,7 +318,6 @@ def test_search_with_the_tiny_model_over_http(tiny, serve, tmp_path):
     assert load_trees(save_trees(trees, tmp_path / "t.jsonl")) == trees
 
 
-@pytest.mark.slow
 def test_search_with_openai_policy_against_serve_policy(tiny):
     from palaestra.agents.openai_policy import OpenAIPolicy
     from palaestra.agents.policy_server import create_policy_app
