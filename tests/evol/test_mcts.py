@@ -7,6 +7,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium
 import httpx
@@ -258,6 +259,34 @@ def test_search_with_branching_replies_in_process():
         for action in path.actions:
             observation = env.step(action)[0]
         assert REACT.observation_message(observation) == path.leaf.observation
+
+
+class FailingMoves(MovesPolicy):
+    """Random moves, then failures from the fifth call on (a policy server gone away)."""
+
+    async def generate(
+        self, conversations: Sequence[Sequence[Message]], **kwargs: Any
+    ) -> list[list[Completion]]:
+        if len(self.calls) == 4:
+            raise ConnectionError("policy server gone")
+        return await super().generate(conversations, **kwargs)
+
+
+def test_a_failing_policy_loses_the_trees_but_leaves_no_env_open():
+    config = MCTSConfig(k=4, simulations=6, max_depth=12)
+    lost: list[str] = []
+
+    async def run() -> tuple:
+        counting = CountingEnvs(LocalEnvs())
+        engine = MCTS(FailingMoves(), counting, config, RolloutConfig(history=1))
+        trees = await engine.search(SPECS, on_error=lambda spec, message: lost.append(message))
+        await counting.aclose()
+        return trees, engine.stats, counting
+
+    trees, stats, counting = asyncio.run(run())
+    assert trees == [] and stats.errors == 3 and len(lost) == 3
+    assert all("policy server gone" in m for m in lost)
+    assert counting.opened > 3 and counting.open_now == 0
 
 
 class TightMaze(MazeEnv):
