@@ -258,7 +258,12 @@ def _judge_prompt(tree: Tree, path: LeafPath, step: int) -> list[Message]:
 
 
 async def actor_judge(
-    policy: Policy, paths: Sequence[LeafPath], *, max_tokens: int = 8, seed: int = 0
+    policy: Policy,
+    paths: Sequence[LeafPath],
+    *,
+    after: Sequence[int] | None = None,
+    max_tokens: int = 8,
+    seed: int = 0,
 ) -> list[list[str]]:
     """The model's verdict on every step of each path, in one batched ``generate`` call.
 
@@ -271,6 +276,9 @@ async def actor_judge(
     Args:
         policy: The actor (the model being trained).
         paths: The bad paths to judge.
+        after: Per path, the steps not to ask about (its first ``after[i]`` steps,
+            e.g. those a pair shares, where :func:`splice_step` never splices);
+            they count as uncertain. ``None``: ask about every step.
         max_tokens: Longest verdict reply.
         seed: Passed to the policy.
 
@@ -282,7 +290,7 @@ async def actor_judge(
     prompts: list[list[Message]] = []
     limit = policy.context_length
     for i, path in enumerate(paths):
-        for step in range(1, path.steps + 1):
+        for step in range(1 + (after[i] if after is not None else 0), path.steps + 1):
             prompt = _judge_prompt(path.tree, path, step)
             if limit is None or policy.count_tokens(prompt) + max_tokens <= limit:
                 asked.append((i, step))
@@ -536,7 +544,10 @@ async def agent_r_data(
     ]
     bad = [p.bad for p in pairs]
     if isinstance(judge, Policy):
-        errors: list[int | None] = [first_bad(v) for v in await actor_judge(judge, bad, seed=seed)]
+        # Shared steps are never spliced at: only the steps after the split are asked.
+        shared = [p.divergence for p in pairs]
+        verdicts = await actor_judge(judge, bad, after=shared, seed=seed)
+        errors: list[int | None] = [first_bad(v) for v in verdicts]
     else:
         errors = await expert_judge(judge, bad)
     revisions, skipped = [], 0

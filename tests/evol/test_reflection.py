@@ -240,6 +240,9 @@ def test_actor_judge_asks_once_per_step_in_one_call():
     assert "Task:\no0" in prompt and "Actions before step 2: move up" in prompt
     assert "Before step 2:\no1" in prompt and "Result:\no5" in prompt
     assert "Walk the maze." in judge.prompts[1][0]["content"]
+    judge = LeftIsBad()
+    verdicts = asyncio.run(actor_judge(judge, bad, after=[1, 0]))  # path 6 shares step 1
+    assert verdicts == [["uncertain", "bad", "bad"], ["good", "bad"]] and len(judge.prompts) == 4
 
 
 def test_actor_judge_with_the_tiny_model():
