@@ -191,15 +191,20 @@ class _Batcher:
     ) -> None:
         self.policy, self.config, self.stop, self.stats = policy, config, tuple(stop), stats
         self.active = 0  # episodes running (each either waiting here or stepping its env)
-        self._pending: list[tuple[list[Message], asyncio.Future[Completion]]] = []
+        self._pending: list[tuple[list[Message], int, asyncio.Future[list[Completion]]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     async def submit(self, prompt: list[Message]) -> Completion:
+        [reply] = await self.submit_n(prompt, 1)
+        return reply
+
+    async def submit_n(self, prompt: list[Message], n: int) -> list[Completion]:
+        """``n`` replies to ``prompt`` (tree search asks several); batched with the others."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._serve())
-        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._pending.append((prompt, future))
+        future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
+        self._pending.append((prompt, n, future))
         self._wake.set()
         return await future
 
@@ -214,33 +219,38 @@ class _Batcher:
                     await asyncio.wait_for(self._wake.wait(), deadline - loop.time())
                 except TimeoutError:
                     break
-            batch, self._pending = self._pending, []
+            pending, self._pending = self._pending, []
             self._wake.clear()
-            if not batch:
-                continue
-            seed = derive_seed(self.config.seed, "call", self.stats.calls)
-            started = time.perf_counter()
-            try:
-                replies = await self.policy.generate(
-                    [prompt for prompt, _ in batch],
-                    n=1,
-                    temperature=self.config.temperature,
-                    max_tokens=self.config.max_tokens,
-                    stop=self.stop,
-                    seed=seed,
-                )
-            except Exception as error:  # every waiting episode learns of it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            finally:
-                self.stats.policy_s += time.perf_counter() - started
-                self.stats.calls += 1
-                self.stats.rows += len(batch)
-            for (_, future), [reply] in zip(batch, replies, strict=True):
+            # One call per ``n`` asked (rollouts ask 1; tree search asks k to expand).
+            for n in sorted({n for _, n, _ in pending}):
+                await self._call(n, [(p, f) for p, m, f in pending if m == n])
+
+    async def _call(
+        self, n: int, batch: list[tuple[list[Message], asyncio.Future[list[Completion]]]]
+    ) -> None:
+        seed = derive_seed(self.config.seed, "call", self.stats.calls)
+        started = time.perf_counter()
+        try:
+            replies = await self.policy.generate(
+                [prompt for prompt, _ in batch],
+                n=n,
+                temperature=self.config.temperature,
+                max_tokens=self.config.max_tokens,
+                stop=self.stop,
+                seed=seed,
+            )
+        except Exception as error:  # every waiting episode learns of it
+            for _, future in batch:
                 if not future.done():
-                    future.set_result(reply)
+                    future.set_exception(error)
+            return
+        finally:
+            self.stats.policy_s += time.perf_counter() - started
+            self.stats.calls += 1
+            self.stats.rows += len(batch)
+        for (_, future), replies_n in zip(batch, replies, strict=True):
+            if not future.done():
+                future.set_result(replies_n)
 
     def finished(self) -> None:
         """An episode ended: the batch may already be complete without it."""

@@ -55,6 +55,9 @@ class Trajectory:
         timings: Seconds: ``total``, ``policy`` (waiting for replies) and ``env``.
         model: The policy's name.
         env_version: The env id (its ``-vN`` is the env version) and palaestra version.
+        spliced: Made by joining parts of several episodes (an Agent-R revision
+            trajectory), so its actions do not replay in the env; False for every
+            played episode and in files from before this field.
     """
 
     env_id: str
@@ -77,6 +80,7 @@ class Trajectory:
     timings: dict[str, float] = field(default_factory=dict)
     model: str = ""
     env_version: str = ""
+    spliced: bool = False
 
     @property
     def key(self) -> str:
