@@ -43,6 +43,7 @@ __all__ = [
     "EvalConfig",
     "EvalResult",
     "env_packages",
+    "loop_rate",
     "plan_episodes",
     "run_eval",
     "summarize",
@@ -498,3 +499,20 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
+
+
+def loop_rate(trajectories: Sequence[Trajectory]) -> float:
+    """Share of steps that repeat an (observation, action) pair met earlier in their episode.
+
+    The same action in the same observed state is a loop: it leads where it led
+    before. 0 for no steps.
+    """
+    repeated = steps = 0
+    for t in trajectories:
+        seen: set[tuple[str, str]] = set()
+        observations = [m["content"] for m in t.messages[1:] if m["role"] == "user"]
+        for observation, action in zip(observations, t.actions, strict=False):
+            repeated += (observation, action) in seen
+            seen.add((observation, action))
+            steps += 1
+    return repeated / steps if steps else 0.0

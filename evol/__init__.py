@@ -1,8 +1,9 @@
-"""palaestra.evol: trajectory data, supervised fine-tuning and AgentEvol self-training.
+"""palaestra.evol: trajectory data, supervised fine-tuning, AgentEvol and Agent-R self-training.
 
 Heavy libraries (torch, transformers, datasets, peft) load only when used.
 """
 
+from palaestra.evol.agent_r import AgentRConfig, run_agent_r
 from palaestra.evol.agentevol import (
     AgentEvolConfig,
     AgentEvolResult,
@@ -23,27 +24,35 @@ from palaestra.evol.data import (
     write_parquet,
 )
 from palaestra.evol.examples import IGNORE_INDEX, tokenize_example, turn_examples
+from palaestra.evol.mcts import MCTS, MCTSConfig, Tree, load_trees, save_trees
 from palaestra.evol.sft import SFTCollator, SFTConfig, SFTResult, build_examples, train_sft
 
 __all__ = [
     "IGNORE_INDEX",
+    "MCTS",
     "AgentEvolConfig",
     "AgentEvolResult",
+    "AgentRConfig",
+    "MCTSConfig",
     "SFTCollator",
     "SFTConfig",
     "SFTResult",
+    "Tree",
     "best_per_task",
     "build_examples",
     "dataset_card",
     "filter_trajectories",
     "from_dataset",
     "load_trajectories",
+    "load_trees",
     "merge",
     "plan_tasks",
     "read_parquet",
     "render_evolution_table",
+    "run_agent_r",
     "run_agentevol",
     "save_trajectories",
+    "save_trees",
     "to_dataset",
     "tokenize_example",
     "train_sft",

@@ -41,6 +41,7 @@ from palaestra.agents.evaluate import (
     EvalConfig,
     EvalResult,
     env_packages,
+    loop_rate,
     run_eval,
     wilson_interval,
 )
@@ -220,6 +221,9 @@ def _rows(label: str, temperature: float, result: EvalResult) -> list[dict[str, 
                 "success": row["success"],
                 "successes": round(row["success"] * row["episodes"]),
                 "mean turns": row["turns"],
+                "loop rate": round(
+                    loop_rate([t for t in result.trajectories if t.env_id == row["env"]]), 4
+                ),
             }
         )
     return rows

@@ -176,6 +176,88 @@ def cmd_evolve_agentevol(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evolve_agent_r(args: argparse.Namespace) -> int:
+    """Run (or resume) Agent-R."""
+    from palaestra.cli_agents import rollout_from_args
+    from palaestra.evol.agent_r import AgentRConfig, run_agent_r
+    from palaestra.evol.mcts import MCTSConfig
+    from palaestra.evol.sft import SFTConfig
+
+    try:
+        config = AgentRConfig(
+            envs=tuple(args.envs),
+            model=args.model,
+            start_from=args.start_from,
+            iterations=args.iterations,
+            base_tasks=args.base_tasks,
+            search_tasks=args.search_tasks,
+            alphas=tuple(args.alphas),
+            beta=args.beta,
+            pairs_per_tree=args.pairs_per_tree,
+            goods_per_tree=args.goods_per_tree,
+            judge=args.judge,
+            base_ratio=args.base_ratio,
+            retrain=args.retrain,
+            mcts=MCTSConfig(
+                k=args.k,
+                c=args.c,
+                simulations=args.simulations,
+                max_depth=args.max_depth,
+                temperature=args.temperature,
+            ),
+            sft=SFTConfig(
+                max_steps=args.steps,
+                batch_size=args.batch_size,
+                learning_rate=args.lr,
+                lora=args.lora,
+            ),
+            iteration_steps=args.iteration_steps,
+            eval_tasks=args.eval_tasks,
+            baselines=tuple(args.baselines),
+            rollout=rollout_from_args(args),
+            concurrency=args.concurrency,
+            seed=args.seed,
+            threads=args.threads,
+        )
+        result = run_agent_r(config, args.out, resume=args.resume, progress=not args.quiet)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    print()
+    print(result.table)
+    print(f"\nwritten: {result.out}/results.md, {result.out}/run.json")
+    print(f"trees: palaestra tree show {result.out}/iter-1/trees.jsonl")
+    return 0
+
+
+def cmd_tree_show(args: argparse.Namespace) -> int:
+    """Print search trees of a trees.jsonl file."""
+    from rich.console import Console
+
+    from palaestra.evol.mcts import load_trees
+    from palaestra.evol.tree_view import render_tree, tree_marks, tree_summary
+
+    try:
+        trees = load_trees(args.path)
+    except (FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    if args.index is not None:
+        if not 0 <= args.index < len(trees):
+            return _fail(f"--index {args.index}: {args.path} holds {len(trees)} trees")
+        trees = [trees[args.index]]
+    elif args.all is False:
+        trees = trees[:1]
+    console = Console(highlight=False, no_color=args.no_color)
+    for tree in trees:
+        marks = tree_marks(
+            tree, pair=args.pair, alpha=args.alpha, beta=args.beta, first_error=args.first_error
+        )
+        for line in tree_summary(tree, marks):
+            console.print(line)
+        console.print(render_tree(tree, marks, full=args.full, max_nodes=args.max_nodes))
+        console.print()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The self-training demo on the embedded tiny model."""
     from palaestra.demo import DEMO_PRESETS, run_demo
@@ -275,7 +357,7 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train_sft)
 
     # evolve
-    evolve = sub.add_parser("evolve", help="self-training: AgentEvol")
+    evolve = sub.add_parser("evolve", help="self-training: AgentEvol, Agent-R")
     evolve_sub = evolve.add_subparsers(dest="evolve_command", required=True, metavar="COMMAND")
     p = evolve_sub.add_parser(
         "agentevol",
@@ -327,6 +409,92 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evolve_agentevol)
+
+    p = evolve_sub.add_parser(
+        "agent-r",
+        help="MCTS over forked envs, revision trajectories spliced at the first error, retrain",
+        description="Agent-R (Yuan et al. 2025): each round, the current model searches one "
+        "MCTS tree per search task (envs forked mid-episode); good/bad leaf paths are paired, "
+        "the first error of each bad path is found (by the model itself, --judge actor, or by "
+        "the env's expert), and a revision trajectory splices the bad prefix, a reflection "
+        "and the good path; the model is fine-tuned on revisions and good paths and "
+        "evaluated. --start-from adopts an AgentEvol run's base set and BC model; without it "
+        "the run clones the expert first. Trees go to OUT/iter-i/trees.jsonl (see `palaestra "
+        "tree show`); --resume continues after a crash.",
+    )
+    p.add_argument("--envs", nargs="+", default=["palaestra/Maze-v0"], metavar="ENV_ID")
+    p.add_argument("--model", default="tiny", help="base model (default tiny)")
+    p.add_argument(
+        "--start-from",
+        default=None,
+        metavar="RUN",
+        help="a finished agentevol/agent-r run folder whose base set and BC model to start from",
+    )
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--iterations", type=int, default=3, help="Agent-R rounds (default 3)")
+    p.add_argument("--base-tasks", type=int, default=200, help="expert-cloned tasks per env")
+    p.add_argument("--search-tasks", type=int, default=100, help="tasks searched per env")
+    p.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=[0.5, 0.7, 1.0],
+        help="least good-path score of each round; the last repeats (default 0.5 0.7 1.0)",
+    )
+    p.add_argument("--beta", type=float, default=0.2, help="least good-bad score gap")
+    p.add_argument("--pairs-per-tree", type=int, default=4)
+    p.add_argument("--goods-per-tree", type=int, default=1)
+    p.add_argument("--judge", choices=("actor", "expert"), default="actor")
+    p.add_argument(
+        "--base-ratio", type=float, default=0.0, help="expert trajectories mixed in, per own one"
+    )
+    p.add_argument("--retrain", choices=("base", "continue"), default="continue")
+    p.add_argument("--k", type=int, default=4, help="replies sampled per expansion")
+    p.add_argument("--c", type=float, default=0.25, help="UCT exploration constant")
+    p.add_argument("--simulations", type=int, default=8, help="MCTS iterations per tree")
+    p.add_argument("--max-depth", type=int, default=64, help="steps after which a path is cut")
+    p.add_argument("--temperature", type=float, default=1.0, help="search sampling temperature")
+    p.add_argument("--steps", type=int, default=300, help="behaviour-cloning steps (own BC)")
+    p.add_argument("--iteration-steps", type=int, default=None, help="steps of each round")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lora", action="store_true")
+    p.add_argument("--eval-tasks", type=int, default=100, help="test tasks per env")
+    p.add_argument(
+        "--baselines", nargs="*", default=[], metavar="POLICY", help="e.g. uniform random"
+    )
+    add_rollout_flags(p, DEFAULT_ROLLOUT)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0, help="run seed: derives every random choice")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evolve_agent_r)
+
+    # tree
+    tree = sub.add_parser("tree", help="look at MCTS search trees")
+    tree_sub = tree.add_subparsers(dest="tree_command", required=True)
+    p = tree_sub.add_parser(
+        "show",
+        help="print a search tree: best path highlighted, a good/bad pair and its splice marked",
+        description="Print the search trees of a trees.jsonl file (written by `palaestra evolve "
+        "agent-r`): one line per node (action, visits N, mean value Q; how a leaf ended and its "
+        "score), single-child runs folded; the best path in bold green; one good/bad pair "
+        "([good], [bad]) and the node after which its revision is spliced ([splice]).",
+    )
+    p.add_argument("path", help="a trees.jsonl file")
+    p.add_argument("--index", type=int, default=None, help="show the tree at this line (0-based)")
+    p.add_argument("--all", action="store_true", help="show every tree (default: the first)")
+    p.add_argument("--pair", type=int, default=0, help="which pair to mark (default 0)")
+    p.add_argument("--alpha", type=float, default=0.5, help="least good-path score of a pair")
+    p.add_argument("--beta", type=float, default=0.2, help="least score gap of a pair")
+    p.add_argument(
+        "--first-error", type=int, default=None, help="the bad path's first error (step)"
+    )
+    p.add_argument("--full", action="store_true", help="one line per node (no folding)")
+    p.add_argument("--max-nodes", type=int, default=400, help="lines at most per tree")
+    p.add_argument("--no-color", action="store_true", help="plain text")
+    p.set_defaults(func=cmd_tree_show)
 
     # demo
     p = sub.add_parser(
