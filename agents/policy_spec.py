@@ -2,6 +2,7 @@
 
 =====================  ====================================================
 ``expert``             the env's expert (:class:`ExpertPolicy`)
+``expert:0.3``         the expert with random detours 30% of turns (:class:`NoisyExpertPolicy`)
 ``random``             a uniformly random valid action (:class:`RandomPolicy`)
 ``uniform``            a uniformly random action of the grammar, blocked ones too
 ``heuristic``          the env's one-line rule (Maze: toward the goal)
@@ -15,15 +16,15 @@
 
 from __future__ import annotations
 
-from palaestra.agents.baselines import EnvPolicy, ExpertPolicy, RandomPolicy
+from palaestra.agents.baselines import EnvPolicy, ExpertPolicy, NoisyExpertPolicy, RandomPolicy
 from palaestra.agents.heuristics import HeuristicPolicy, UniformPolicy
 from palaestra.agents.policy import Policy
 
 __all__ = ["POLICY_FORMS", "make_policy"]
 
 POLICY_FORMS = (
-    "expert | random | uniform | heuristic | tiny[:SEED] | smollm2 | PATH | openai:URL[#MODEL]"
-    " | vllm:PATH"
+    "expert[:NOISE] | random | uniform | heuristic | tiny[:SEED] | smollm2 | PATH"
+    " | openai:URL[#MODEL] | vllm:PATH"
 )
 
 
@@ -41,6 +42,12 @@ def make_policy(
         raise ValueError(f"empty policy; use one of: {POLICY_FORMS}")
     if spec == "expert":
         return ExpertPolicy()
+    if spec.startswith("expert:"):
+        try:
+            noise = float(spec.removeprefix("expert:"))
+        except ValueError:
+            raise ValueError(f"expert:NOISE needs a number in [0, 1), got {spec!r}") from None
+        return NoisyExpertPolicy(noise)
     if spec == "random":
         return RandomPolicy()
     if spec == "uniform":

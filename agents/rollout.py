@@ -385,10 +385,13 @@ class RolloutEngine:
                     t.end = "max_turns"
                     break
                 clock = time.perf_counter()
+                trained = True
                 if batcher is None:
                     assert isinstance(self.policy, EnvPolicy)
                     seed = derive_seed(self.config.seed, spec.key, spec.seed, t.turns)
-                    reply: str = fmt.render(await self.policy.act(env, seed))
+                    chosen = await self.policy.act(env, seed)
+                    trained = getattr(chosen, "trained", True)
+                    reply: str = fmt.render(chosen)
                 else:
                     prompt = self._fit(t, info)
                     if prompt is None:
@@ -399,7 +402,7 @@ class RolloutEngine:
                     t.completion_tokens += getattr(reply, "completion_tokens", 0)
                 policy_s += time.perf_counter() - clock
                 parsed = fmt.parse(reply)
-                t.messages.append({"role": "assistant", "content": str(reply), "loss": True})
+                t.messages.append({"role": "assistant", "content": str(reply), "loss": trained})
                 action = parsed.action if parsed.action is not None else ""
                 t.format_errors += parsed.action is None
                 clock = time.perf_counter()

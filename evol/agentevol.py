@@ -88,6 +88,9 @@ class AgentEvolConfig:
             model); ``"tiny"`` is built with the run seed (see :func:`seeded_model`).
         iterations: Explore-and-learn rounds after behaviour cloning.
         base_tasks: Train tasks per env that the expert plays (the first ones).
+        expert_noise: Probability of a random detour per turn of the expert's
+            episodes (:class:`~palaestra.agents.baselines.NoisyExpertPolicy`; the
+            detours are not trained on): shows BC how to get back on the path.
         explore_tasks: Train tasks per env explored each round, spread over the
             train tasks after the base ones (``explore_from="rest"``) or over all
             of them (``"all"``, as the paper explores every instruction).
@@ -119,6 +122,7 @@ class AgentEvolConfig:
     model: str = "tiny"
     iterations: int = 2
     base_tasks: int = 200
+    expert_noise: float = 0.0
     explore_tasks: int = 200
     explore_from: str = "rest"
     samples: int = 2
@@ -351,7 +355,8 @@ class _Run:
         config = self.config
         seed = self.stages.seed("expert")
         rollout = replace(config.rollout, temperature=0.0, seed=seed)
-        eval_config = self._eval_config("expert", config.envs, "train", "base", rollout)
+        expert = f"expert:{config.expert_noise:g}" if config.expert_noise > 0 else "expert"
+        eval_config = self._eval_config(expert, config.envs, "train", "base", rollout)
         result = run_eval(
             eval_config, self.out / "base" / "expert", resume=True, progress=False,
             on_progress=line.episodes("episodes"),

@@ -14,6 +14,7 @@ __all__ = ["add_agent_commands", "add_rollout_flags", "rollout_from_args"]
 EVAL_EPILOG = """\
 policies (--policy):
   expert                 the env's expert (the ceiling)
+  expert:0.3             the expert with random detours 30% of turns (not trained on)
   random                 a uniformly random valid action each turn (the floor)
   uniform                a uniformly random action of the grammar, invalid ones too
                          (Maze: any of the four moves; elsewhere = random)
