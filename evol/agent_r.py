@@ -201,7 +201,11 @@ def run_agent_r(
     Raises:
         FileExistsError: ``out`` holds a run and ``resume`` is False.
         FileNotFoundError: ``start_from`` holds no finished BC stage.
-        ValueError: ``resume`` with other settings, or a round with no data.
+        ValueError: ``resume`` with other settings.
+
+    A round whose search found no leaf scoring at least its alpha has no data: its
+    ``revise`` record says so (``trajectories`` 0, ``empty`` why) and the round
+    trains and evaluates nothing; the next round searches with the same model.
     """
     out = Path(out)
     if config.start_from is not None:
@@ -227,7 +231,10 @@ def run_agent_r(
         bc_model = model_dir
         for i in range(1, config.iterations + 1):
             stages.run(f"search-{i}", partial(run.search, i, model_dir))
-            stages.run(f"revise-{i}", partial(run.revise, i, model_dir))
+            revised = stages.run(f"revise-{i}", partial(run.revise, i, model_dir))
+            if not revised["trajectories"]:
+                log(f"[revise-{i}] {revised['empty']}")
+                continue
             start = str(model_dir) if config.retrain == "continue" else str(bc_model)
             if config.retrain == "base" and config.start_from is None:
                 start = evol.base_model
@@ -341,10 +348,14 @@ class _AgentR:
         chosen = actor if config.judge == "actor" or expert is None else expert
         own = chosen.revisions + chosen.good
         if not own:
-            raise ValueError(
-                f"no revision or good trajectory (no leaf scored >= alpha={alpha:g} in "
-                f"{len(trees)} trees); search more tasks, raise mcts.simulations or lower alphas"
+            why = (
+                f"no leaf scored >= alpha={alpha:g} in {len(trees)} trees: nothing to train "
+                "on, so this round trains and evaluates nothing (search more tasks, raise "
+                "--simulations, lower --alphas, or start from a stronger model)"
             )
+            line.finish(why)
+            return {"alpha": alpha, "judge": config.judge, "pairs": 0, "revisions": 0,
+                    "goods": 0, "trajectories": 0, "empty": why, "seed": seed}  # fmt: skip
         data = own
         mixed = 0
         if config.base_ratio > 0:

@@ -271,6 +271,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             threads=args.threads,
             envs=tuple(args.envs),
+            seed=args.seed,
         )
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         return _fail(str(error))
@@ -518,6 +519,12 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         default=["palaestra/Maze-v0"],
         metavar="ENV_ID",
         help="envs to self-train on (default: palaestra/Maze-v0, its 5x5 mazes)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="run seed: the tiny model's init, training, sampling and env seeds derive from it",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

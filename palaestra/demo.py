@@ -14,18 +14,27 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import palaestra
 from palaestra.agents.rollout import RolloutConfig
 from palaestra.envs import env_class
-from palaestra.evol.agentevol import AgentEvolConfig, run_agentevol
+from palaestra.evol.agent_r import AgentRConfig, run_agent_r
+from palaestra.evol.agentevol import AgentEvolConfig, render_evolution_table, run_agentevol
+from palaestra.evol.mcts import MCTSConfig
 from palaestra.evol.sft import SFTConfig
-from palaestra.files import atomic_path, write_text
+from palaestra.files import atomic_path, write_json, write_text
 
-__all__ = ["DEMO_PRESETS", "DemoPreset", "demo_config", "plot_results", "run_demo"]
+__all__ = [
+    "DEMO_PRESETS",
+    "DemoPreset",
+    "agent_r_config",
+    "demo_config",
+    "plot_results",
+    "run_demo",
+]
 
 MAZE = "palaestra/Maze-v0"
 
@@ -46,6 +55,11 @@ class DemoPreset:
     batch_size: int
     learning_rate: float
     retrain: str
+    expert_noise: float = 0.0
+    agent_r_iterations: int = 1
+    search_tasks: int = 100
+    simulations: int = 4
+    judge: str = "actor"
 
 
 DEMO_PRESETS: dict[str, DemoPreset] = {
@@ -77,6 +91,8 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
         batch_size=8,
         learning_rate=3e-3,
         retrain="base",
+        search_tasks=4,
+        simulations=2,
     ),
 }
 
@@ -107,6 +123,7 @@ def demo_config(
         model=model,
         iterations=preset.iterations,
         base_tasks=preset.base_tasks,
+        expert_noise=preset.expert_noise,
         explore_tasks=preset.explore_tasks,
         explore_from=preset.explore_from,
         samples=preset.samples,
@@ -131,6 +148,33 @@ def demo_config(
         seed=0,
         tasks=pools,
         threads=threads,
+    )
+
+
+def agent_r_config(preset: DemoPreset, evol: AgentEvolConfig, start_from: Path) -> AgentRConfig:
+    """The Agent-R run of the demo: from AgentEvol's BC model, at AgentEvol's training steps.
+
+    Its rounds train as many steps as an AgentEvol round (``iteration_steps``) and
+    continue or retrain as it does, so the two methods differ only in their data.
+    """
+    return AgentRConfig(
+        envs=evol.envs,
+        model=evol.model,
+        start_from=str(start_from),
+        iterations=preset.agent_r_iterations,
+        search_tasks=preset.search_tasks,
+        judge=preset.judge,
+        retrain=evol.retrain,
+        mcts=MCTSConfig(k=4, simulations=preset.simulations, max_depth=preset.max_turns),
+        sft=evol.sft,
+        iteration_steps=evol.iteration_steps,
+        eval_tasks=evol.eval_tasks,
+        eval_temperatures=evol.eval_temperatures,
+        rollout=evol.rollout,
+        seed=evol.seed,
+        tasks=evol.tasks,
+        concurrency=evol.concurrency,
+        threads=evol.threads,
     )
 
 
@@ -190,26 +234,49 @@ def run_demo(
     progress: bool = True,
     threads: int | None = None,
     envs: tuple[str, ...] = (MAZE,),
+    seed: int = 0,
 ) -> int:
     """Run the demo (see the module doc); print the table; returns an exit status.
+
+    Args:
+        out: The report folder (AgentEvol's run; Agent-R's in ``out/agent-r``).
+        preset: The budgets.
+        model: The base model.
+        resume: Continue the demo in ``out``.
+        progress: One progress line per stage.
+        threads: torch CPU threads.
+        envs: The envs to self-train on.
+        seed: The run seed (model init, training, sampling, env seeds).
 
     Raises:
         FileExistsError: ``out`` holds a run and ``resume`` is False.
     """
     out = Path(out)
     started = time.perf_counter()
-    config = demo_config(preset, model, threads, envs)
-    result = run_agentevol(config, out, resume=resume, progress=progress)
+    config = replace(demo_config(preset, model, threads, envs), seed=seed)
+    evol = run_agentevol(config, out, resume=resume, progress=progress)
+    rows = list(evol.rows)
+    agent_r_out = out / "agent-r"
+    if preset.agent_r_iterations > 0:
+        r_config = agent_r_config(preset, config, out)
+        agent_r = run_agent_r(r_config, agent_r_out, resume=resume, progress=progress)
+        rows += agent_r.rows
+    table = render_evolution_table(rows)
+    write_text(out / "results.md", table + "\n")
+    write_json(out / "results.json", rows)
     wall = time.perf_counter() - started
-    plot = plot_results(result.rows, out / "plot.png")
-    manifest = json.loads((out / "run.json").read_text())
-    stages = manifest["stages"]
+    plot = plot_results(rows, out / "plot.png")
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    r_stages: dict[str, Any] = {}
+    if (agent_r_out / "run.json").exists():
+        r_stages = json.loads((agent_r_out / "run.json").read_text())["stages"]
     sizes = [
-        f"- {name}: {record.get('trajectories', '?')} trajectories, "
+        f"- {label}{name}: {record.get('trajectories', '?')} trajectories, "
         f"{record.get('examples', '?')} examples, {record.get('steps', '?')} steps, "
         f"{record.get('tokens_per_s', '?')} tokens/s, {record['seconds']:.0f} s"
-        for name, record in stages.items()
-        if name == "bc" or name.startswith("train-")
+        for label, source in (("", stages), ("Agent-R ", r_stages))
+        for name, record in source.items()
+        if (name == "bc" and not label) or name.startswith("train-")
     ]
     explored = [
         f"- {name}: {record['explored']} episodes, {record['successes']} successes, "
@@ -217,23 +284,43 @@ def run_demo(
         for name, record in stages.items()
         if name.startswith("explore-")
     ]
+    searched = [
+        f"- {name}: {record['trees']} trees ({record['solved_trees']} with a solved leaf), "
+        f"{record['nodes']} nodes, {record['expansions']} expansions, {record['forks']} forks"
+        for name, record in r_stages.items()
+        if name.startswith("search-")
+    ]
+    revised = [_revise_line(name, record) for name, record in r_stages.items()]
+    all_seconds = sum(r["seconds"] for r in stages.values()) + sum(
+        r["seconds"] for r in r_stages.values()
+    )
     report = [
         "# palaestra demo",
         "",
-        f"palaestra {palaestra.__version__}, {platform.platform()}, model `{model}`; "
-        f"wall time this invocation {wall:.0f} s "
-        f"(all stages: {sum(r['seconds'] for r in stages.values()):.0f} s).",
+        f"palaestra {palaestra.__version__}, {platform.platform()}, model `{model}`, "
+        f"seed {seed}; wall time this invocation {wall:.0f} s (all stages: {all_seconds:.0f} s).",
         "",
         "Success on the test tasks (95% Wilson interval); greedy and sampled at t=1. "
-        "Maze: its 5x5 mazes (task ids divisible by 3).",
+        f"{what_it_plays(config)}",
         "",
-        result.table,
+        table,
         "",
-        "Training:",
+        "Mean turns and loop rate (share of steps repeating an observation and action "
+        "already met in the episode), greedy:",
+        "",
+        _turns_table(rows),
+        "",
+        "Training (Agent-R's rounds train as many steps as AgentEvol's, from the same BC model):",
         *sizes,
         "",
-        "Exploration:",
+        "Exploration (AgentEvol):",
         *(explored or ["- (none)"]),
+        "",
+        "Search (Agent-R):",
+        *(searched or ["- (none)"]),
+        "",
+        "Revision data (Agent-R):",
+        *([line for line in revised if line] or ["- (none)"]),
         "",
         "Settings: " + json.dumps(asdict(preset)),
         "",
@@ -241,6 +328,51 @@ def run_demo(
     ]
     write_text(out / "report.md", "\n".join(report) + "\n")
     print()
-    print(result.table)
+    print(table)
     print(f"\ndemo finished in {wall:.0f} s; report: {out / 'report.md'}, plot: {plot}")
     return 0
+
+
+def what_it_plays(config: AgentEvolConfig) -> str:
+    """One sentence: the envs and task pools of the demo, and the prompt window."""
+    plays = ", ".join(config.envs)
+    history = config.rollout.history
+    return (
+        f"Plays {plays} (5x5 mazes: task ids divisible by 3), "
+        f"{config.eval_tasks} test tasks; each prompt holds the latest observation"
+        + ("" if not history else f" and the {history} turn(s) before it")
+        + f"; at most {config.rollout.max_turns} turns an episode."
+    )
+
+
+def _revise_line(name: str, record: dict[str, Any]) -> str:
+    if not name.startswith("revise-"):
+        return ""
+    if record.get("empty"):
+        return f"- {name}: {record['empty']}"
+    line = (
+        f"- {name}: {record['pairs']} pairs, {record['revisions']} revision and "
+        f"{record['goods']} good trajectories (alpha {record['alpha']:g}, judge "
+        f"{record['judge']}), mean {record['mean_steps_before_error']} steps before the "
+        "first error"
+    )
+    agreement = record.get("agreement")
+    if agreement:
+        line += (
+            f"; actor and expert judges chose the same splice step on {agreement['same']} "
+            f"of {agreement['pairs']} pairs ({agreement['rate']:.0%}; the actor found an "
+            f"error after the split on {agreement['actor_found']}, the expert on "
+            f"{agreement['expert_found']})"
+        )
+    return line
+
+
+def _turns_table(rows: list[dict[str, Any]]) -> str:
+    from palaestra.tables import format_table
+
+    lines = [
+        [r["policy"], r["env"].split("/")[-1], f"{r['mean turns']:.1f}", f"{r['loop rate']:.1%}"]
+        for r in rows
+        if r["temperature"] == 0 and "loop rate" in r
+    ]
+    return format_table(["policy", "env", "mean turns", "loop rate"], lines)
