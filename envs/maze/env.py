@@ -181,14 +181,9 @@ class MazeEnv(TextEnv):
         blocked = [name for name in DIRECTIONS if name not in open_moves]
         return (
             f"Position: {_fmt(self._position)}. Goal: {_fmt(maze.goal)}.\n"
-            f"{self._goal_line()}"
             f"Open moves: {', '.join(open_moves)}. Blocked: {', '.join(blocked) or 'none'}.\n"
             f"{maze.render(self._position)}"
         )
-
-    def _goal_line(self) -> str:
-        """An extra observation line of subclasses (none here)."""
-        return ""
 
 
 class MazeCellsEnv(MazeEnv):
@@ -198,14 +193,16 @@ class MazeCellsEnv(MazeEnv):
     differences. A move goes one *cell*: two characters on the map, across the
     passage between two cells (a wall there blocks it), so every position is a
     cell (odd row and column) and paths are half as long. And each observation
-    says how many cells the goal lies up or down and left or right, a line
-    between the positions and the open moves, e.g. ``Goal is 3 down, 2 left.``
-    (worked out from the same two positions, so nothing is shown that the map and
-    positions do not already give).
+    says how many cells the goal lies up or down and left or right, e.g.
+    ``Goal is 3 down, 2 left.`` (worked out from the two positions, so nothing is
+    shown that the map and positions do not already give).
 
     ## Observation
 
-    As :class:`MazeEnv`'s, plus the ``Goal is ...`` line (cells, not characters).
+    The same lines as :class:`MazeEnv`'s, plus the ``Goal is ...`` line (in cells),
+    in an order that ends with what a move depends on most: what the last action
+    did (after the first turn), the positions, the map, ``Goal is ...``, and the
+    open and blocked moves.
 
     ## Actions
 
@@ -242,10 +239,11 @@ class MazeCellsEnv(MazeEnv):
     )
     stride: ClassVar[int] = 2
 
-    def _goal_line(self) -> str:
+    def _view(self) -> str:
+        """Positions, the map, then the two lines a move depends on most, last."""
         maze = self._require_maze()
-        rows = (maze.goal[0] - self._position[0]) // 2
-        columns = (maze.goal[1] - self._position[1]) // 2
+        here = self._position
+        rows, columns = (maze.goal[0] - here[0]) // 2, (maze.goal[1] - here[1]) // 2
         parts = [
             f"{abs(n)} {word}"
             for n, word in (
@@ -254,7 +252,14 @@ class MazeCellsEnv(MazeEnv):
             )
             if n
         ]
-        return f"Goal is {', '.join(parts)}.\n"
+        open_moves = maze.open_moves[maze.index(here)]
+        blocked = [name for name in DIRECTIONS if name not in open_moves]
+        # Next to the reply, where a small model finds them most easily.
+        return (
+            f"Position: {_fmt(here)}. Goal: {_fmt(maze.goal)}.\n{maze.render(here)}\n"
+            f"Goal is {', '.join(parts)}.\n"
+            f"Open moves: {', '.join(open_moves)}. Blocked: {', '.join(blocked) or 'none'}."
+        )
 
 
 def _fmt(position: tuple[int, int]) -> str:

@@ -62,6 +62,9 @@ def test_goal_line_is_the_cells_to_the_goal(task_id):
             want.append(f"{abs(goal[1] - column) // 2} {'right' if goal[1] > column else 'left'}")
         found = _GOAL_IS.search(observation)
         assert found is not None and found.group(1) == ", ".join(want)
+        # The two lines a move depends on most come last, next to the reply.
+        lines = observation.splitlines()
+        assert lines[-2] == found.group(0) and lines[-1].startswith("Open moves: ")
         observation, *_, terminated, _, _ = env.step(env.expert_action())
         if terminated:
             break
