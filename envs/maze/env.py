@@ -199,10 +199,9 @@ class MazeCellsEnv(MazeEnv):
 
     ## Observation
 
-    The same lines as :class:`MazeEnv`'s, plus the ``Goal is ...`` line (in cells),
-    in an order that ends with what a move depends on most: what the last action
-    did (after the first turn), the positions, the map, ``Goal is ...``, and the
-    open and blocked moves.
+    :class:`MazeEnv`'s, with the ``Goal is ...`` line (in cells) between the
+    positions and the open moves: what the last action did (after the first
+    turn), the positions, ``Goal is ...``, the open and blocked moves, the map.
 
     ## Actions
 
@@ -240,7 +239,7 @@ class MazeCellsEnv(MazeEnv):
     stride: ClassVar[int] = 2
 
     def _view(self) -> str:
-        """Positions, the map, then the two lines a move depends on most, last."""
+        """Positions, the way to the goal, open and blocked moves, then the map."""
         maze = self._require_maze()
         here = self._position
         rows, columns = (maze.goal[0] - here[0]) // 2, (maze.goal[1] - here[1]) // 2
@@ -254,11 +253,14 @@ class MazeCellsEnv(MazeEnv):
         ]
         open_moves = maze.open_moves[maze.index(here)]
         blocked = [name for name in DIRECTIONS if name not in open_moves]
-        # Next to the reply, where a small model finds them most easily.
+        # Before the map, at a fixed place in the message: with the map first (and the
+        # blocked moves last, next to the reply) the tiny model learned nothing in
+        # 600 steps on 2 of 3 seeds.
         return (
-            f"Position: {_fmt(here)}. Goal: {_fmt(maze.goal)}.\n{maze.render(here)}\n"
+            f"Position: {_fmt(here)}. Goal: {_fmt(maze.goal)}.\n"
             f"Goal is {', '.join(parts)}.\n"
-            f"Open moves: {', '.join(open_moves)}. Blocked: {', '.join(blocked) or 'none'}."
+            f"Open moves: {', '.join(open_moves)}. Blocked: {', '.join(blocked) or 'none'}.\n"
+            f"{maze.render(here)}"
         )
 
 

@@ -62,9 +62,11 @@ def test_goal_line_is_the_cells_to_the_goal(task_id):
             want.append(f"{abs(goal[1] - column) // 2} {'right' if goal[1] > column else 'left'}")
         found = _GOAL_IS.search(observation)
         assert found is not None and found.group(1) == ", ".join(want)
-        # The two lines a move depends on most come last, next to the reply.
+        # Between the positions and the open moves, before the map.
         lines = observation.splitlines()
-        assert lines[-2] == found.group(0) and lines[-1].startswith("Open moves: ")
+        at = lines.index(found.group(0))
+        assert lines[at - 1].startswith("Position: ") and lines[at + 1].startswith("Open moves: ")
+        assert lines[at + 2].startswith("#")
         observation, *_, terminated, _, _ = env.step(env.expert_action())
         if terminated:
             break
