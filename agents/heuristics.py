@@ -22,8 +22,11 @@ from palaestra.agents.env_pool import EpisodeEnv
 __all__ = ["HEURISTICS", "UNIFORM_ACTIONS", "HeuristicPolicy", "UniformPolicy", "maze_toward_goal"]
 
 MAZE = "palaestra/Maze-v0"
+MAZE_CELLS = "palaestra/MazeCells-v0"
 _MOVES = ("up", "down", "left", "right")
-UNIFORM_ACTIONS: dict[str, tuple[str, ...]] = {MAZE: tuple(f"move {m}" for m in _MOVES)}
+UNIFORM_ACTIONS: dict[str, tuple[str, ...]] = {
+    env_id: tuple(f"move {m}" for m in _MOVES) for env_id in (MAZE, MAZE_CELLS)
+}
 """Env id -> every action of its grammar, for envs whose grammar is a short list."""
 
 EXPLORE = 0.25
@@ -68,7 +71,11 @@ def maze_toward_goal(observation: str, rng: np.random.Generator) -> str:
     return f"move {pool[int(rng.integers(len(pool)))]}"
 
 
-HEURISTICS: dict[str, Callable[[str, np.random.Generator], str]] = {MAZE: maze_toward_goal}
+# The rule reads only positions and open moves, so it plays the cell-move variant as it is.
+HEURISTICS: dict[str, Callable[[str, np.random.Generator], str]] = {
+    MAZE: maze_toward_goal,
+    MAZE_CELLS: maze_toward_goal,
+}
 """Env id -> its rule (observation, rng) -> action."""
 
 

@@ -33,6 +33,7 @@ __all__ = [
 
 # Built-in envs: registered by import path, so their modules load on first use.
 register("palaestra/Maze-v0", "palaestra.envs.maze:MazeEnv")
+register("palaestra/MazeCells-v0", "palaestra.envs.maze:MazeCellsEnv")
 register("palaestra/Wordle-v0", "palaestra.envs.wordle:WordleEnv")
 register("palaestra/BabyAI-v0", "palaestra.envs.babyai:BabyAIEnv")
 register("palaestra/SciWorld-v0", "palaestra.envs.sciworld:SciWorldEnv")

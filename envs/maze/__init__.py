@@ -1,6 +1,13 @@
 """``palaestra/Maze-v0``: seeded perfect mazes on an ASCII map, with a BFS expert."""
 
-from palaestra.envs.maze.env import ACTIONS, MAX_STEPS, TEST_TASKS, TRAIN_TASKS, MazeEnv
+from palaestra.envs.maze.env import (
+    ACTIONS,
+    MAX_STEPS,
+    TEST_TASKS,
+    TRAIN_TASKS,
+    MazeCellsEnv,
+    MazeEnv,
+)
 from palaestra.envs.maze.generator import SIZES, Maze, maze_for_task
 
 __all__ = [
@@ -10,6 +17,7 @@ __all__ = [
     "TEST_TASKS",
     "TRAIN_TASKS",
     "Maze",
+    "MazeCellsEnv",
     "MazeEnv",
     "maze_for_task",
 ]

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from palaestra.envs.core import Outcome, TaskId, TextEnv, echo_action
 from palaestra.envs.maze.generator import DIRECTIONS, SIZES, Maze, maze_for_task
 
-__all__ = ["ACTIONS", "MAX_STEPS", "TEST_TASKS", "TRAIN_TASKS", "MazeEnv"]
+__all__ = ["ACTIONS", "MAX_STEPS", "TEST_TASKS", "TRAIN_TASKS", "MazeCellsEnv", "MazeEnv"]
 
 TRAIN_TASKS = range(0, 3000)
 TEST_TASKS = range(3000, 3300)
@@ -83,6 +83,8 @@ class MazeEnv(TextEnv):
         "Reply with exactly one action: move up, move down, move left or move right."
     )
     max_steps: ClassVar[int] = MAX_STEPS
+    stride: ClassVar[int] = 1
+    """Map characters per move: 1 here, 2 in :class:`MazeCellsEnv` (cell to cell)."""
     fast_calls: ClassVar[bool] = True  # pure Python, microseconds per step
     splits: ClassVar[dict[str, range]] = {"train": TRAIN_TASKS, "test": TEST_TASKS}
 
@@ -112,12 +114,13 @@ class MazeEnv(TextEnv):
             shown = echo_action(action)
             return Outcome(f"Invalid action '{shown}'. {_HELP}\n{self._view()}", invalid=True)
         dr, dc = DIRECTIONS[direction]
-        target = (self._position[0] + dr, self._position[1] + dc)
-        if not maze.is_open(target):
+        # The wall check is on the next character: between two cells it is the passage.
+        if not maze.is_open((self._position[0] + dr, self._position[1] + dc)):
             return Outcome(
                 f"You hit a wall: you cannot move {direction} from {_fmt(self._position)}. "
                 f"You stay where you are.\n{self._view()}"
             )
+        target = (self._position[0] + dr * self.stride, self._position[1] + dc * self.stride)
         self._position = target
         if target == maze.goal:
             return Outcome(
@@ -159,6 +162,8 @@ class MazeEnv(TextEnv):
         position = (int(state["position"][0]), int(state["position"][1]))
         if not maze.is_open(position):
             raise ValueError(f"position {position} is not open floor in task {maze.task_id}")
+        if self.stride == 2 and not (position[0] % 2 and position[1] % 2):
+            raise ValueError(f"position {position} is not a cell (odd row and column)")
         self._maze = maze
         self._position = position
 
@@ -178,6 +183,84 @@ class MazeEnv(TextEnv):
             f"Position: {_fmt(self._position)}. Goal: {_fmt(maze.goal)}.\n"
             f"Open moves: {', '.join(open_moves)}. Blocked: {', '.join(blocked) or 'none'}.\n"
             f"{maze.render(self._position)}"
+        )
+
+
+class MazeCellsEnv(MazeEnv):
+    """Maze-v0's mazes, walked from cell to cell, with the way to the goal in words.
+
+    The same tasks, maps, splits, expert and rewards as :class:`MazeEnv`, with two
+    differences. A move goes one *cell*: two characters on the map, across the
+    passage between two cells (a wall there blocks it), so every position is a
+    cell (odd row and column) and paths are half as long. And each observation
+    says how many cells the goal lies up or down and left or right, e.g.
+    ``Goal is 3 down, 2 left.`` (worked out from the two positions, so nothing is
+    shown that the map and positions do not already give).
+
+    ## Observation
+
+    :class:`MazeEnv`'s, with the ``Goal is ...`` line (in cells) between the
+    positions and the open moves: what the last action did (after the first
+    turn), the positions, ``Goal is ...``, the open and blocked moves, the map.
+
+    ## Actions
+
+    As :class:`MazeEnv`'s; each move goes one cell (two map characters).
+
+    ## Reward, score and success
+
+    As :class:`MazeEnv`'s: 1.0 on reaching ``G``, which ends the episode with success.
+
+    ## Splits
+
+    As :class:`MazeEnv`'s: ``train`` 0-2999, ``test`` 3000-3299, sizes 5, 7, 9 by ``t % 3``.
+
+    ## Max steps
+
+    324, as :class:`MazeEnv` (over four times the longest shortest path in cells).
+
+    ## Source
+
+    :mod:`palaestra.envs.maze.generator`, as :class:`MazeEnv`; the expert follows a
+    breadth-first shortest path.
+    """
+
+    instruction: ClassVar[str] = (
+        "You are in a maze drawn as a text map, one line per row: '#' is a wall, "
+        "'.' is open floor, 'A' is you and 'G' is the goal. Positions are written "
+        "(row, column): row 0 is the top line of the map and rows count downwards; "
+        "column 0 is the leftmost character and columns count to the right. Each move "
+        "goes one cell, two characters across the passage between two cells: up is "
+        "row - 2, down is row + 2, left is column - 2, right is column + 2. You cannot "
+        "move through a wall. Each observation says how many cells away the goal is "
+        "and lists the open moves. Reach G in as few moves as you can.\n"
+        "Reply with exactly one action: move up, move down, move left or move right."
+    )
+    stride: ClassVar[int] = 2
+
+    def _view(self) -> str:
+        """Positions, the way to the goal, open and blocked moves, then the map."""
+        maze = self._require_maze()
+        here = self._position
+        rows, columns = (maze.goal[0] - here[0]) // 2, (maze.goal[1] - here[1]) // 2
+        parts = [
+            f"{abs(n)} {word}"
+            for n, word in (
+                (rows, "down" if rows > 0 else "up"),
+                (columns, "right" if columns > 0 else "left"),
+            )
+            if n
+        ]
+        open_moves = maze.open_moves[maze.index(here)]
+        blocked = [name for name in DIRECTIONS if name not in open_moves]
+        # Before the map, at a fixed place in the message: with the map first (and the
+        # blocked moves last, next to the reply) the tiny model learned nothing in
+        # 600 steps on 2 of 3 seeds.
+        return (
+            f"Position: {_fmt(here)}. Goal: {_fmt(maze.goal)}.\n"
+            f"Goal is {', '.join(parts)}.\n"
+            f"Open moves: {', '.join(open_moves)}. Blocked: {', '.join(blocked) or 'none'}.\n"
+            f"{maze.render(here)}"
         )
 
 
