@@ -166,17 +166,22 @@ class AgentRConfig:
 
 
 def _plan(config: AgentRConfig) -> dict[str, dict[str, list[TaskId]]]:
-    if config.start_from is not None:
-        saved = json.loads((Path(config.start_from) / "run.json").read_text())["tasks"]
-        missing = [env for env in config.envs if env not in saved]
-        if missing:
-            raise ValueError(f"{config.start_from} has no tasks of {', '.join(missing)}")
-        plan = {env: dict(saved[env]) for env in config.envs}
-        fresh = plan_tasks(config.evol())
-        for env in config.envs:
-            plan[env]["explore"] = fresh[env]["explore"]
-        return plan
-    return plan_tasks(config.evol())
+    """Base, search (``explore``) and test tasks; a started-from run's base and test tasks.
+
+    Without explicit ``tasks``, a run that starts from another searches the train
+    pools that run was given (the demo's 5x5 mazes), not the env's whole split.
+    """
+    if config.start_from is None:
+        return plan_tasks(config.evol())
+    saved = json.loads((Path(config.start_from) / "run.json").read_text())
+    missing = [env for env in config.envs if env not in saved["tasks"]]
+    if missing:
+        raise ValueError(f"{config.start_from} has no tasks of {', '.join(missing)}")
+    pools = config.tasks or saved["config"].get("tasks")
+    fresh = plan_tasks(replace(config.evol(), tasks=pools))
+    return {
+        env: {**saved["tasks"][env], "explore": fresh[env]["explore"]} for env in config.envs
+    }
 
 
 def run_agent_r(

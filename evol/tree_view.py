@@ -67,7 +67,9 @@ def tree_marks(
     return TreeMarks(frozenset(best.nodes if best else ()), chosen, splice)
 
 
-def _label(tree: Tree, node: Node, marks: TreeMarks, folded: int = 0) -> Text:
+def _label(tree: Tree, node: Node, marks: TreeMarks, end: Node | None = None) -> Text:
+    """One line: ``node``'s step, and where a folded run of single children ``end``s."""
+    last = end or node
     text = Text()
     if node.parent is None:
         text.append(f"#{node.id} root", style="bold")
@@ -76,17 +78,18 @@ def _label(tree: Tree, node: Node, marks: TreeMarks, folded: int = 0) -> Text:
         text.append(f"#{node.id} ", style="dim")
         text.append(action, style="red" if node.invalid else "")
     text.append(f"  N={node.visits} Q={node.q:.2f}", style="dim")
-    if folded:
-        text.append(f"  (+{folded} single-child steps)", style="dim")
-    if node.finished:
-        style = "green" if node.success else "red"
-        text.append(f"  {node.end} score={node.score:.2f}", style=style)
+    if end is not None:
+        more = end.depth - node.depth
+        text.append(f"  ... {more} more step{'s' * (more != 1)} to #{end.id}", style="dim")
+    if last.finished:
+        style = "green" if last.success else "red"
+        text.append(f"  {last.end} score={last.score:.2f}", style=style)
     if node.id in marks.best:
         text.stylize("bold green")
     if marks.pair is not None:
-        if node.id == marks.pair.good.nodes[-1]:
+        if last.id == marks.pair.good.nodes[-1]:
             text.append("  [good]", style="bold green")
-        if node.id == marks.pair.bad.nodes[-1]:
+        if last.id == marks.pair.bad.nodes[-1]:
             text.append("  [bad]", style="bold red")
     if node.id == marks.splice:
         text.append("  [splice]", style="bold yellow")
@@ -123,22 +126,21 @@ def render_tree(
     while stack:
         parent, node_id = stack.pop()
         node = tree.nodes[node_id]
-        folded = 0
-        # Fold a chain of single children, stopping at a node worth seeing.
+        end = node
+        # Fold a chain of single children into one line, stopping before a marked node.
         while (
             not full
-            and len(node.children) == 1
-            and not _marked(node.id, marks)
-            and (node.id in marks.best) == (node.children[0] in marks.best)
+            and len(end.children) == 1
+            and not _marked(end.children[0], marks)
+            and (end.id in marks.best) == (end.children[0] in marks.best)
         ):
-            node = tree.nodes[node.children[0]]
-            folded += 1
+            end = tree.nodes[end.children[0]]
         if max_nodes is not None and shown >= max_nodes:
             left_out += 1
             continue
-        branch = parent.add(_label(tree, node, marks, folded))
+        branch = parent.add(_label(tree, node, marks, end if end is not node else None))
         shown += 1
-        stack.extend((branch, c) for c in reversed(node.children))
+        stack.extend((branch, c) for c in reversed(end.children))
     if left_out:
         root.add(Text(f"... {left_out} more branches (raise --max-nodes)", style="dim"))
     return root
