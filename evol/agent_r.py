@@ -179,9 +179,7 @@ def _plan(config: AgentRConfig) -> dict[str, dict[str, list[TaskId]]]:
         raise ValueError(f"{config.start_from} has no tasks of {', '.join(missing)}")
     pools = config.tasks or saved["config"].get("tasks")
     fresh = plan_tasks(replace(config.evol(), tasks=pools))
-    return {
-        env: {**saved["tasks"][env], "explore": fresh[env]["explore"]} for env in config.envs
-    }
+    return {env: {**saved["tasks"][env], "explore": fresh[env]["explore"]} for env in config.envs}
 
 
 def run_agent_r(

@@ -282,10 +282,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 DEMO_DESCRIPTION = """\
 The self-training pipeline end to end on this machine's CPU, in about 15 minutes:
 build the embedded tiny model (a 1.1M-parameter Llama and a tokenizer trained on
-the envs' text), collect expert trajectories on 1,000 5x5 train mazes of
-palaestra/MazeCells-v0 (Maze-v0's mazes walked cell to cell, the goal's direction
-in words; prompts hold the previous turn), behaviour-clone them (600 steps),
-evaluate, run an AgentEvol round (sample 2 episodes on 150
+the envs' text), collect expert trajectories on Maze's 1,000 5x5 train mazes,
+behaviour-clone them, evaluate, run an AgentEvol round (sample 2 episodes on 150
 train mazes, keep the best success per maze, fine-tune the BC model 300 more
 steps on base + kept), and print the table:
 uniform random, random valid moves, a heuristic, BC and each AgentEvol round, per
@@ -518,9 +516,9 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--envs",
         nargs="+",
-        default=["palaestra/MazeCells-v0"],
+        default=["palaestra/Maze-v0"],
         metavar="ENV_ID",
-        help="envs to self-train on (default: palaestra/MazeCells-v0, its 5x5 mazes)",
+        help="envs to self-train on (default: palaestra/Maze-v0, its 5x5 mazes)",
     )
     p.add_argument(
         "--seed",

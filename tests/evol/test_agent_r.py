@@ -67,7 +67,8 @@ def test_one_iteration_end_to_end_then_tree_show(tmp_path, capsys):
     out = tmp_path / "agent-r"
     argv = [
         "evolve", "agent-r", "--start-from", str(evol), "--out", str(out),
-        "--envs", CELLS, "--iterations", "1", "--search-tasks", "5", "--simulations", "4", "--pairs-per-tree", "2",
+        "--envs", CELLS, "--iterations", "1", "--search-tasks", "5", "--simulations", "4",
+        "--pairs-per-tree", "2",
         "--max-depth", "100", "--iteration-steps", "10", "--batch-size", "8", "--lr", "3e-3",
         "--eval-tasks", "2", "--history", "1", "--max-turns", "100", "--max-tokens", "12",
         "--no-system-prompt", "--concurrency", "16", "--quiet",
