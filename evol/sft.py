@@ -66,6 +66,10 @@ class SFTConfig:
             conversations; ``0``: the latest observation only).
         system_prompt: Keep the system prompt in examples, as the rollouts did.
         max_length: Longest example in tokens; longer ones are dropped and counted.
+        prompt_loss: Also train on the prompt's tokens (the observations, every
+            token of the example): a dense next-token signal that teaches a model
+            trained from scratch to read what it sees, where the replies alone give
+            about one informative token per example.
         packing: Concatenate examples into rows of up to ``max_length`` tokens
             (fewer pad tokens; examples in a row can attend to each other).
         lora: Train LoRA adapters (peft) instead of every weight; merged at the end.
@@ -87,6 +91,7 @@ class SFTConfig:
     history: int | None = None
     system_prompt: bool = True
     max_length: int = 2048
+    prompt_loss: bool = False
     packing: bool = False
     lora: bool = False
     lora_r: int = 8
@@ -135,6 +140,8 @@ def build_examples(
             if encoded is None:
                 dropped += 1
             else:
+                if config.prompt_loss:
+                    encoded["labels"] = list(encoded["input_ids"])
                 examples.append(encoded)
     if config.packing:
         examples = _pack(examples, config.max_length, random.Random(config.seed))

@@ -81,3 +81,18 @@ def test_checkpoints_without_a_record_are_refused(tmp_path, data):
     (tmp_path / "identity.json").unlink()
     with pytest.raises(FileExistsError, match="unknown training run"):
         train_sft("tiny", data, tmp_path, config, progress=False)
+
+
+def test_prompt_loss_trains_every_token_of_each_example(data):
+    from palaestra.agents.models import load_model, resolve_model
+    from palaestra.evol.examples import IGNORE_INDEX
+    from palaestra.evol.sft import SFTConfig, build_examples
+
+    _, tokenizer = load_model(resolve_model("tiny"))
+    plain, _ = build_examples(data[:1], tokenizer, SFTConfig(history=1))
+    dense, _ = build_examples(data[:1], tokenizer, SFTConfig(history=1, prompt_loss=True))
+    assert len(plain) == len(dense) > 1
+    for a, b in zip(plain, dense, strict=True):
+        assert a["input_ids"] == b["input_ids"] == b["labels"]
+        trained = [label for label in a["labels"] if label != IGNORE_INDEX]
+        assert 0 < len(trained) < len(a["labels"]) / 4  # replies only: a few tokens
