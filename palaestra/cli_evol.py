@@ -280,16 +280,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------
 
 DEMO_DESCRIPTION = """\
-The self-training pipeline end to end on this machine's CPU, in about 15 minutes:
+The self-training pipeline end to end on this machine's CPU, in about 20 minutes:
 build the embedded tiny model (a 1.1M-parameter Llama and a tokenizer trained on
 the envs' text), collect expert trajectories on Maze's 1,000 5x5 train mazes,
-behaviour-clone them, evaluate, run an AgentEvol round (sample 2 episodes on 150
-train mazes, keep the best success per maze, fine-tune the BC model 300 more
-steps on base + kept), and print the table:
-uniform random, random valid moves, a heuristic, BC and each AgentEvol round, per
-env, greedy and sampled, with 95% intervals. It prints one progress line per stage,
-then the table. The report folder (--out) gets results.md, results.json, run.json
-(every stage, resumable), report.md, plot.png and run.log (what the libraries logged).
+behaviour-clone them (prompts hold the latest observation and the turn before it),
+evaluate, run an AgentEvol round (sample 2 episodes on 150 train mazes, keep the
+best success per maze, fine-tune the BC model 300 more steps on base + kept) and,
+from the same BC model, an Agent-R round (MCTS on 50 train mazes, revision and good
+trajectories plus as many expert ones, 300 more steps), and print the table:
+uniform random, random valid moves, a heuristic, BC, AgentEvol and Agent-R, per
+env, greedy and sampled, with 95% intervals, then mean turns and loop rates. It
+prints one progress line per stage, then the table. The report folder (--out) gets
+results.md, results.json, run.json (every stage, resumable), report.md, plot.png,
+run.log (what the libraries logged) and agent-r/ (Agent-R's run and its trees).
 """
 
 
@@ -511,7 +514,7 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         "--preset",
         choices=("full", "quick"),
         default="full",
-        help="full (~15 min on 2 cores) or quick (a 2-minute smoke run)",
+        help="full (~20 min on 2 cores) or quick (a 3-minute smoke run)",
     )
     p.add_argument(
         "--envs",
