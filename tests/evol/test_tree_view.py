@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from hand_trees import hand_tree
 from rich.console import Console
 
 from palaestra.cli import main
 from palaestra.evol.mcts import save_trees
 from palaestra.evol.tree_view import best_path, render_tree, tree_marks, tree_summary
-from tests.evol.hand_trees import hand_tree
 
 
 def text_of(renderable: object) -> str:
