@@ -114,7 +114,7 @@ def test_demo_quick_preset_writes_the_report(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
-@pytest.mark.slow  # ~2 min on 2 busy cores
+@pytest.mark.slow  # ~3 min on 2 busy cores
 def test_demo_quick_preset_runs_on_its_defaults_one_line_per_stage(tmp_path):
     # As the README offers it: no flags; the report lands in ./runs/demo.
     result = run_cli("demo", "--preset", "quick", cwd=str(tmp_path), timeout=900)
@@ -123,6 +123,10 @@ def test_demo_quick_preset_runs_on_its_defaults_one_line_per_stage(tmp_path):
     out = tmp_path / "runs" / "demo"
     stages = list(json.loads((out / "run.json").read_text())["stages"])
     assert "bc" in stages and "eval-2" in stages
+    # then the Agent-R run from the same BC model, its stages in its own manifest
+    agent_r = list(json.loads((out / "agent-r" / "run.json").read_text())["stages"])
+    assert "search-1" in agent_r and "revise-1" in agent_r
+    stages += agent_r
     lines = result.stdout.strip().splitlines()
     # one line per stage, then the table and the closing line: no log dicts, no inner bars
     assert [line.split()[0] for line in lines[: len(stages)]] == [f"[{s}]" for s in stages]
