@@ -381,3 +381,13 @@ def test_the_same_episode_in_process_and_over_http(serve):
                 assert remote.step(action) == local.step(action)
         finally:
             remote.close()
+
+
+def test_the_readme_row_is_true():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith(f"| `{ENV_ID}` |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2] == f"train {len(TRAIN_TASKS)}, test {len(TEST_TASKS)}"
+    assert cells[3] == str(MAX_STEPS)
+    lengths = [len(plan(task_for(t), {})) for t in ALL_TASKS]
+    assert f"{min(lengths)}-{max(lengths)} actions" in cells[4]
