@@ -1,5 +1,7 @@
 import importlib.util
 import json
+import subprocess
+import sys
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -83,6 +85,13 @@ def test_the_shipped_base_items_are_what_the_tool_derives_from_the_shipped_recip
     assert "MIT" in (DATA_PATH.parent / "LICENSE.txt").read_text()
 
 
+def test_the_tool_rebuilds_the_shipped_files_byte_for_byte(tmp_path):
+    pytest.importorskip("minecraft_data")  # only where the tool's source is installed
+    subprocess.run([sys.executable, str(TOOL), "--out", str(tmp_path)], check=True, timeout=120)
+    for name in ("recipes.json", "LICENSE.txt"):
+        assert (tmp_path / name).read_bytes() == (DATA_PATH.parent / name).read_bytes()
+
+
 def test_the_tool_breaks_a_crafting_cycle_at_its_unit():
     # ingot <-> block <-> nugget: nothing grounds them; the ingot (9 from a block,
     # and the most used) becomes a base item, as iron ingots do in the real data.
@@ -133,6 +142,7 @@ def test_splits_are_disjoint_and_hold_every_depth():
     for split in (TRAIN_TASKS, TEST_TASKS):
         depths = Counter(task_for(t).depth for t in split)
         assert set(depths) == set(range(1, MAX_DEPTH + 1))
+    assert Counter(task_for(t).depth for t in TEST_TASKS) == {1: 42, 2: 80, 3: 36, 4: 4}
     assert not {task_for(t).goal for t in TRAIN_TASKS} & {task_for(t).goal for t in TEST_TASKS}
     # The first tasks of a split mix the depths (the benchmark plays the first 100).
     assert len({task_for(t).depth for t in list(TEST_TASKS)[:20]}) >= 3
