@@ -37,7 +37,7 @@ class TextCraftEnv(TextEnv):
 
     Each task names a goal item and shows crafting commands: the recipes that
     lead to the goal, one per item to craft, mixed with up to 10 distractors
-    (recipes of other items that make or use an item of the tree). Base items
+    (other recipes that make or use an item of the tree). Base items
     (logs, string, iron ingots, ...) are got from the world in any number;
     everything else is crafted from its ingredients, which the craft consumes.
     The recipes are Minecraft 1.19's real crafting-table recipes.

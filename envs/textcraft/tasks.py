@@ -12,7 +12,8 @@ exactly as deep as the goal), preferring recipes whose ingredients the tree
 already uses (sticks from the oak planks a sign needs anyway), then shallower
 ones, the rest drawn by the task's own seed. The commands shown are those
 recipes plus up to :data:`MAX_DISTRACTORS` distractors (as in ADaPT's TextCraft):
-recipes of other items that make or use an item of the tree, one recipe per item.
+other recipes that make or use an item of the tree (another way to make one of its
+items, or a use of one), at most one per item made.
 """
 
 from __future__ import annotations
