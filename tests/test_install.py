@@ -45,6 +45,7 @@ def test_regular_install_imports_from_site_packages(tmp_path):
         timeout=300,
     )
     assert (target / "palaestra" / "envs" / "wordle" / "answers.txt").exists()
+    assert (target / "palaestra" / "envs" / "textcraft" / "recipes.json").exists()
     result = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=tmp_path,
