@@ -121,6 +121,9 @@ CREATE TABLE order_items (
     quantity INTEGER NOT NULL,
     unit_price REAL NOT NULL
 );
+CREATE INDEX orders_customer ON orders(customer_id);
+CREATE INDEX items_order ON order_items(order_id);
+CREATE INDEX items_product ON order_items(product_id);
 """
 
 PRODUCT_CATALOGUE: dict[str, tuple[tuple[float, float], tuple[str, ...], tuple[str, ...]]] = {
@@ -224,6 +227,8 @@ CREATE TABLE enrollments (
     grade TEXT NOT NULL,
     grade_points REAL NOT NULL
 );
+CREATE INDEX enrollments_student ON enrollments(student_id);
+CREATE INDEX enrollments_course ON enrollments(course_id);
 """
 
 DEPARTMENTS = (
@@ -331,6 +336,9 @@ CREATE TABLE bookings (
     seat_class TEXT NOT NULL,
     fare REAL NOT NULL
 );
+CREATE INDEX flights_origin ON flights(origin);
+CREATE INDEX bookings_flight ON bookings(flight_id);
+CREATE INDEX bookings_passenger ON bookings(passenger_id);
 """
 
 AIRPORTS = (
@@ -457,6 +465,8 @@ CREATE TABLE prescriptions (
     dose_mg INTEGER NOT NULL,
     days INTEGER NOT NULL
 );
+CREATE INDEX admissions_patient ON admissions(patient_id);
+CREATE INDEX prescriptions_admission ON prescriptions(admission_id);
 """
 
 # specialty -> (ward, diagnoses, drugs with their usual doses in mg)
@@ -584,6 +594,7 @@ def ensure_built() -> Path:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+        work.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         try:
             for name in DATABASES:
                 build(name, database_path(name, work))

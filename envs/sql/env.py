@@ -152,7 +152,7 @@ class SQLEnv(TextEnv):
     :mod:`palaestra.envs.sql.questions`) from fixed seeds and small built-in
     vocabularies (common English first and last names, US cities, real airport
     and airline names and codes, common drug names), built on first use into
-    ``$PALAESTRA_CACHE/sql/`` (~6 s, 2.7 MB) and byte-identical on every build
+    ``$PALAESTRA_CACHE/sql/`` (~2 s, 3.6 MB) and byte-identical on every build
     with the same SQLite; nothing is downloaded. The connection is read-only by
     four locks (:mod:`palaestra.envs.sql.sandbox`).
     """

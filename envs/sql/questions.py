@@ -101,12 +101,13 @@ class _Values:
 
     def pick(self, sql: str) -> object:
         if sql not in self._cache:
-            self._cache[sql] = [r[0] for r in self.connection.execute(sql)]
+            self._cache[sql] = sorted(r[0] for r in self.connection.execute(sql))
         return self.rng.choice(self._cache[sql])
 
     def row(self, sql: str) -> tuple:
         if sql not in self._cache:
-            self._cache[sql] = list(self.connection.execute(sql))
+            # Sorted: the order SQLite returns rows in may change with its query plan.
+            self._cache[sql] = sorted(self.connection.execute(sql))
         return self.rng.choice(self._cache[sql])
 
 

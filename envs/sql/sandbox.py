@@ -207,11 +207,18 @@ class Sandbox:
             return sqlite3.SQLITE_DENY
         what = _ACTION_NAMES.get(action, f"action {action}")
         target = f" ({arg1})" if arg1 else ""
-        self._deny(f"{what.upper()}{target} is not allowed: the database is read-only")
+        if (arg1 or "").startswith("sqlite_"):
+            # SQLite's own write to its schema table: asked before the DROP or CREATE it
+            # is part of (and, denied, the only question asked).
+            self._deny(
+                "schema changes (CREATE, DROP, ALTER) are not allowed: the database is read-only"
+            )
+        else:
+            self._deny(f"{what.upper()}{target} is not allowed: the database is read-only")
         return sqlite3.SQLITE_DENY
 
     def _deny(self, reason: str) -> None:
-        # The first denial names the statement (DROP TABLE); later ones its inner steps.
+        # The first denial names the statement; SQLite stops preparing at it anyway.
         if self._denied is None:
             self._denied = reason
 
