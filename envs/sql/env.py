@@ -126,7 +126,8 @@ class SQLEnv(TextEnv):
     columns by position (names ignored), numbers rounded to 4 decimals (``2``
     equals ``2.0``), rows as a multiset (order ignored, duplicates counted)
     unless the gold query has an ``ORDER BY`` (the question then says the
-    order), when the row order must match too. ``query`` and ``schema`` steps
+    order, and no two rows of the answer tie on it), when the row order must
+    match too. ``query`` and ``schema`` steps
     give 0. A truncated episode scores 0.
 
     ## Episode end

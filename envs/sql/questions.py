@@ -6,8 +6,9 @@ three tables) and ``nested`` (subqueries, NOT IN, HAVING over joins, top-k).
 A template draws its parameters (a city, a year, a price bound...) from the
 database itself with a seeded ``random.Random``, so every question is about
 values that exist. Questions are made round-robin over a database's templates
-and kept only when their gold result has 1 to :data:`MAX_GOLD_ROWS` rows and
-their SQL is new, until the database has :data:`PER_DATABASE` of them.
+and kept only when their gold result has 1 to :data:`MAX_GOLD_ROWS` rows (not a
+lone NULL or 0), their SQL is new, and, where the question asks for an order, no
+two rows tie on it (nor at a top-k cut), until the database has :data:`PER_DATABASE` of them.
 
 Question ``i`` of a database is a test question when ``i % 5 == 4``, else a
 training one; task ids list the training questions first, interleaved over the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -114,7 +116,9 @@ class _Values:
 MONTHS = ("January February March April May June July August September October November "
           "December").split()  # fmt: skip
 
-Template = tuple[str, bool, Callable[[_Values], tuple[str, str]]]
+Template = tuple[str, tuple[int, ...], Callable[[_Values], tuple[str, str]]]
+"""(difficulty, sort key, make): the sort key is the result columns whose order the
+question asks for (empty: rows in any order); make draws (question, gold SQL)."""
 
 
 def _retail() -> list[Template]:
@@ -250,11 +254,11 @@ def _retail() -> list[Template]:
             f"GROUP BY c.customer_id HAVING COUNT(*) >= {n}",
         )
 
-    return [("simple", False, t1), ("simple", False, t2), ("simple", False, t3),
-            ("aggregate", False, t4), ("join", False, t5), ("aggregate", False, t6),
-            ("join", True, t7), ("join", False, t8), ("nested", False, t9),
-            ("nested", False, t10), ("nested", True, t11), ("nested", False, t12),
-            ("join", False, t13)]  # fmt: skip
+    return [("simple", (), t1), ("simple", (), t2), ("simple", (), t3),
+            ("aggregate", (), t4), ("join", (), t5), ("aggregate", (), t6),
+            ("join", (1,), t7), ("join", (), t8), ("nested", (), t9),
+            ("nested", (), t10), ("nested", (3,), t11), ("nested", (), t12),
+            ("join", (), t13)]  # fmt: skip
 
 
 def _university() -> list[Template]:
@@ -382,11 +386,11 @@ def _university() -> list[Template]:
             f"WHERE d.building = {q(b)} AND e.grade = 'F'",
         )
 
-    return [("simple", False, t1), ("simple", False, t2), ("simple", False, t3),
-            ("aggregate", False, t4), ("aggregate", False, t5), ("join", False, t6),
-            ("join", True, t7), ("join", False, t8), ("nested", False, t9),
-            ("nested", False, t10), ("nested", True, t11), ("nested", False, t12),
-            ("nested", False, t13)]  # fmt: skip
+    return [("simple", (), t1), ("simple", (), t2), ("simple", (), t3),
+            ("aggregate", (), t4), ("aggregate", (), t5), ("join", (), t6),
+            ("join", (0,), t7), ("join", (), t8), ("nested", (), t9),
+            ("nested", (), t10), ("nested", (1,), t11), ("nested", (), t12),
+            ("nested", (), t13)]  # fmt: skip
 
 
 def _flights() -> list[Template]:
@@ -453,9 +457,9 @@ def _flights() -> list[Template]:
             "WHERE passenger_id IN (SELECT passenger_id FROM bookings)"
         )
         return (
-            f"List the flight numbers, origins and destinations of the flights booked by "
-            f"passenger number {pid} ({first} {last}), by departure time, earliest first.",
-            f"SELECT f.flight_number, f.origin, f.destination FROM bookings b "
+            f"List the departure times, flight numbers, origins and destinations of the flights "
+            f"booked by passenger number {pid} ({first} {last}), earliest first.",
+            f"SELECT f.departure, f.flight_number, f.origin, f.destination FROM bookings b "
             f"JOIN flights f ON f.flight_id = b.flight_id WHERE b.passenger_id = {pid} "
             f"ORDER BY f.departure, f.flight_id",
         )
@@ -518,11 +522,11 @@ def _flights() -> list[Template]:
             f"GROUP BY p.passenger_id HAVING COUNT(*) >= {n}",
         )
 
-    return [("simple", False, t1), ("simple", False, t2), ("simple", False, t3),
-            ("aggregate", False, t4), ("join", False, t5), ("join", False, t6),
-            ("join", True, t7), ("join", False, t8), ("nested", False, t9),
-            ("nested", False, t10), ("aggregate", True, t11), ("nested", False, t12),
-            ("nested", False, t13)]  # fmt: skip
+    return [("simple", (), t1), ("simple", (), t2), ("simple", (), t3),
+            ("aggregate", (), t4), ("join", (), t5), ("join", (), t6),
+            ("join", (0,), t7), ("join", (), t8), ("nested", (), t9),
+            ("nested", (), t10), ("aggregate", (1,), t11), ("nested", (), t12),
+            ("nested", (), t13)]  # fmt: skip
 
 
 def _hospital() -> list[Template]:
@@ -656,11 +660,11 @@ def _hospital() -> list[Template]:
             f"WHERE pr.drug = {q(d)} AND pr.dose_mg >= {dose}",
         )
 
-    return [("simple", False, t1), ("simple", False, t2), ("simple", False, t3),
-            ("aggregate", False, t4), ("aggregate", False, t5), ("join", False, t6),
-            ("join", True, t7), ("join", False, t8), ("nested", False, t9),
-            ("nested", False, t10), ("nested", True, t11), ("nested", False, t12),
-            ("join", False, t13)]  # fmt: skip
+    return [("simple", (), t1), ("simple", (), t2), ("simple", (), t3),
+            ("aggregate", (), t4), ("aggregate", (), t5), ("join", (), t6),
+            ("join", (0,), t7), ("join", (), t8), ("nested", (), t9),
+            ("nested", (), t10), ("nested", (2,), t11), ("nested", (), t12),
+            ("join", (), t13)]  # fmt: skip
 
 
 _TEMPLATES: dict[str, Callable[[], list[Template]]] = {
@@ -670,8 +674,26 @@ _TEMPLATES: dict[str, Callable[[], list[Template]]] = {
     "hospital": _hospital,
 }
 
+_LIMIT = re.compile(r" LIMIT (\d+)$")
 _MAX_MISSES = 60
 """Draws in a row that give no new valid question before a template is dropped."""
+
+
+def _ties(connection: sqlite3.Connection, sql: str, rows: list, key: tuple[int, ...]) -> bool:
+    """Whether a sorted answer has ties on the order the question states.
+
+    The gold breaks them by a column the question does not name (an id), so an agent
+    sorting as asked could list tied rows in another order; and at a top-k cut, a row
+    tied with the k-th could be left out or in. Such questions are not asked.
+    """
+    keys = [tuple(row[i] for i in key) for row in rows]
+    if len(set(keys)) < len(keys):
+        return True
+    limit = _LIMIT.search(sql)
+    if limit is None:
+        return False
+    wider = connection.execute(_LIMIT.sub(f" LIMIT {int(limit.group(1)) + 1}", sql)).fetchall()
+    return len(wider) > len(rows) and tuple(wider[-1][i] for i in key) == keys[-1]
 
 
 def make_questions(database: str, path: Path) -> list[Question]:
@@ -695,17 +717,18 @@ def make_questions(database: str, path: Path) -> list[Question]:
                 raise RuntimeError(f"{database}: only {len(questions)} questions could be made")
             index = live[k % len(live)]
             k += 1
-            difficulty, ordered, template = templates[index]
+            difficulty, key, template = templates[index]
             text, sql = template(values)
             rows = connection.execute(sql).fetchall() if sql not in seen else []
             # Empty, huge, NULL or zero answers make weak tasks (a wrong query matches them).
-            if not 1 <= len(rows) <= MAX_GOLD_ROWS or rows[0] in ((None,), (0,)):
+            weak = not 1 <= len(rows) <= MAX_GOLD_ROWS or rows[0] in ((None,), (0,))
+            if weak or (key and _ties(connection, sql, rows, key)):
                 misses[index] += 1
                 k -= 1  # the same template draws again
                 continue
             misses[index] = 0
             seen.add(sql)
-            questions.append(Question(database, text, sql, difficulty, ordered))
+            questions.append(Question(database, text, sql, difficulty, bool(key)))
         return questions
     finally:
         connection.close()

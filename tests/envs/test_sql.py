@@ -23,7 +23,7 @@ from palaestra.envs.sql import (
     locate,
     results_match,
 )
-from palaestra.envs.sql.questions import DIFFICULTIES, PER_DATABASE
+from palaestra.envs.sql.questions import DIFFICULTIES, PER_DATABASE, _ties
 
 ENV_ID = "palaestra/SQL-v0"
 
@@ -98,6 +98,20 @@ def test_ordered_flag_is_set_exactly_when_the_gold_query_sorts(questions):
     for name in DATABASES:
         for question in questions[name]:
             assert question.ordered == (" ORDER BY " in question.sql), question.sql
+
+
+def test_questions_whose_stated_order_ties_are_not_asked():
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE t (id INTEGER, n INTEGER)")
+    connection.executemany("INSERT INTO t VALUES (?, ?)", [(1, 5), (2, 4), (3, 4), (4, 1)])
+    top = "SELECT id, n FROM t ORDER BY n DESC, id LIMIT {}"
+    rows = connection.execute(top.format(2)).fetchall()  # 3 ties with 2 at the cut
+    assert _ties(connection, top.format(2), rows, (1,))
+    rows = connection.execute(top.format(1)).fetchall()
+    assert not _ties(connection, top.format(1), rows, (1,))
+    every = "SELECT id, n FROM t ORDER BY n DESC, id"
+    assert _ties(connection, every, connection.execute(every).fetchall(), (1,))
+    assert not _ties(connection, every, connection.execute(every).fetchall(), (0,))
 
 
 # -- comparing results ---------------------------------------------------------------
