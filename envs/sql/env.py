@@ -104,7 +104,8 @@ class SQLEnv(TextEnv):
     * ``query <SQL>``: run one SELECT (or WITH ... SELECT, VALUES, or a
       schema-reading PRAGMA such as ``PRAGMA table_info(t)``) and see the capped
       result. Writes, ``ATTACH``, pragma changes and extension loading are
-      refused; a statement is stopped after 1 s; a value over 1 MB is refused.
+      refused; a statement is stopped after 1 s; a value over 100 KB or a result
+      of over 100 columns is refused.
     * ``submit <SQL>``: the final answer; ends the episode if the statement runs.
       One that does not run (a syntax error, a refused statement) is answered
       with the error and the episode goes on.

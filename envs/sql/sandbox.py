@@ -1,17 +1,20 @@
 """A read-only SQLite connection that runs an agent's SQL safely, and result matching.
 
-Four locks on one door, because any one of them alone has had holes:
+Five locks on one door, because any one of them alone has had holes:
 
+0. the statement's first word must be SELECT, WITH, VALUES or PRAGMA (so
+   ``REINDEX``, ``VACUUM``, ``DROP``... never reach SQLite);
 1. the file is opened read-only (``file:...?mode=ro`` URI): SQLite itself refuses
    to write it;
 2. an authorizer allows only reading: ``SELECT``, reading columns, recursive CTEs,
    a few schema-reading pragmas, and functions other than ``load_extension`` and
    ``fts3_tokenizer``; it denies every write, ``ATTACH``/``DETACH``, pragma
-   changes (``PRAGMA writable_schema = 1``), transactions, temp objects, ``VACUUM``;
+   changes (``PRAGMA writable_schema = 1``), transactions, temp objects, ``VACUUM INTO``;
 3. extension loading is switched off (``enable_load_extension(False)``);
 4. a progress handler stops any statement past its time limit (an endless
-   recursive CTE), ``SQLITE_LIMIT_LENGTH`` refuses any value over 1 MB, and the
-   rows read are capped by count and by characters (a 10 MB result is cut).
+   recursive CTE), ``SQLITE_LIMIT_LENGTH`` refuses any value over 100 KB and
+   ``SQLITE_LIMIT_COLUMN`` any result over 100 columns, and the rows read are
+   capped by count and by characters (a 10 MB result is cut).
 
 A :class:`Sandbox` may be used from any thread (the server runs a session's
 calls on its pool's threads, one at a time): ``check_same_thread=False`` and a
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MAX_COLUMNS",
     "MAX_VALUE_BYTES",
     "QueryResult",
     "Refused",
@@ -40,15 +44,17 @@ __all__ = [
     "results_match",
 ]
 
-MAX_VALUE_BYTES = 1_000_000
+MAX_VALUE_BYTES = 100_000
 """The longest string or blob a statement may make (``SQLITE_LIMIT_LENGTH``)."""
+MAX_COLUMNS = 100
+"""The most columns a result may have (``SQLITE_LIMIT_COLUMN``): with the value cap,
+a row (read whole before the character cap can cut it) stays under 10 MB."""
 
 _READ_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "foreign_key_list"}
 )
 _READ_STATEMENTS = frozenset({"select", "with", "values", "pragma"})
-# A fifth lock, before SQLite sees the text: statements that are not reads at all
-# (REINDEX, VACUUM...) are refused by their first word, whatever the authorizer allows.
+# Lock 0: REINDEX, for one, asks the authorizer nothing, so the first word is checked too.
 _HEAD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*([A-Za-z]+)", re.DOTALL)
 _DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "readfile", "writefile"})
 # Authorizer action codes -> words for the refusal message (``SQLITE_DROP_TABLE`` -> "DROP TABLE").
@@ -132,6 +138,7 @@ class Sandbox:
             # Absent where Python was built without extension loading: then none can load.
             self._connection.enable_load_extension(False)
         self._connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        self._connection.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, MAX_COLUMNS)
         self._connection.set_authorizer(self._authorize)
         self._connection.set_progress_handler(self._progress, 2_000)
 
@@ -235,6 +242,8 @@ class Sandbox:
                 f"Stopped: the query ran longer than {self.time_limit:g} s "
                 "(an endless recursive CTE or a huge join?)."
             )
+        if "too many columns" in text:
+            return f"Refused: more than {MAX_COLUMNS} columns ({text})."
         if "too big" in text:
             return f"Refused: a value longer than {MAX_VALUE_BYTES:,} bytes ({text})."
         if "readonly" in text or "read-only" in text:

@@ -46,6 +46,8 @@ HOSTILE = {
     "WITH x AS (SELECT 1) UPDATE orders SET status = 'x'": "Refused: UPDATE (orders) is not",
     "VACUUM INTO '/tmp/palaestra-sql-attack.db'": "Refused: VACUUM is not a query",
     "SELECT 1; DROP TABLE orders": "You can only execute one statement at a time",
+    # A row read whole before the character cap sees it: 150 values of 99,999 bytes.
+    "SELECT " + ", ".join(["zeroblob(99999)"] * 150): "Refused: more than 100 columns",
 }
 
 
