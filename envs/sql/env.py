@@ -25,6 +25,7 @@ __all__ = [
     "MAX_STEPS",
     "SHOWN_CHARS",
     "SHOWN_ROWS",
+    "SUBMIT_CHARS",
     "SUBMIT_ROWS",
     "TIME_LIMIT",
     "SQLEnv",
@@ -39,6 +40,7 @@ SHOWN_CHARS = 2_000
 SUBMIT_ROWS = 10_000
 """Rows a ``submit`` reads at most (every gold answer has 60 or fewer)."""
 SUBMIT_CHARS = 1_000_000
+"""Characters of cell text a ``submit`` reads at most."""
 TIME_LIMIT = 1.0
 """Seconds one statement may run."""
 
