@@ -185,6 +185,8 @@ class Sandbox:
                 raise Refused(f"{error} Send one SELECT statement.") from None
             except sqlite3.Error as error:
                 raise Refused(self._explain(error)) from None
+            except ValueError as error:  # a lone surrogate in the text: not UTF-8 encodable
+                raise Refused(f"SQL error: the statement is not valid text ({error}).") from None
             finally:
                 self._deadline = math.inf
         return QueryResult(columns, tuple(rows), more)

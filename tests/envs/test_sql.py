@@ -244,6 +244,14 @@ def test_observations_stay_printable_whatever_the_query():
     assert env.observation_space.contains(obs)
 
 
+@pytest.mark.parametrize("text", ["\x00", "\ud800"])
+def test_unencodable_sql_is_an_error_message_not_a_crash(text):
+    """A lone surrogate (JSON can carry one) raised UnicodeEncodeError out of step()."""
+    env = new_env(0)
+    obs, _, terminated, _, _ = env.step(f"query SELECT '{text}'")
+    assert obs.startswith("SQL error:") and not terminated
+
+
 def test_truncated_after_max_steps():
     env = new_env(0)
     for _ in range(MAX_STEPS - 1):
