@@ -286,7 +286,7 @@ class SQLEnv(TextEnv):
     def _load(self, task_id: int) -> None:
         database, index = locate(task_id)
         question = _questions()[database][index]
-        if self._question is None or self._question.database != database:
+        if self._sandbox is None or self._question is None or self._question.database != database:
             if self._sandbox is not None:
                 self._sandbox.close()
             self._sandbox = Sandbox(database_path(database, ensure_built()), time_limit=TIME_LIMIT)

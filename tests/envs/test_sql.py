@@ -252,6 +252,14 @@ def test_unencodable_sql_is_an_error_message_not_a_crash(text):
     assert obs.startswith("SQL error:") and not terminated
 
 
+def test_an_env_can_be_reset_after_close():
+    env = new_env(0)
+    env.close()
+    env.reset(seed=0, options={"task_id": 4})  # the same database as task 0
+    _, reward, *_ = env.step(env.expert_action())
+    assert reward == 1.0
+
+
 def test_truncated_after_max_steps():
     env = new_env(0)
     for _ in range(MAX_STEPS - 1):
