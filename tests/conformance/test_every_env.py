@@ -22,7 +22,13 @@ TASKS_PER_SPLIT = 3
 
 
 def test_the_builtin_envs_are_registered():
-    assert {"palaestra/Maze-v0", "palaestra/Wordle-v0", "palaestra/TextCraft-v0"} <= set(ENV_IDS)
+    builtin = {
+        "palaestra/Maze-v0",
+        "palaestra/Wordle-v0",
+        "palaestra/TextCraft-v0",
+        "palaestra/SQL-v0",
+    }
+    assert builtin <= set(ENV_IDS)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
