@@ -22,7 +22,7 @@ TASKS_PER_SPLIT = 3
 
 
 def test_the_builtin_envs_are_registered():
-    assert {"palaestra/Maze-v0", "palaestra/Wordle-v0"} <= set(ENV_IDS)
+    assert {"palaestra/Maze-v0", "palaestra/Wordle-v0", "palaestra/WebShop-v0"} <= set(ENV_IDS)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
