@@ -15,6 +15,7 @@ sessions, and one copy in the page cache for all processes on the machine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -83,7 +84,9 @@ def _tokens(text: str) -> list[str]:
     return list(out[0])
 
 
+@functools.cache
 def _version() -> str:
+    """Names the catalogue (a digest of its text) and the bm25s release; hashed once."""
     digest = hashlib.sha256()
     for product in catalogue():
         digest.update(product.asin.encode())
