@@ -1,12 +1,14 @@
 """Per-env speed and cost: reset time, step time in-process and over HTTP, memory, expert success.
 
 One row per env:
-- reset ms (p50): in-process resets on test tasks (first use of a task included);
+- reset ms p50/p99: in-process resets on test tasks (first use of a task included),
+  and over HTTP (resets of one session to 20 test tasks);
 - step ms p50/p99 in-process, and over HTTP (one session, ``AsyncEnvClient``, server
   in its own process);
 - MiB/session: growth of the server's RSS (with its child processes, e.g. JVMs)
   per open session, over ``--sessions`` sessions;
-- expert success over the first ``--test-tasks`` test tasks (in-process).
+- expert success over the first ``--test-tasks`` test tasks (in-process), and beside
+  it the random policy's (``random_action`` every step, where the env has it).
 
 Then BabyAI's throughput: in-process steps/s on one core, and over HTTP at 64
 concurrent sessions (targets: >= 1,500 and >= 1,000 steps/s).
@@ -23,6 +25,7 @@ import random
 import statistics
 import time
 
+import numpy as np
 from common import percentile, rss_mib  # bench/common.py
 
 import palaestra
@@ -48,9 +51,12 @@ def in_process(env_id: str, test_tasks: int) -> dict[str, float]:
             if terminated or truncated:
                 wins += bool(info["success"])
                 break
+    random_wins = random_success(env, tasks) if "random_action" in env.capabilities() else None
     env.close()
     return {
         "reset_p50": statistics.median(resets) * 1e3,
+        "reset_p99": percentile(resets, 0.99) * 1e3,
+        "random": random_wins,
         "step_p50": statistics.median(steps) * 1e3,
         "step_p99": percentile(steps, 0.99) * 1e3,
         "success": wins / len(tasks),
@@ -58,11 +64,31 @@ def in_process(env_id: str, test_tasks: int) -> dict[str, float]:
     }
 
 
+def random_success(env, tasks: list) -> float:
+    """The share of ``tasks`` a uniformly random policy (``env.random_action``) solves."""
+    rng = np.random.default_rng(0)
+    wins = 0
+    for task_id in tasks:
+        env.reset(seed=0, options={"task_id": task_id})
+        while True:
+            _, _, terminated, truncated, info = env.step(env.random_action(rng))
+            if terminated or truncated:
+                wins += bool(info["success"])
+                break
+    return wins / len(tasks)
+
+
 async def over_http(
     env_id: str, url: str, tasks: list, sessions: int, pid: int
 ) -> dict[str, float]:
-    latencies = []
+    latencies, resets = [], []
     async with AsyncEnvClient(url) as client:
+        session = await client.create(env_id, task_id=tasks[0], seed=0)
+        for task_id in tasks[:20]:
+            started = time.perf_counter()
+            await session.reset(task_id=task_id, seed=0)
+            resets.append(time.perf_counter() - started)
+        await session.close()
         for task_id in tasks[:5]:
             session = await client.create(env_id, task_id=task_id, seed=0)
             while True:
@@ -81,6 +107,8 @@ async def over_http(
         for session in opened:
             await session.close()
     return {
+        "reset_p50": statistics.median(resets) * 1e3,
+        "reset_p99": percentile(resets, 0.99) * 1e3,
         "step_p50": statistics.median(latencies) * 1e3,
         "step_p99": percentile(latencies, 0.99) * 1e3,
         "mib_per_session": (after - before) / sessions,
@@ -156,21 +184,25 @@ def main() -> None:
         rows.append(
             (
                 env_id,
-                f"{local['reset_p50']:.1f}",
+                f"{local['reset_p50']:.1f} / {local['reset_p99']:.1f}",
+                f"{remote['reset_p50']:.1f} / {remote['reset_p99']:.1f}",
                 f"{local['step_p50']:.2f} / {local['step_p99']:.2f}",
                 f"{remote['step_p50']:.2f} / {remote['step_p99']:.2f}",
                 f"{remote['mib_per_session']:.2f}",
                 f"{local['success']:.0%} of {local['episodes']}",
+                "-" if local["random"] is None else f"{local['random']:.0%}",
             )
         )
     print()
     headers = [
         "env",
-        "reset ms p50",
+        "reset ms p50/p99 in-process",
+        "reset ms p50/p99 HTTP",
         "step ms p50/p99 in-process",
         "step ms p50/p99 HTTP",
         "MiB/session",
         "expert success (test)",
+        "random success",
     ]
     print(format_table(headers, rows))
 

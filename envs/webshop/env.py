@@ -116,6 +116,11 @@ class WebShopEnv(TextEnv):
         "Reply with exactly one action."
     )
     max_steps: ClassVar[int] = MAX_STEPS
+    # Clicks take ~15 us and searches ~0.3 ms (p99 ~1 ms): on the server's loop,
+    # 64 sessions over the socket step 3,200/s instead of 1,900/s on the pool. The
+    # one slow call, loading the catalogue and index (~1 s), runs in prepare_task,
+    # off the loop, whenever a reset names its task (a rollout's always do).
+    fast_calls: ClassVar[bool] = True
     splits: ClassVar[dict[str, range]] = {"train": TRAIN_TASKS, "test": TEST_TASKS}
 
     def __init__(self, render_mode: str | None = None) -> None:
