@@ -1,3 +1,4 @@
+import asyncio
 import os
 import subprocess
 import sys
@@ -293,3 +294,31 @@ def test_the_fits_check_wants_the_exact_option_values_on_offer():
         for k, vs in goal.product.options
     )
     assert not _fits(replace(goal.product, options=fewer), goal)
+
+
+# -- served ---------------------------------------------------------------------------
+
+
+async def _expert_episodes_over_sockets(url: str, sessions: int) -> list[float]:
+    from palaestra.servers import AsyncEnvClient
+
+    async with AsyncEnvClient(url, transport="websocket", max_connections=sessions) as client:
+
+        async def one(n: int) -> float:
+            session = await client.create("palaestra/WebShop-v0", task_id=TEST_TASKS[n], seed=n)
+            try:
+                while True:
+                    step = await session.step(await session.expert_action())
+                    if step.terminated or step.truncated:
+                        return step.info["score"]
+            finally:
+                await session.close()
+
+        return await asyncio.gather(*(one(n) for n in range(sessions)))
+
+
+def test_64_sessions_over_the_socket_route_buy_full_matches_from_one_index(serve):
+    with serve(["palaestra/WebShop-v0"], max_sessions=64) as url:
+        scores = asyncio.run(_expert_episodes_over_sockets(url, 64))
+    assert scores == [1.0] * 64
+    assert len(search_module._INDEX) == 1  # one index in the process, whatever the sessions
