@@ -370,6 +370,21 @@ _PRAISE = (
     "Backed by our satisfaction guarantee.",
     "Makes a great gift for family and friends.",
 )
+_FEATURE_LINES = (
+    "{A}: a {texture} {type} made with {a} in mind.",
+    "{A} - built around {a}; checked before it ships.",
+    "{A}: customers chose {brand} for its {a}.",
+    "{A}: designed with {a} as a priority, wear after wear.",
+    "{A} - {a}, as on every {brand} {type}.",
+    "{A}: tested in our lab for {a}.",
+)
+_USES = {
+    "Clothing, Shoes & Jewelry": ("the gym", "work", "weekends", "travel", "running errands"),
+    "Grocery & Gourmet Food": ("breakfast", "road trips", "the office", "after workouts"),
+    "Beauty": ("daily routines", "the gym bag", "travel", "sensitive mornings"),
+    "Home & Kitchen": ("the family room", "a first apartment", "guest rooms", "the office"),
+    "Electronics": ("commutes", "the desk", "travel", "home offices"),
+}
 _ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -435,12 +450,18 @@ def _make_product(index: int) -> Product:
     name = " ".join(part for part in (kind.name, audience) if part).title()
     title = f"{brand} {texture.title()} {name} - " + ", ".join(a.title() for a in attributes[:2])
     features = tuple(
-        f"{attribute.upper()}: {rng.choice(_TEXTURES)} {kind.name} that is {attribute}."
+        rng.choice(_FEATURE_LINES).format(
+            A=attribute.upper(),
+            a=attribute,
+            texture=rng.choice(_TEXTURES),
+            type=kind.name,
+            brand=brand,
+        )
         for attribute in attributes
     )
     description = (
-        f"The {brand} {kind.name} is a {texture} pick in {kind.path[1].lower()}. "
-        f"{rng.choice(_PRAISE)} Available in "
+        f"The {brand} {kind.name} is a {texture} pick in {kind.path[1].lower()}, "
+        f"ready for {rng.choice(_USES[kind.path[0]])}. {rng.choice(_PRAISE)} Available in "
         + "; ".join(f"{len(values)} {name} options" for name, values in options)
         + "."
     )
