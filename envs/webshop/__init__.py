@@ -6,7 +6,8 @@ disk and shared read-only by every session of a process, and purchases are
 scored by WebShop's published reward.
 """
 
-from palaestra.envs.webshop.catalogue import (
+from palaestra.envs.webshop.env import MAX_STEPS, PAGE_SIZE, TEST_TASKS, TRAIN_TASKS, WebShopEnv
+from palaestra.envs.webshop.generator import (
     CATALOGUE_SIZE,
     Goal,
     Product,
@@ -15,7 +16,6 @@ from palaestra.envs.webshop.catalogue import (
     goal_for_task,
     product_types,
 )
-from palaestra.envs.webshop.env import MAX_STEPS, PAGE_SIZE, TEST_TASKS, TRAIN_TASKS, WebShopEnv
 from palaestra.envs.webshop.scoring import Reward, reward
 from palaestra.envs.webshop.search import MAX_RESULTS, SearchIndex, index
 

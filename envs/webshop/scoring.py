@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz, utils
 
-from palaestra.envs.webshop.catalogue import COLOURS, Goal, Product
+from palaestra.envs.webshop.generator import COLOURS, Goal, Product
 
 __all__ = ["FUZZY_THRESHOLD", "Reward", "fuzzy_match", "normalise_option", "reward"]
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-from palaestra.envs.webshop.catalogue import CATALOGUE_SEED, CATALOGUE_SIZE, catalogue
+from palaestra.envs.webshop.generator import CATALOGUE_SEED, CATALOGUE_SIZE, catalogue
 
 __all__ = ["MAX_RESULTS", "ROOT_CACHE_ENV", "BuildStats", "SearchIndex", "cache_dir", "index"]
 

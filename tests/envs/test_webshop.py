@@ -24,8 +24,8 @@ from palaestra.envs.webshop import (
     reward,
 )
 from palaestra.envs.webshop import search as search_module
-from palaestra.envs.webshop.catalogue import _make_product
 from palaestra.envs.webshop.env import _fits
+from palaestra.envs.webshop.generator import _make_product
 from palaestra.envs.webshop.scoring import fuzzy_match, normalise_option
 
 

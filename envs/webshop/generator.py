@@ -18,6 +18,7 @@ multiples of ten above the price.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "Goal",
     "Product",
     "ProductType",
+    "asin_index",
     "catalogue",
     "goal_for_task",
     "product_types",
@@ -485,8 +487,8 @@ def _make_product(index: int) -> Product:
 def catalogue() -> tuple[Product, ...]:
     """All :data:`CATALOGUE_SIZE` products, made once per process and shared read-only.
 
-    Ids are unique: a product whose drawn id is taken gets a suffix-free redraw
-    from its own generator, so the catalogue stays the same on every machine.
+    Ids are unique: a product whose drawn id is taken draws again from a generator
+    seeded by its index, so the catalogue stays the same on every machine.
     """
     products = []
     seen: set[str] = set()
@@ -497,7 +499,7 @@ def catalogue() -> tuple[Product, ...]:
             asin = product.asin
             while asin in seen:
                 asin = "B0" + "".join(rng.choice(_ID_CHARS) for _ in range(8))
-            product = Product(**{**product.__dict__, "asin": asin})
+            product = dataclasses.replace(product, asin=asin)
         seen.add(product.asin)
         products.append(product)
     return tuple(products)
