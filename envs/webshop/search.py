@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ from palaestra.envs.webshop.generator import CATALOGUE_SEED, CATALOGUE_SIZE, cat
 
 __all__ = ["MAX_RESULTS", "ROOT_CACHE_ENV", "BuildStats", "SearchIndex", "cache_dir", "index"]
 
+log = logging.getLogger(__name__)
+
 ROOT_CACHE_ENV = "PALAESTRA_CACHE"
 MAX_RESULTS = 50
 """Results kept per search, as in WebShop: five pages of ten."""
@@ -44,12 +47,13 @@ class BuildStats:
     Attributes:
         built: True when this process built it (else it was loaded from the cache).
         seconds: Time to build and save it, or to load it.
-        path: The cache folder it lives in.
+        path: The cache folder it lives in, or None when the cache could not be
+            written (it is then held in memory by this process alone).
     """
 
     built: bool
     seconds: float
-    path: Path
+    path: Path | None
 
 
 class SearchIndex:
@@ -105,22 +109,33 @@ def cache_dir() -> Path:
     return root / "webshop" / _version()
 
 
-def _build(path: Path) -> None:
+def _build() -> bm25s.BM25:
     corpus = [product.text() for product in catalogue()]
     tokens = bm25s.tokenize(corpus, stopwords="en", show_progress=False)
     retriever = bm25s.BM25()
     retriever.index(tokens, show_progress=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    private = Path(tempfile.mkdtemp(prefix=".building-", dir=path.parent))
+    return retriever
+
+
+def _save(retriever: bm25s.BM25, path: Path) -> bool:
+    """Save into ``path`` atomically; False (and a warning) when the cache is not writable."""
+    private = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        private = Path(tempfile.mkdtemp(prefix=".building-", dir=path.parent))
         retriever.save(str(private), show_progress=False)
         try:
             private.rename(path)
         except OSError:
             if not path.is_dir():  # not another process winning the race: a real error
                 raise
+        return True
+    except OSError as error:
+        log.warning("cannot cache the WebShop index in %s (%s); keeping it in memory", path, error)
+        return False
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
 
 
 _LOCK = threading.Lock()
@@ -135,9 +150,11 @@ def index() -> SearchIndex:
         if found is None:
             started = time.perf_counter()
             built = not path.is_dir()
-            if built:
-                _build(path)
-            retriever = bm25s.BM25.load(str(path), mmap=True)
-            stats = BuildStats(built, time.perf_counter() - started, path)
+            retriever = _build() if built else None
+            cached = retriever is None or _save(retriever, path)
+            if cached:  # mapped from the file: one copy in the page cache for every process
+                retriever = bm25s.BM25.load(str(path), mmap=True)
+            seconds = time.perf_counter() - started
+            stats = BuildStats(built, seconds, path if cached else None)
             found = _INDEX[path] = SearchIndex(retriever, stats)
         return found

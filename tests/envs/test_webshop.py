@@ -161,6 +161,21 @@ def test_the_index_is_built_once_into_the_cache_then_loaded(tmp_path):
     assert not [p for p in (tmp_path / "webshop").iterdir() if p.name.startswith(".")]
 
 
+def test_an_unwritable_cache_leaves_the_index_in_memory_with_the_same_results(
+    tmp_path, monkeypatch, caplog
+):
+    query = "gluten free protein bars"
+    expected = index().search(query)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("PALAESTRA_CACHE", str(blocker))
+    monkeypatch.setattr(search_module, "_INDEX", {})
+    fallback = index()
+    assert fallback.stats.built and fallback.stats.path is None
+    assert "keeping it in memory" in caplog.text
+    assert fallback.search(query) == expected
+
+
 # -- the env --------------------------------------------------------------------------
 
 
