@@ -27,6 +27,7 @@ def test_the_builtin_envs_are_registered():
         "palaestra/Wordle-v0",
         "palaestra/TextCraft-v0",
         "palaestra/SQL-v0",
+        "palaestra/WebShop-v0",
     }
     assert builtin <= set(ENV_IDS)
 
