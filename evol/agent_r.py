@@ -8,7 +8,9 @@ Each iteration ``i`` of a run:
    ``alpha`` of the iteration, score gap > ``beta``); the first error of each bad
    path, by the judge (``"actor"``: the current model, Good/Bad per step;
    ``"expert"``: the env's expert); a revision trajectory per pair (bad prefix
-   up to the error, loss off; a reflection; the good path, loss on), plus good
+   up to the error, loss off; a reflection; the good path, loss on; with
+   ``revise_from="error"``, a good path the model finds from the error's own
+   state, searched on there -> ``iter-i/repaired.jsonl``), plus good
    paths alone -> ``iter-i/data.jsonl`` (with base trajectories mixed in at
    ``base_ratio``). Where the env has an expert, both judges run and their
    agreement is recorded.
@@ -26,6 +28,7 @@ model, so both methods start from the same weights. Stages are resumable
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from collections.abc import Callable
@@ -36,7 +39,9 @@ from typing import Any
 
 from palaestra.agents.env_pool import LocalEnvs
 from palaestra.agents.evaluate import env_packages
+from palaestra.agents.policy import Policy
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig
+from palaestra.agents.trajectory import Trajectory
 from palaestra.envs import TaskId
 from palaestra.evol.agentevol import (
     DEFAULT_ROLLOUT,
@@ -49,7 +54,13 @@ from palaestra.evol.agentevol import (
 from palaestra.evol.data import load_trajectories, save_trajectories
 from palaestra.evol.mcts import MCTS, MCTSConfig, load_trees, save_trees
 from palaestra.evol.progress import StageLine
-from palaestra.evol.reflection import agent_r_data, judge_agreement
+from palaestra.evol.reflection import (
+    AgentRData,
+    agent_r_data,
+    judge_agreement,
+    repair_trajectory,
+    repaired_pair,
+)
 from palaestra.evol.sft import SFTConfig
 from palaestra.evol.stages import Stages
 from palaestra.files import write_json, write_text
@@ -80,6 +91,13 @@ class AgentRConfig:
         goods_per_tree: Good paths per tree trained on as they are.
         judge: Who finds a bad path's first error: ``"actor"`` (the current
             model) or ``"expert"`` (the env's expert, where it has one).
+        revise_from: Where a revision's good path starts. ``"split"`` (Agent-R as
+            published): the good path of the pair, from where the two paths
+            parted, after the bad prefix up to the error (the spliced episode is
+            not one the env would play). ``"error"``: the current model searches on
+            (``MCTS.repair``, one expansion with ``k`` replies played out) from the
+            state the first error left, and a good leaf found there continues the
+            bad prefix (a state-consistent revision; pairs with none are dropped).
         base_ratio: Base (expert) trajectories mixed into each round's data, as
             a share of the round's own trajectories (0: none).
         retrain: ``"continue"`` from the current model or ``"base"`` (BC's start).
@@ -107,6 +125,7 @@ class AgentRConfig:
     pairs_per_tree: int = 4
     goods_per_tree: int = 1
     judge: str = "actor"
+    revise_from: str = "split"
     base_ratio: float = 0.0
     retrain: str = "continue"
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
@@ -124,6 +143,8 @@ class AgentRConfig:
     def __post_init__(self) -> None:
         if self.judge not in ("actor", "expert"):
             raise ValueError(f"judge must be 'actor' or 'expert', not {self.judge!r}")
+        if self.revise_from not in ("split", "error"):
+            raise ValueError(f"revise_from must be 'split' or 'error', not {self.revise_from!r}")
         if self.retrain not in ("base", "continue"):
             raise ValueError(f"retrain must be 'base' or 'continue', not {self.retrain!r}")
         if self.iterations < 1 or self.search_tasks < 1 or not self.alphas:
@@ -338,18 +359,23 @@ class _AgentR:
         }  # fmt: skip
         policy = self.evol._policy(model_dir)
         envs = LocalEnvs()
+        repair: dict[str, Any] = {}
         try:
             actor = asyncio.run(agent_r_data(trees, policy, **options))
             expert = None
             if all("expert" in asyncio.run(envs.spec(e)).capabilities for e in config.envs):
                 expert = asyncio.run(agent_r_data(trees, envs, **options))
+            if config.judge == "expert" and expert is None:
+                raise ValueError("judge='expert' needs envs with an expert; use judge='actor'")
+            chosen = actor if config.judge == "actor" or expert is None else expert
+            revisions = chosen.revisions
+            if config.revise_from == "error":
+                revisions, repair = asyncio.run(self._repair(chosen, policy, envs, seed, alpha))
+                save_trees(trees, folder / "repaired.jsonl")
         finally:
             asyncio.run(policy.aclose())
             asyncio.run(envs.aclose())
-        if config.judge == "expert" and expert is None:
-            raise ValueError("judge='expert' needs envs with an expert; use judge='actor'")
-        chosen = actor if config.judge == "actor" or expert is None else expert
-        own = chosen.revisions + chosen.good
+        own = revisions + chosen.good
         if not own:
             why = (
                 f"no leaf scored >= alpha={alpha:g} in {len(trees)} trees: nothing to train "
@@ -357,8 +383,9 @@ class _AgentR:
                 "--simulations, lower --alphas, or start from a stronger model)"
             )
             line.finish(why)
-            return {"alpha": alpha, "judge": config.judge, "pairs": 0, "revisions": 0,
-                    "goods": 0, "trajectories": 0, "empty": why, "seed": seed}  # fmt: skip
+            return {"alpha": alpha, "judge": config.judge, "pairs": len(chosen.pairs),
+                    "revisions": 0, "goods": 0, "trajectories": 0, **repair, "empty": why,
+                    "seed": seed}  # fmt: skip
         data = own
         mixed = 0
         if config.base_ratio > 0:
@@ -370,7 +397,9 @@ class _AgentR:
             "alpha": alpha,
             "judge": config.judge,
             "pairs": len(chosen.pairs),
-            "revisions": len(chosen.revisions),
+            "revisions": len(revisions),
+            "revise_from": config.revise_from,
+            **repair,
             "goods": len(chosen.good),
             "base_mixed": mixed,
             "trajectories": len(data),
@@ -389,6 +418,29 @@ class _AgentR:
                 "mean_distance": round(agreement.mean_distance, 2),
             }
         return record
+
+    async def _repair(
+        self, data: AgentRData, policy: Policy, envs: LocalEnvs, seed: int, alpha: float
+    ) -> tuple[list[Trajectory], dict[str, Any]]:
+        """State-consistent revisions: search on from each bad path's first error."""
+        config = self.config
+        rollout = replace(config.rollout, temperature=config.mcts.temperature, seed=seed)
+        search = MCTS(policy, envs, replace(config.mcts, concurrency=config.concurrency), rollout)
+        pairs = zip(data.pairs, data.splices, strict=True)
+        targets = [(pair.bad.tree, pair.bad.nodes[splice]) for pair, splice in pairs]
+        await search.repair(targets)
+        revisions: list[Trajectory] = []
+        for pair, splice in zip(data.pairs, data.splices, strict=True):
+            fixed = repaired_pair(pair, splice, alpha=alpha, beta=config.beta)
+            if fixed is not None:
+                with contextlib.suppress(ValueError):  # a good reply without an action
+                    revisions.append(repair_trajectory(fixed, seed=seed))
+        return revisions, {
+            "repaired": len(revisions),
+            "unrepaired": len(data.pairs) - len(revisions),
+            "repair_nodes": search.stats.nodes,
+            "repair_errors": search.stats.errors,
+        }
 
     def evaluate(self, i: int, model_dir: Path, line: StageLine) -> dict[str, Any]:
         """``eval-i``: the model of round ``i`` on the test tasks."""

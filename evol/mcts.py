@@ -50,10 +50,12 @@ search and are refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ from palaestra.agents.rollout import (
     RolloutConfig,
     RolloutStats,
     _Batcher,
+    derive_seed,
     prompt_window,
 )
 from palaestra.envs import TaskId
@@ -146,7 +149,9 @@ class Node:
         value: The sum of those scores.
         children: Ids of the children, in order of creation.
         expanded: Whether ``k`` replies were sampled here.
-        kind: How it was made: ``"root"``, ``"expansion"`` or ``"simulation"``.
+        kind: How it was made: ``"root"``, ``"expansion"``, ``"simulation"`` or
+            ``"alternative"`` (an env action that :meth:`MCTS.repair` tried where the
+            model's replies brought none new).
         invalid: The env rejected the action (a format error included).
     """
 
@@ -469,12 +474,8 @@ class MCTS:
             on_error: Called for a tree lost to an error (env, server or policy
                 failure); the others go on. Its envs are closed all the same.
         """
-        sampling = replace(self.rollout, temperature=self.config.temperature)
-        rollout_stats = RolloutStats()
-        batcher = _Batcher(self.policy, sampling, self.format.stop, rollout_stats)
         gate = asyncio.Semaphore(self.config.concurrency)
         results: dict[int, Tree] = {}
-        started = time.perf_counter()
 
         async def one(index: int, spec: EpisodeSpec) -> None:
             async with gate:
@@ -492,15 +493,99 @@ class MCTS:
                 if on_tree is not None:
                     on_tree(tree)
 
-        try:
+        async with self._batching() as batcher:
             await asyncio.gather(*(one(i, spec) for i, spec in enumerate(specs)))
+        return [results[i] for i in sorted(results)]
+
+    async def repair(
+        self,
+        targets: Sequence[tuple[Tree, int]],
+        *,
+        on_error: Callable[[Tree, int, str], None] | None = None,
+    ) -> list[list[Node]]:
+        """Search on from chosen nodes of finished trees; returns the leaves each gained.
+
+        Each target node (for Agent-R: the state a bad path's first error led to) is
+        expanded once (``k`` replies; actions it already has a child for are
+        dropped; where fewer than ``k`` new actions come, the env's other
+        ``available_actions`` fill the places left, as children of kind
+        ``"alternative"``: a model sure of its mistake samples it again and again)
+        and every new child is played out by the policy, as in one search iteration; the
+        new nodes join the tree and their leaves are backed up to its root. A
+        finished tree keeps no env open, so the node is replayed from reset first.
+        A finished target (a leaf) gains nothing. Targets of one tree are searched
+        one after another, in order; different trees at once.
+
+        Args:
+            targets: ``(tree, node id)`` pairs; a node named more than once is searched
+                once, and its leaves are returned for each mention.
+            on_error: Called with the tree, node id and message of a target lost to
+                an error (env, server or policy); the others go on.
+        """
+        by_tree: dict[int, list[int]] = {}
+        trees: dict[int, Tree] = {}
+        for tree, node_id in targets:
+            nodes = by_tree.setdefault(id(tree), [])
+            if node_id not in nodes:
+                nodes.append(node_id)
+            trees[id(tree)] = tree
+        gained: dict[tuple[int, int], list[Node]] = {}
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def one_tree(key: int, batcher: _Batcher) -> None:
+            tree = trees[key]
+            async with gate:
+                for node_id in by_tree[key]:
+                    try:
+                        leaves = await self._search_on(tree, tree.nodes[node_id], batcher)
+                    except Exception as error:
+                        message = f"{type(error).__name__}: {error}"
+                        self.stats.errors += 1
+                        self.stats.error_messages.append(f"{tree.task_id} #{node_id}: {message}")
+                        if on_error is not None:
+                            on_error(tree, node_id, message)
+                        leaves = []
+                    gained[(key, node_id)] = leaves
+
+        async with self._batching() as batcher:
+            await asyncio.gather(*(one_tree(key, batcher) for key in by_tree))
+        return [gained.get((id(tree), node_id), []) for tree, node_id in targets]
+
+    @contextlib.asynccontextmanager
+    async def _batching(self) -> AsyncIterator[_Batcher]:
+        """A batcher for one search call; its policy use and wall time go into ``stats``."""
+        sampling = replace(self.rollout, temperature=self.config.temperature)
+        rollout_stats = RolloutStats()
+        batcher = _Batcher(self.policy, sampling, self.format.stop, rollout_stats)
+        started = time.perf_counter()
+        try:
+            yield batcher
         finally:
             await batcher.aclose()
             self.stats.wall_s += time.perf_counter() - started
             self.stats.policy_calls += rollout_stats.calls
             self.stats.rows += rollout_stats.rows
             self.stats.policy_s += rollout_stats.policy_s
-        return [results[i] for i in sorted(results)]
+
+    async def _search_on(self, tree: Tree, node: Node, batcher: _Batcher) -> list[Node]:
+        """One iteration at ``node``: expand it, play out its new children, back them up."""
+        if node.finished:
+            return []
+        envs: dict[int, EpisodeEnv] = {}
+        batcher.active += 1
+        try:
+            children = await self._expand(tree, node, envs, batcher, fill=True)
+            if not children:
+                return []
+            leaves = await self._simulate_all(tree, children, envs, batcher)
+            for leaf in leaves:
+                self._backup(tree, leaf)
+            return leaves
+        finally:
+            batcher.finished()
+            opened = list(envs.values())
+            envs.clear()
+            await asyncio.gather(*(e.close() for e in opened), return_exceptions=True)
 
     # -- one tree ----------------------------------------------------------------------------
 
@@ -549,9 +634,19 @@ class MCTS:
         return tree
 
     async def _expand(
-        self, tree: Tree, node: Node, envs: dict[int, EpisodeEnv], batcher: _Batcher
+        self,
+        tree: Tree,
+        node: Node,
+        envs: dict[int, EpisodeEnv],
+        batcher: _Batcher,
+        fill: bool = False,
     ) -> list[Node]:
-        """Sample ``k`` replies at ``node``; a child per new distinct action."""
+        """Sample ``k`` replies at ``node``; a child per new distinct action.
+
+        With ``fill``, where fewer than ``k`` replies bring a new action, the env's
+        other ``available_actions`` (in a seeded order) fill the places left, as
+        children of kind ``"alternative"``.
+        """
         prompt = self._prompt(tree, node)
         if prompt is None:
             await self._finish(node, "context", envs)
@@ -568,6 +663,15 @@ class MCTS:
                 seen.add(action)
                 fresh.append((reply, parsed))
         env = envs.pop(node.id, None) or await self._replay(tree, node)
+        sampled = len(fresh)
+        if fill and sampled < self.config.k:
+            others = [a for a in env.info.get("available_actions") or [] if a not in seen]
+            random.Random(
+                derive_seed(self.rollout.seed or 0, "alternatives", str(tree.task_id), node.id)
+            ).shuffle(others)
+            for action in others[: self.config.k - sampled]:
+                text = self.format.render(action)
+                fresh.append((Completion(text), self.format.parse(text)))
         if not fresh:
             await env.close()
             return []
@@ -589,9 +693,12 @@ class MCTS:
         if errors:
             await asyncio.gather(*(e.close() for e in [*forks, env]), return_exceptions=True)
             raise errors[0]
+        kinds = ["expansion"] * sampled + ["alternative"] * (len(fresh) - sampled)
         return [
-            await self._add(tree, node, e, reply, parsed, step, "expansion", envs)
-            for e, (reply, parsed), step in zip([*forks, env], fresh, stepped, strict=True)
+            await self._add(tree, node, e, reply, parsed, step, kind, envs)
+            for e, (reply, parsed), step, kind in zip(
+                [*forks, env], fresh, stepped, kinds[: len(fresh)], strict=True
+            )
         ]
 
     async def _simulate_all(

@@ -12,7 +12,12 @@
   step (in a maze: the first step off a shortest path). :func:`judge_agreement`
   says how often they choose the same splice step.
 * :func:`revision_trajectory` splices a pair at its first error into a
-  :class:`~palaestra.agents.trajectory.Trajectory` (``spliced=True``).
+  :class:`~palaestra.agents.trajectory.Trajectory` (``spliced=True``), as Agent-R
+  does: the good path goes on from where the two paths parted, which is not the
+  state the bad path's error left (in a maze, the position after a wrong move).
+  :func:`repaired_pair` and :func:`repair_trajectory` make the state-consistent
+  kind: after :meth:`~palaestra.evol.mcts.MCTS.repair` searched on from the bad
+  path's error, the good path is one the model found from that very state.
 
 How the revision turn is written. The bad path's messages up to and including the
 first error's observation (``loss`` False) come first; then one assistant turn whose
@@ -68,6 +73,8 @@ __all__ = [
     "parse_verdict",
     "path_pairs",
     "path_trajectory",
+    "repair_trajectory",
+    "repaired_pair",
     "revision_trajectory",
     "splice_step",
 ]
@@ -443,8 +450,63 @@ def revision_trajectory(
         ValueError: The good path's first own reply had no parsable action (there
             is nothing to revise to).
     """
+    return _spliced(pair, splice_step(pair, first_error), seed=seed, reflection=reflection)
+
+
+def repaired_pair(pair: PathPair, splice: int, *, alpha: float, beta: float) -> PathPair | None:
+    """The pair's bad path with a good path from the state its first error led to.
+
+    A good path here is a leaf below the bad path's node at step ``splice`` (the
+    node :meth:`~palaestra.evol.mcts.MCTS.repair` searched on from) other than the
+    bad leaf itself, scoring at least ``alpha`` and more than ``beta`` over the bad
+    path: the highest score first, then the fewest steps, then the oldest node.
+
+    Returns:
+        ``PathPair(good, bad)`` whose paths share the bad path's first ``splice``
+        steps, or ``None`` where no leaf below that node qualifies.
+    """
+    tree, bad = pair.bad.tree, pair.bad
+    start = bad.nodes[splice]
+    below = [start]
+    leaves: list[Node] = []
+    while below:
+        node = tree.nodes[below.pop()]
+        below.extend(node.children)
+        if node.finished and node.id != bad.nodes[-1]:
+            leaves.append(node)
+    fit = [n for n in leaves if n.score >= alpha and n.score - bad.score > beta]
+    if not fit:
+        return None
+    best = min(fit, key=lambda n: (-n.score, n.depth, n.id))
+    return PathPair(LeafPath(tree, tuple(n.id for n in tree.path(best.id))), bad)
+
+
+def repair_trajectory(
+    pair: PathPair, *, seed: int = 0, reflection: str | None = None
+) -> Trajectory:
+    """A state-consistent revision: the shared steps, the reflection, then the good path.
+
+    For a pair from :func:`repaired_pair`: its paths share the bad path up to and
+    including the first error, so the spliced episode is one the env really
+    plays (unlike :func:`revision_trajectory`'s, whose good path goes on from where
+    the paths parted while the bad path already moved on). The shared steps are
+    the context (``loss`` False); the good path's first own reply carries the
+    reflection as its thought (``loss`` True), as in :func:`revision_trajectory`.
+    The trajectory is still marked ``spliced``: the reflection was written in.
+
+    Raises:
+        ValueError: The paths part at the root (there is no error to revise), or
+            the good path's first own reply has no action.
+    """
+    if pair.divergence < 1:
+        raise ValueError("the paths part at the root: there is no first error to revise")
+    return _spliced(pair, pair.divergence, seed=seed, reflection=reflection)
+
+
+def _spliced(pair: PathPair, e: int, *, seed: int, reflection: str | None) -> Trajectory:
+    """The bad path's first ``e`` steps, then the good path's own steps, reflection first."""
     tree, good, bad = pair.good.tree, pair.good, pair.bad
-    d, e = pair.divergence, splice_step(pair, first_error)
+    d = pair.divergence
     fmt = get_format(tree.rollout.format)
     if reflection is None:
         rng = random.Random(

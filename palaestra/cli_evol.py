@@ -196,6 +196,7 @@ def cmd_evolve_agent_r(args: argparse.Namespace) -> int:
             pairs_per_tree=args.pairs_per_tree,
             goods_per_tree=args.goods_per_tree,
             judge=args.judge,
+            revise_from=args.revise_from,
             base_ratio=args.base_ratio,
             retrain=args.retrain,
             mcts=MCTSConfig(
@@ -421,7 +422,8 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         "MCTS tree per search task (envs forked mid-episode); good/bad leaf paths are paired, "
         "the first error of each bad path is found (by the model itself, --judge actor, or by "
         "the env's expert), and a revision trajectory splices the bad prefix, a reflection "
-        "and the good path; the model is fine-tuned on revisions and good paths and "
+        "and the good path (--revise-from error: a good path searched for from the error's own "
+        "state); the model is fine-tuned on revisions and good paths and "
         "evaluated. --start-from adopts an AgentEvol run's base set and BC model; without it "
         "the run clones the expert first. Trees go to OUT/iter-i/trees.jsonl (see `palaestra "
         "tree show`); --resume continues after a crash.",
@@ -450,6 +452,15 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs-per-tree", type=int, default=4)
     p.add_argument("--goods-per-tree", type=int, default=1)
     p.add_argument("--judge", choices=("actor", "expert"), default="actor")
+    p.add_argument(
+        "--revise-from",
+        choices=("split", "error"),
+        default="split",
+        help="where a revision's good path starts: 'split', where the pair's paths part "
+        "(Agent-R as published); 'error', a good path the model finds by searching on from "
+        "the state the bad path's first error left (state-consistent; pairs with none are "
+        "dropped)",
+    )
     p.add_argument(
         "--base-ratio", type=float, default=0.0, help="expert trajectories mixed in, per own one"
     )

@@ -70,6 +70,7 @@ class DemoPreset:
     search_tasks: int = 50
     simulations: int = 3
     judge: str = "actor"
+    revise_from: str = "split"
     base_ratio: float = 1.0
     prompt_loss: bool = True
 
@@ -176,6 +177,7 @@ def agent_r_config(preset: DemoPreset, evol: AgentEvolConfig, start_from: Path) 
         iterations=preset.agent_r_iterations,
         search_tasks=preset.search_tasks,
         judge=preset.judge,
+        revise_from=preset.revise_from,
         base_ratio=preset.base_ratio,
         retrain=evol.retrain,
         mcts=MCTSConfig(k=4, simulations=preset.simulations, max_depth=preset.max_turns),

@@ -46,6 +46,8 @@ def bc_run(tmp_path):
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="judge"):
         AgentRConfig(judge="oracle")
+    with pytest.raises(ValueError, match="revise_from"):
+        AgentRConfig(revise_from="leaf")
     with pytest.raises(ValueError, match="iterations"):
         AgentRConfig(iterations=0)
     config = AgentRConfig(alphas=(0.5, 0.7))
@@ -68,7 +70,7 @@ def test_one_iteration_end_to_end_then_tree_show(tmp_path, capsys):
     argv = [
         "evolve", "agent-r", "--start-from", str(evol), "--out", str(out),
         "--envs", CELLS, "--iterations", "1", "--search-tasks", "5", "--simulations", "4",
-        "--pairs-per-tree", "2",
+        "--pairs-per-tree", "2", "--judge", "expert", "--revise-from", "error",
         "--max-depth", "100", "--iteration-steps", "10", "--batch-size", "8", "--lr", "3e-3",
         "--eval-tasks", "2", "--history", "1", "--max-turns", "100", "--max-tokens", "12",
         "--no-system-prompt", "--concurrency", "16", "--quiet",
@@ -98,6 +100,13 @@ def test_one_iteration_end_to_end_then_tree_show(tmp_path, capsys):
     assert sum(t.spliced for t in data) == revise["revisions"]
     assert all(t.success for t in data)  # revisions are scored as their good path
     assert "agreement" in revise  # MazeCells has an expert: both judges ran
+    # Revisions from the error's own state: the repaired trees hold the searches on.
+    assert revise["revise_from"] == "error" and revise["repair_errors"] == 0
+    assert revise["repaired"] == revise["revisions"]
+    assert revise["repaired"] + revise["unrepaired"] == revise["pairs"]
+    repaired = load_trees(out / "iter-1" / "repaired.jsonl")
+    assert all(len(a.nodes) >= len(b.nodes) for a, b in zip(repaired, trees, strict=True))
+    assert all(t.check() == [] for t in repaired)
     assert stages["train-1"]["trajectories"] == len(data)
     assert stages["train-1"]["base_model"] == str(out / "iter-0/sft/model")
     [row] = [r for r in stages["eval-1"]["rows"] if r["temperature"] == 0]

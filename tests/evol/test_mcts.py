@@ -14,6 +14,7 @@ import httpx
 import pytest
 from hand_trees import REACT, hand_tree
 
+import palaestra
 from palaestra.agents.env_pool import EnvPool, EnvSpecInfo, EpisodeEnv, LocalEnvs, RemoteEnvs
 from palaestra.agents.policy import Completion, Message, Policy
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig
@@ -252,8 +253,6 @@ def test_search_with_branching_replies_in_process():
     # Every leaf's actions replay in a fresh env to the leaf's observation.
     tree = trees[0]
     for path in leaf_paths(tree)[:3]:
-        import palaestra
-
         env = palaestra.make(MAZE)
         env.reset(seed=tree.seed, options={"task_id": tree.task_id})
         for action in path.actions:
@@ -388,3 +387,84 @@ def test_pairs_and_revisions_from_a_real_search():
     assert all(e is not None for e in data.errors)
     pairs_splices = zip(data.pairs, data.splices, strict=True)
     assert all(p.divergence < s <= p.bad.steps for p, s in pairs_splices)
+
+
+def test_repair_searches_on_from_chosen_nodes_of_finished_trees():
+    config = MCTSConfig(k=4, simulations=2, max_depth=10, c=0.25)
+    policy = MovesPolicy()
+    trees, _, _ = search(policy, LocalEnvs(), config, history=1)
+
+    async def run(targets: list[tuple[Tree, int]]) -> tuple:
+        counting = CountingEnvs(LocalEnvs())
+        engine = MCTS(policy, counting, config, RolloutConfig(history=1))
+        try:
+            gained = await engine.repair(targets)
+        finally:
+            await counting.aclose()
+        return gained, engine.stats, counting
+
+    # In each tree: a node half way down its first leaf's path, and that leaf itself.
+    targets: list[tuple[Tree, int]] = []
+    for tree in trees:
+        path = leaf_paths(tree)[0]
+        targets += [(tree, path.nodes[2]), (tree, path.nodes[-1])]
+    before = {id(t): len(t.nodes) for t in trees}
+    children_before = {(id(t), n): len(t.nodes[n].children) for t, n in targets}
+    targets.append(targets[0])  # a node named twice is searched once
+    gained, stats, counting = asyncio.run(run(targets))
+    assert stats.errors == 0 and counting.open_now == 0
+    assert gained[-1] == gained[0] and stats.expansions <= len(trees)
+    assert sum(len(leaves) for leaves in gained[:-1]) > 0
+    for (tree, node_id), leaves in zip(targets, gained, strict=True):
+        if tree.nodes[node_id].finished:
+            assert leaves == []  # a leaf has nothing below it to search
+            continue
+        assert len(tree.nodes[node_id].children) > children_before[(id(tree), node_id)]
+        for leaf in leaves:
+            assert leaf.finished and node_id in [n.id for n in tree.path(leaf.id)]
+    for tree in trees:
+        assert tree.check() == []  # visits and values backed up to the root
+        assert len(tree.nodes) > before[id(tree)]
+        # The new leaves replay in a fresh env to their recorded observation.
+
+        for path in leaf_paths(tree):
+            env = palaestra.make(MAZE)
+            env.reset(seed=tree.seed, options={"task_id": tree.task_id})
+            for action in path.actions:
+                observation = env.step(action)[0]
+            assert REACT.observation_message(observation) == path.leaf.observation
+
+
+class SameMove(MovesPolicy):
+    """A model sure of itself: every reply is the same move."""
+
+    async def generate(
+        self, conversations: Sequence[Sequence[Message]], *, n: int = 1, **kwargs: Any
+    ) -> list[list[Completion]]:
+        self.calls.append((len(conversations), n))
+        return [[Completion(REACT.render("move up", "sure"))] * n for _ in conversations]
+
+
+def test_repair_fills_with_the_envs_other_actions_where_the_model_repeats_itself():
+    config = MCTSConfig(k=3, simulations=1, max_depth=6)
+    policy = SameMove()
+    [tree], _, _ = search(policy, LocalEnvs(), config, specs=SPECS[:1], history=1)
+    node = tree.nodes[2]  # a chain: every node has the one child "move up"
+    assert node.children and tree.nodes[node.children[0]].action == "move up"
+
+    async def run() -> list[list[Node]]:
+        engine = MCTS(policy, LocalEnvs(), config, RolloutConfig(history=1, seed=3))
+        return await engine.repair([(tree, node.id)])
+
+    env = palaestra.make(MAZE)
+    env.reset(seed=tree.seed, options={"task_id": tree.task_id})
+    for action in [n.action for n in tree.path(node.id)][1:]:
+        *_, info = env.step(action)
+    others = set(info["available_actions"]) - {"move up"}
+    assert others  # the maze has another way out of this square
+
+    [leaves] = asyncio.run(run())
+    added = [tree.nodes[i] for i in node.children[1:]]
+    # k=3 places, none filled by the model: every other valid move is tried
+    assert {n.action for n in added} == others and {n.kind for n in added} == {"alternative"}
+    assert len(leaves) == len(added) and tree.check() == []

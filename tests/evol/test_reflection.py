@@ -12,7 +12,7 @@ from palaestra.agents.env_pool import LocalEnvs
 from palaestra.agents.policy import Completion, Message, Policy
 from palaestra.agents.trajectory import Trajectory
 from palaestra.evol.examples import turn_examples
-from palaestra.evol.mcts import Tree
+from palaestra.evol.mcts import Node, Tree
 from palaestra.evol.reflection import (
     REFLECTIONS,
     VERDICTS,
@@ -28,6 +28,8 @@ from palaestra.evol.reflection import (
     parse_verdict,
     path_pairs,
     path_trajectory,
+    repair_trajectory,
+    repaired_pair,
     revision_trajectory,
     splice_step,
 )
@@ -105,6 +107,59 @@ def test_revision_at_the_divergence_when_no_error_is_found_after_it():
     # An error judged on the shared prefix is one the good path made too: no splice there.
     p6 = pair(tree, 3, 6)
     assert splice_step(p6, 1) == 2 and splice_step(p6, None) == 2 and splice_step(p6, 9) == 2
+
+
+def grow(tree: Tree, parent: int, action: str, end: str = "", score: float = 0.0) -> int:
+    """Add a node below ``parent`` as ``MCTS.repair`` would (no backup: not needed here)."""
+    node = Node(
+        id=len(tree.nodes),
+        parent=parent,
+        depth=tree.nodes[parent].depth + 1,
+        reply=reply(action, f"thought {len(tree.nodes)}"),
+        action=action,
+        observation=f"o{len(tree.nodes)}",
+        reward=score,
+        end=end,
+        success=score == 1.0,
+        score=score,
+        kind="expansion",
+    )
+    tree.nodes.append(node)
+    tree.nodes[parent].children.append(node.id)
+    return node.id
+
+
+def test_a_repaired_revision_goes_on_from_the_state_the_error_left():
+    tree = hand_tree()
+    bad = pair(tree, 3, 4)  # bad path 0 -> 2 (down: the error) -> 4 (left)
+    assert repaired_pair(bad, 1, alpha=0.5, beta=0.2) is None  # nothing found below node 2 yet
+    # Searching on from node 2 found: 7 (right, fails), 8 (up) -> 9 (right, solves).
+    grow(tree, 2, "move right", "truncated", 0.0)
+    grow(tree, grow(tree, 2, "move up"), "move right", "terminated", 1.0)
+    fixed = repaired_pair(bad, 1, alpha=0.5, beta=0.2)
+    assert fixed is not None and fixed.good.nodes == (0, 2, 8, 9) and fixed.bad is bad.bad
+    assert fixed.divergence == 1  # the shared steps end with the error
+    t = repair_trajectory(fixed, reflection="I went down by mistake.")
+    assert [(m["role"], m["content"], m["loss"]) for m in t.messages] == [
+        ("system", "SYSTEM", False),
+        ("user", "o0", False),
+        ("assistant", reply("move down", "thought 2"), False),  # the error
+        ("user", "o2", False),  # what it led to
+        ("assistant", reply("move up", "I went down by mistake."), True),
+        ("user", "o8", False),
+        ("assistant", reply("move right", "thought 9"), True),
+    ]
+    # Every action is one the env played on this path: it replays as one episode.
+    assert t.actions == ["move down", "move up", "move right"] == fixed.good.actions
+    assert (t.spliced, t.success, t.score, t.rewards) == (True, True, 1.0, [0.0, 0.0, 1.0])
+    # The best leaf wins: a shorter solve below the error is preferred.
+    grow(tree, 2, "move left", "terminated", 1.0)
+    assert repaired_pair(bad, 1, alpha=0.5, beta=0.2).good.nodes == (0, 2, 10)
+    # A good enough score is required, and an error that ended the path has no below.
+    assert repaired_pair(bad, 1, alpha=1.01, beta=0.2) is None
+    assert repaired_pair(bad, 2, alpha=0.5, beta=0.2) is None
+    with pytest.raises(ValueError, match="part at the root"):
+        repair_trajectory(bad)
 
 
 def test_reflections_are_seeded_and_varied():
