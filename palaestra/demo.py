@@ -69,8 +69,8 @@ class DemoPreset:
     agent_r_iterations: int = 1
     search_tasks: int = 50
     simulations: int = 3
-    judge: str = "actor"
-    revise_from: str = "split"
+    judge: str = "expert"
+    revise_from: str = "error"
     base_ratio: float = 1.0
     prompt_loss: bool = True
 
@@ -372,6 +372,11 @@ def _revise_line(name: str, record: dict[str, Any]) -> str:
         f"{record['judge']}), mean {record['mean_steps_before_error']} steps before the "
         "first error"
     )
+    if record.get("revise_from") == "error":
+        line += (
+            f"; {record['repaired']} of {record['pairs']} bad paths repaired from their "
+            "error's own state"
+        )
     agreement = record.get("agreement")
     if agreement:
         line += (
