@@ -281,7 +281,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------
 
 DEMO_DESCRIPTION = """\
-The self-training pipeline end to end on this machine's CPU, in about 20 minutes:
+The self-training pipeline end to end on this machine's CPU, in about 15 minutes:
 build the embedded tiny model (a 1.1M-parameter Llama and a tokenizer trained on
 the envs' text), collect expert trajectories on Maze's 1,000 5x5 train mazes,
 behaviour-clone them (prompts hold the latest observation and the turn before it),
@@ -525,7 +525,7 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         "--preset",
         choices=("full", "quick"),
         default="full",
-        help="full (~20 min on 2 cores) or quick (a 3-minute smoke run)",
+        help="full (~14 min on 2 cores) or quick (a 3-minute smoke run)",
     )
     p.add_argument(
         "--envs",
