@@ -55,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from palaestra.files import cache_root
+
 __all__ = [
     "CHAT_TEMPLATE",
     "SPECIAL_TOKENS",
@@ -74,8 +76,6 @@ TINY_VERSION = 1
 It is part of the cache folder's name, so a new recipe never reuses an old build.
 """
 
-ROOT_CACHE_ENV = "PALAESTRA_CACHE"
-"""The environment variable naming palaestra's cache root (shared with the envs)."""
 
 MARKER_FILE = "palaestra_tiny.json"
 """The file in a built model folder that records its recipe (config, version, corpus hash)."""
@@ -428,10 +428,7 @@ def models_cache_dir() -> Path:
     ``$PALAESTRA_CACHE/models`` if that variable is set, else
     ``$XDG_CACHE_HOME/palaestra/models``, else ``~/.cache/palaestra/models``.
     """
-    if os.environ.get(ROOT_CACHE_ENV):
-        return Path(os.environ[ROOT_CACHE_ENV]).expanduser() / "models"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "palaestra" / "models"
+    return cache_root() / "models"
 
 
 def is_built(path: Path) -> bool:

@@ -18,11 +18,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json", "write_text"]
+__all__ = ["ROOT_CACHE_ENV", "atomic_path", "cache_root", "write_json", "write_text"]
+
+ROOT_CACHE_ENV = "PALAESTRA_CACHE"
+"""The environment variable naming palaestra's cache root (models, env data, indexes)."""
 
 # mkstemp creates files readable by their owner only; a result file gets the usual mode.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def cache_root() -> Path:
+    """Palaestra's cache folder (not created): models, generated games, databases, indexes.
+
+    ``$PALAESTRA_CACHE`` if set, else ``$XDG_CACHE_HOME/palaestra``, else
+    ``~/.cache/palaestra``; each user of it keeps to a subfolder of its own.
+    """
+    if os.environ.get(ROOT_CACHE_ENV):
+        return Path(os.environ[ROOT_CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "palaestra"
 
 
 @contextmanager

@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from palaestra.files import ROOT_CACHE_ENV, cache_root
+
 __all__ = [
     "DATABASES",
     "DATA_VERSION",
@@ -44,7 +46,6 @@ __all__ = [
 DATA_VERSION = "v1"
 """Bumped whenever the schemas, the generators or the questions change."""
 
-ROOT_CACHE_ENV = "PALAESTRA_CACHE"
 SEED = 20_261_204
 DATABASES: tuple[str, ...] = ("retail", "university", "flights", "hospital")
 
@@ -543,12 +544,7 @@ _GENERATORS: dict[str, tuple[str, Callable[[random.Random], dict[str, Rows]]]] =
 
 def cache_dir() -> Path:
     """The folder of this data version's databases (see the module docstring); not created."""
-    if os.environ.get(ROOT_CACHE_ENV):
-        root = Path(os.environ[ROOT_CACHE_ENV]).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = Path(xdg).expanduser() / "palaestra"
-    return root / "sql" / DATA_VERSION
+    return cache_root() / "sql" / DATA_VERSION
 
 
 def database_path(name: str, directory: Path | None = None) -> Path:

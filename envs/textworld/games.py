@@ -43,6 +43,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from palaestra.files import ROOT_CACHE_ENV, cache_root
+
 __all__ = [
     "CACHE_ENV",
     "GAMES_VERSION",
@@ -68,7 +70,6 @@ GAMES_VERSION = "v0"
 """Bumped whenever the levels, the seeding or the checks change (old caches are ignored)."""
 
 CACHE_ENV = "PALAESTRA_TEXTWORLD_CACHE"
-ROOT_CACHE_ENV = "PALAESTRA_CACHE"
 
 TRAIN_TASKS = range(0, 600)
 TEST_TASKS = range(600, 720)
@@ -183,10 +184,7 @@ def cache_dir() -> Path:
     version = f"{GAMES_VERSION}-tw{metadata.version('textworld')}"
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser() / version
-    if os.environ.get(ROOT_CACHE_ENV):
-        return Path(os.environ[ROOT_CACHE_ENV]).expanduser() / "textworld" / version
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "palaestra" / "textworld" / version
+    return cache_root() / "textworld" / version
 
 
 def game_dir(task_id: int) -> Path:

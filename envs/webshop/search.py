@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -30,12 +29,12 @@ import bm25s
 import numpy as np
 
 from palaestra.envs.webshop.generator import CATALOGUE_SEED, CATALOGUE_SIZE, catalogue
+from palaestra.files import ROOT_CACHE_ENV, cache_root
 
 __all__ = ["MAX_RESULTS", "ROOT_CACHE_ENV", "BuildStats", "SearchIndex", "cache_dir", "index"]
 
 log = logging.getLogger(__name__)
 
-ROOT_CACHE_ENV = "PALAESTRA_CACHE"
 MAX_RESULTS = 50
 """Results kept per search, as in WebShop: five pages of ten."""
 
@@ -101,12 +100,7 @@ def _version() -> str:
 
 def cache_dir() -> Path:
     """The folder of this catalogue's index (see the module docstring); not created."""
-    if os.environ.get(ROOT_CACHE_ENV):
-        root = Path(os.environ[ROOT_CACHE_ENV]).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = Path(xdg).expanduser() / "palaestra"
-    return root / "webshop" / _version()
+    return cache_root() / "webshop" / _version()
 
 
 def _build() -> bm25s.BM25:
