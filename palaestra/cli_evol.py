@@ -287,8 +287,9 @@ the envs' text), collect expert trajectories on Maze's 1,000 5x5 train mazes,
 behaviour-clone them (prompts hold the latest observation and the turn before it),
 evaluate, run an AgentEvol round (sample 2 episodes on 150 train mazes, keep the
 best success per maze, fine-tune the BC model 300 more steps on base + kept) and,
-from the same BC model, an Agent-R round (MCTS on 50 train mazes, revision and good
-trajectories plus as many expert ones, 300 more steps), and print the table:
+from the same BC model, an Agent-R round (MCTS on 50 train mazes; each bad path's
+first error, by the maze's expert, repaired from the state it left; revision and
+good trajectories plus as many expert ones, 300 more steps), and print the table:
 uniform random, random valid moves, a heuristic, BC, AgentEvol and Agent-R, per
 env, greedy and sampled, with 95% intervals, then mean turns and loop rates. It
 prints one progress line per stage, then the table. The report folder (--out) gets
