@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install java demo test lint bench clean
+.PHONY: install java chromium demo test lint bench clean
 
 # ScienceWorld runs on a JVM: install a Java runtime where none is on PATH (Debian/Ubuntu).
 java:
@@ -12,7 +12,15 @@ java:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q openjdk-17-jre-headless; }
 
-$(BIN)/.installed: pyproject.toml | java
+# The viewer's browser tests drive a real headless Chromium: Debian's, as playwright's own
+# browser download cannot be fetched everywhere (tests/view/conftest.py).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "no chromium on PATH: installing Debian's chromium for the viewer's browser tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+$(BIN)/.installed: pyproject.toml | java chromium
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -28,7 +36,7 @@ lint: install  ## ruff lint and format check
 	$(BIN)/ruff format --check .
 
 test: lint  ## lint, then every test (slow ones included)
-	$(BIN)/pytest -m "" -q
+	PALAESTRA_REQUIRE_BROWSER=1 $(BIN)/pytest -m "" -q
 
 bench: install  ## the benchmark tables: server and client throughput, sessions, per-env speed and cost, fork vs replay
 	$(BIN)/python bench/server_throughput.py

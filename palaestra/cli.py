@@ -487,9 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from palaestra.cli_agents import add_agent_commands
     from palaestra.cli_evol import add_evol_commands
+    from palaestra.cli_view import add_view_commands
 
     add_agent_commands(sub)
     add_evol_commands(sub)
+    add_view_commands(sub)
     return parser
 
 

@@ -23,6 +23,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "palaestra.servers": (ML_STACK, ("fastapi", "aiohttp", "httpx")),
     "palaestra.agents": (ML_STACK, ("fastapi", "aiohttp")),
     "palaestra.evol": (ML_STACK, ("fastapi", "aiohttp")),
+    "palaestra.view": (ML_STACK, ("fastapi",)),
 }
 
 

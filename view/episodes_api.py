@@ -1,0 +1,9 @@
+"""The Episodes page's API (to be built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["episodes"])
