@@ -43,6 +43,7 @@ __all__ = [
     "EvalConfig",
     "EvalResult",
     "env_packages",
+    "episode_loops",
     "loop_rate",
     "plan_episodes",
     "run_eval",
@@ -501,6 +502,22 @@ class _Progress:
             self._bar.__exit__(None, None, None)
 
 
+def episode_loops(messages: Sequence[dict[str, Any]], actions: Sequence[str]) -> tuple[int, int]:
+    """Loops in one episode: ``(repeated, steps)``, see :func:`loop_rate`.
+
+    Takes a trajectory's ``messages`` and ``actions`` (not a :class:`Trajectory`), so a
+    reader of raw JSON lines (``palaestra view``'s file index) counts as the table does.
+    """
+    repeated = steps = 0
+    seen: set[tuple[str, str]] = set()
+    observations = [m["content"] for m in messages[1:] if m["role"] == "user"]
+    for observation, action in zip(observations, actions, strict=False):
+        repeated += (observation, action) in seen
+        seen.add((observation, action))
+        steps += 1
+    return repeated, steps
+
+
 def loop_rate(trajectories: Sequence[Trajectory]) -> float:
     """Share of steps that repeat an (observation, action) pair met earlier in their episode.
 
@@ -509,10 +526,7 @@ def loop_rate(trajectories: Sequence[Trajectory]) -> float:
     """
     repeated = steps = 0
     for t in trajectories:
-        seen: set[tuple[str, str]] = set()
-        observations = [m["content"] for m in t.messages[1:] if m["role"] == "user"]
-        for observation, action in zip(observations, t.actions, strict=False):
-            repeated += (observation, action) in seen
-            seen.add((observation, action))
-            steps += 1
+        r, s = episode_loops(t.messages, t.actions)
+        repeated += r
+        steps += s
     return repeated / steps if steps else 0.0
