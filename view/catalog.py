@@ -102,7 +102,9 @@ def _labels(paths: list[Path]) -> list[str]:
 
 
 def _is_eval_dir(path: Path) -> bool:
-    return (path / "results.json").is_file() and (path / "trajectories.jsonl").is_file()
+    # run.json without results.json: an eval still running (its table comes at the end).
+    table = (path / "results.json").is_file() or (path / "run.json").is_file()
+    return table and (path / "trajectories.jsonl").is_file()
 
 
 def _is_evolve_dir(path: Path) -> bool:

@@ -364,6 +364,13 @@ class FileIndex:
     def __len__(self) -> int:
         return len(self._columns)
 
+    @property
+    def indexed_bytes(self) -> int:
+        """Bytes of the file indexed so far (a Parquet file counts whole once done)."""
+        if self.parquet:
+            return self._stat[0] if self._stat is not None and self.complete else 0
+        return self._indexed_bytes
+
     # -- reading -----------------------------------------------------------------------
 
     def table(self) -> tuple[_Columns, int]:
