@@ -84,7 +84,7 @@ function episodesTable(data, params) {
   ]);
   return table(columns, rows, {
     numeric: ["#", "sample", "score", "turns", "invalid", "format errors", "loops", "messages"],
-    onRow: (i) => go("episode", { ...filtersOf(params), file: params.file, index: data.rows[i].index }),
+    onRow: (i) => go("episode", { ...filtersOf(params), file: params.file, offset: params.offset, index: data.rows[i].index }),
     rowAttrs: (i) => ({ dataset: { index: data.rows[i].index, success: data.rows[i].success } }),
   });
 }
@@ -179,7 +179,7 @@ async function renderEpisode(container, params) {
   const filters = filtersOf(params);
   const e = await api("episode", { ...filters, file: params.file, index: params.index });
   const nav = el("div", { class: "pager", id: "episode-nav" },
-    link("‹ back to the list", "episodes", { ...filters, file: params.file }),
+    link("‹ back to the list", "episodes", { ...filters, file: params.file, ...(params.offset ? { offset: params.offset } : {}) }),
     e.prev !== null ? link("‹ previous", "episode", { ...filters, file: params.file, index: e.prev }) : el("span", { class: "muted" }, "‹ previous"),
     el("span", { class: "muted" }, e.position !== null ? `${e.position + 1} of ${e.matched}` : `episode ${e.index}`),
     e.next !== null ? link("next ›", "episode", { ...filters, file: params.file, index: e.next }) : el("span", { class: "muted" }, "next ›"));
