@@ -139,6 +139,7 @@ function header(e) {
     ["timings", Object.keys(t).length ? Object.entries(t).map(([k, v]) => `${k} ${fmt(v, 2)} s`).join(", ") : "not recorded"],
     ["tokens", r.prompt_tokens || r.completion_tokens ? `${r.prompt_tokens} prompt, ${r.completion_tokens} completion` : "not recorded"],
     ["model", r.model], ["env version", r.env_version || ""], ["spliced", yesNo(r.spliced)],
+    ["env info", el("span", { class: "muted" }, "not recorded in trajectory files (only its success and score)")],
   ];
   return el("dl", { class: "episode-facts", id: "episode-facts" },
     facts.filter(([, v]) => v !== "" && v !== undefined && v !== null).flatMap(([k, v]) => [el("dt", {}, k), el("dd", { dataset: { fact: k } }, v)]));
