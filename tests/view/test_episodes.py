@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -356,3 +357,47 @@ def test_the_list_updates_while_a_file_is_written(
         )
         assert page.evaluate("window.__marker") == "same page"  # no reload
         assert page.locator("#episodes tbody tr").count() == 9
+
+
+def test_a_parquet_file_without_pyarrow_says_what_to_install(
+    eval_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.parquet"
+    path.write_bytes(b"PAR1")  # never read: the import fails first
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as if not installed
+    index = FileIndex(path, None)
+    index.refresh()
+    with pytest.raises(ValueError, match="needs pyarrow: pip install pyarrow"):
+        index.wait(timeout=30)
+
+
+def test_a_trees_file_is_not_episodes(tmp_path: Path, view: View) -> None:
+    tree = {"env_id": "palaestra/Maze-v0", "task_id": 1, "nodes": [{"id": 0}]}
+    (tmp_path / "trees.jsonl").write_text(json.dumps(tree) + "\n")
+    with view([tmp_path / "trees.jsonl"]) as url:
+        reply = httpx.get(f"{url}/api/episodes", params={"file": "trees.jsonl"})
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "file 'trees.jsonl' holds trees, not trajectories"
+
+
+def test_the_pager_walks_the_list_fifty_at_a_time(
+    eval_run: Path, tmp_path: Path, view: View, page: Any
+) -> None:
+    lines = lines_of(eval_run)
+    (tmp_path / "many.jsonl").write_bytes(b"".join(lines * 11))  # 132 episodes
+    with view([tmp_path / "many.jsonl"]) as url:
+        open_route(page, url, "episodes?file=many.jsonl")
+        page.wait_for_selector("#episodes-count[data-complete='true']")
+        rows = page.locator("#episodes tbody tr")
+        assert rows.count() == 50 and rows.first.get_attribute("data-index") == "0"
+        assert page.locator("#page-prev").is_disabled()
+        for first, count in ((50, 50), (100, 32)):
+            page.click("#page-next")
+            page.wait_for_selector(f"#episodes tbody tr[data-index='{first}']")
+            assert f"offset={first}" in page.url
+            assert rows.count() == count
+        assert page.locator("#page-next").is_disabled()
+        rows.nth(3).click()  # opens episode 103; its back link returns to this page
+        page.wait_for_selector("body[data-ready='episode'] #chat")
+        page.click("#episode-nav a:text('back to the list')")
+        page.wait_for_selector("#episodes tbody tr[data-index='100']")
