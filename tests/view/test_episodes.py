@@ -7,6 +7,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,19 @@ from palaestra.view.line_index import FileIndex
 View = Callable[..., AbstractContextManager[str]]
 
 
+def cli(argv: list[str]) -> int:
+    """``palaestra ARGV`` in a thread of its own: asyncio.run refuses the thread where
+    playwright's loop runs (the session's browser may have started before a fixture)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(cli_main, argv).result()
+
+
 @pytest.fixture(scope="session")
 def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real eval where some episodes succeed: the expert with 30% detours, 60 turns."""
     out = tmp_path_factory.mktemp("runs") / "eval-mixed"
     argv = ["eval", "--policy", "expert:0.3", "--envs", "palaestra/Maze-v0", "--limit", "12"]
-    assert cli_main([*argv, "--max-turns", "60", "--out", str(out), "--quiet"]) == 0
+    assert cli([*argv, "--max-turns", "60", "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -39,7 +47,7 @@ def mixed_file(mixed_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     pytest.importorskip("torch")
     tiny = tmp_path_factory.mktemp("runs") / "eval-tiny"
     argv = ["eval", "--policy", "tiny", "--envs", "palaestra/Maze-v0", "palaestra/Wordle-v0"]
-    assert cli_main([*argv, "--limit", "3", "--max-turns", "4", "--out", str(tiny), "--quiet"]) == 0
+    assert cli([*argv, "--limit", "3", "--max-turns", "4", "--out", str(tiny), "--quiet"]) == 0
     path = tmp_path_factory.mktemp("files") / "mixed.jsonl"
     path.write_bytes(
         (mixed_run / "trajectories.jsonl").read_bytes() + (tiny / "trajectories.jsonl").read_bytes()
