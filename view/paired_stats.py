@@ -25,7 +25,7 @@ Pure Python and numpy (no scipy), seeded and deterministic.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,7 +136,7 @@ def paired_bootstrap(
     a: Sequence[float] | np.ndarray,
     b: Sequence[float] | np.ndarray,
     *,
-    clusters: Sequence[object] | np.ndarray | None = None,
+    clusters: Sequence[Hashable] | None = None,
     resamples: int = 10_000,
     seed: int = 0,
     level: float = 0.95,
@@ -183,8 +183,13 @@ def paired_bootstrap(
             raise ValueError(
                 f"paired_bootstrap: {len(clusters)} clusters for {d.size} pairs (one per pair)"
             )
-        # Each task's summed difference and episode count: a resample draws tasks.
-        _, inverse = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+        # Each task's summed difference and episode count: a resample draws tasks. Tasks are
+        # numbered in order of first appearance, so one sample per task resamples exactly as
+        # with no clusters given.
+        numbers: dict[object, int] = {}
+        inverse = np.fromiter(
+            (numbers.setdefault(c, len(numbers)) for c in clusters), dtype=np.int64, count=d.size
+        )
         sums = np.bincount(inverse, weights=d)
         counts = np.bincount(inverse).astype(np.float64)
     k = sums.size
