@@ -14,6 +14,10 @@ kept (no messages), so runs of any size compare in memory proportional to their
 episode count. ``palaestra compare`` prints :func:`format_comparison`; the
 viewer's Compare page shows the same :func:`compare_runs` result.
 
+With several samples of a task, McNemar's test counts each sample's pair as
+independent (samples of one task are correlated, so its p-value is then
+optimistic), while the bootstrap resamples tasks with all their samples.
+
 An evolve run (AgentEvol, Agent-R, the demo) holds many evals: it is refused
 with a list of its eval folders named by stage (:func:`eval_folders`), so the
 user picks two.
@@ -33,7 +37,7 @@ import orjson
 
 from palaestra.agents.trajectory import episode_key
 from palaestra.tables import format_table
-from palaestra.view.paired_stats import mcnemar_exact, paired_bootstrap
+from palaestra.view.paired_stats import mcnemar_exact, paired_bootstraps
 
 __all__ = [
     "EpisodeSummary",
@@ -351,11 +355,25 @@ def _row(
     only_b = sum(1 for a, b in pairs if b.success and not a.success)
     clusters = [f"{a.env_id}|{a.split}|{type(a.task_id).__name__}:{a.task_id}" for a, _ in pairs]
 
-    def interval(x: list[float], y: list[float]) -> dict[str, Any]:
-        if not pairs:
-            return {"diff": None, "low": None, "high": None, "level": 0.95, "resamples": resamples}
-        found = paired_bootstrap(x, y, clusters=clusters, resamples=resamples, seed=seed)
-        return found.to_json()
+    if pairs:
+        # One set of resamples for both measures: half the work, and coherent intervals.
+        score, success = (
+            found.to_json()
+            for found in paired_bootstraps(
+                [(score_a, score_b), (success_a, success_b)],
+                clusters=clusters,
+                resamples=resamples,
+                seed=seed,
+            )
+        )
+    else:
+        score = success = {
+            "diff": None,
+            "low": None,
+            "high": None,
+            "level": 0.95,
+            "resamples": resamples,
+        }
 
     row: dict[str, Any] = {
         "env": env,
@@ -371,8 +389,8 @@ def _row(
         "mcnemar_p": mcnemar_exact(only_a, only_b),
         "score_a": _mean(score_a),
         "score_b": _mean(score_b),
-        "score_diff": interval(score_a, score_b),
-        "success_diff": interval(success_a, success_b),
+        "score_diff": score,
+        "success_diff": success,
         "unpaired_a": unpaired[0],
         "unpaired_b": unpaired[1],
     }
@@ -496,14 +514,14 @@ def compare_runs(
         )
         for env in envs
     ]
-    overall = _row(
-        "all",
-        all_pairs,
-        (sum(unpaired_a.values()), sum(unpaired_b.values())),
-        seed=seed,
-        resamples=resamples,
-        unit=unit,
-    )
+    unpaired = (sum(unpaired_a.values()), sum(unpaired_b.values()))
+    if len(pairs) == 1:
+        # One env: the overall row is that env's row (no second bootstrap of the same pairs).
+        (only,) = pairs
+        overall = {**next(r for r in rows if r["env"] == only), "env": "all"}
+        overall["unpaired_a"], overall["unpaired_b"] = unpaired
+    else:
+        overall = _row("all", all_pairs, unpaired, seed=seed, resamples=resamples, unit=unit)
     a_won = [_flip(x, y) for x, y in all_pairs if x.success and not y.success]
     b_won = [_flip(x, y) for x, y in all_pairs if y.success and not x.success]
     if flips is not None:

@@ -351,3 +351,27 @@ def test_the_page_shows_unpaired_episodes_errors_and_updates_live(
     with view([a_dir]) as url:
         open_route(page, url, "compare")
         assert "needs two runs" in page.locator("#compare-empty").inner_text()
+
+
+def test_samples_of_a_task_are_paired_by_sample_and_resampled_together(
+    runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_dir, b_dir = runs
+    doubled = []
+    for run in runs:
+        lines = (run / "trajectories.jsonl").read_bytes().splitlines(keepends=True)
+        again = [line.replace(b'"sample": 0,', b'"sample": 1,', 1) for line in lines]
+        path = tmp_path / f"{run.name}-x2.jsonl"
+        path.write_bytes(b"".join(lines + again))
+        doubled.append(str(path))
+    once = compare_json(capsys, str(a_dir), str(b_dir))["overall"]
+    twice = compare_json(capsys, *doubled)["overall"]
+    assert (twice["n"], twice["only_a"], twice["only_b"]) == (
+        48,
+        2 * once["only_a"],
+        2 * once["only_b"],
+    )
+    assert twice["mcnemar_p"] == pytest.approx(reference_p(twice["only_a"], twice["only_b"]))
+    assert "episodes A failed" in twice["reading"] or "episode A failed" in twice["reading"]
+    # Two samples with the same outcomes are no new evidence: the interval over tasks is unchanged.
+    assert twice["score_diff"] == pytest.approx(once["score_diff"])
