@@ -312,7 +312,10 @@ def _mean(values: list[float]) -> float | None:
 def _reading(row: dict[str, Any], unit: str) -> str:
     n, b, c = row["n"], row["only_a"], row["only_b"]
     if n == 0:
-        return "No episode was played by both runs: nothing to compare."
+        return (
+            "No episode was played by both runs (same env, split, task and sample): "
+            "nothing to compare."
+        )
     p = row["mcnemar_p"]
     text = (
         f"B solves {c} {unit}{'' if c == 1 else 's'} A failed and fails {b} A solved; "
