@@ -45,7 +45,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Print (or --json) the comparison of two runs."""
     import json
 
-    from palaestra.view.compare import RunRef, compare_runs, format_comparison, resolve_run
+    from palaestra.view.compare import RunRef, compare_runs, format_comparison
+    from palaestra.view.evals import resolve_run
 
     if args.resamples < 1:
         raise ValueError(f"--resamples must be at least 1, not {args.resamples}")

@@ -23,8 +23,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from palaestra.view.catalog import Catalog, FileEntry, RunEntry
-from palaestra.view.compare import RunRef, compare_runs, describe_eval
+from palaestra.view.compare import RunRef, compare_runs
 from palaestra.view.deps import catalog_of
+from palaestra.view.evals import describe_eval
 
 __all__ = ["comparable_runs", "resolve_catalog_run", "router"]
 
