@@ -10,7 +10,7 @@ import sys
 from palaestra.servers.local import is_loopback
 from palaestra.servers.protocol import TOKEN_ENV
 
-__all__ = ["add_view_commands"]
+__all__ = ["add_view_commands", "cmd_compare"]
 
 VIEW_DESCRIPTION = (
     "Serve one local web page over run folders: results tables of evals and self-training "
@@ -22,6 +22,43 @@ VIEW_DESCRIPTION = (
     "written updates in the page. Binds 127.0.0.1; another address needs a token (one is "
     "made up and printed in the link if you pass --token auto)."
 )
+
+COMPARE_DESCRIPTION = (
+    "Compare two runs on the tasks both played: RUN_A and RUN_B are `palaestra eval` "
+    "folders or trajectories files (.jsonl/.parquet); an evolve run is refused with the list "
+    "of its eval folders to pick from (e.g. iter-0/eval/t0 = BC greedy, iter-1/eval/t0 = "
+    "AgentEvol round 1 greedy). Episodes are paired by (env, split, task, sample); those only "
+    "one run has are counted, not compared. Per env: success of A and B, the paired table "
+    "(both solved, neither, only A, only B), McNemar's exact test, mean scores, and paired "
+    "bootstrap intervals of the differences; then the flipped tasks with each episode's line "
+    "in its file. How to read them: McNemar's test looks only at the tasks that flipped; p is "
+    "the chance of a split at least this uneven between 'only A' and 'only B' if the two "
+    "policies were equally good, so p < 0.05 says one succeeds more often, and a large p "
+    "says the data show no difference (not that there is none). The interval "
+    "[low, high] of B - A is a 95% percentile bootstrap over tasks (resampled with their "
+    "pairs kept together, --resamples times, seeded by --seed): if it excludes 0, B scores "
+    "higher (above 0) or lower (below 0); its width is how much the tasks played can tell."
+)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print (or --json) the comparison of two runs."""
+    import json
+
+    from palaestra.view.compare import RunRef, compare_runs, format_comparison
+    from palaestra.view.evals import resolve_run
+
+    if args.resamples < 1:
+        raise ValueError(f"--resamples must be at least 1, not {args.resamples}")
+    if args.flips < 0:
+        raise ValueError(f"--flips must be 0 or more, not {args.flips}")
+    runs = [RunRef(label, resolve_run(label)) for label in (args.run_a, args.run_b)]
+    result = compare_runs(*runs, seed=args.seed, resamples=args.resamples, flips=args.flips)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(format_comparison(result))
+    return 0
 
 
 def cmd_view(args: argparse.Namespace) -> int:
@@ -51,7 +88,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def add_view_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``view`` to the CLI's sub-parsers."""
+    """Add ``view`` and ``compare`` to the CLI's sub-parsers."""
     p = sub.add_parser(
         "view",
         help="a local web page over runs: results, episodes, comparisons, trees, play",
@@ -78,3 +115,28 @@ def add_view_commands(sub: argparse._SubParsersAction) -> None:
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )
     p.set_defaults(func=cmd_view)
+
+    c = sub.add_parser(
+        "compare",
+        help="two runs on the same tasks: paired tests (McNemar, bootstrap) and flipped tasks",
+        description=COMPARE_DESCRIPTION,
+    )
+    c.add_argument(
+        "run_a", metavar="RUN_A", help="eval folder or trajectories file (the reference)"
+    )
+    c.add_argument(
+        "run_b", metavar="RUN_B", help="eval folder or trajectories file (differences are B - A)"
+    )
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    c.add_argument(
+        "--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)"
+    )
+    c.add_argument(
+        "--flips",
+        type=int,
+        default=20,
+        metavar="N",
+        help="list the first N flipped tasks of each direction (default 20; 0: none)",
+    )
+    c.set_defaults(func=cmd_compare)

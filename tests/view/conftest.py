@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,10 @@ def eval_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "eval-noisy"
     argv = ["eval", "--policy", "expert:0.5", "--envs", "palaestra/Maze-v0", "--limit", "12"]
     argv += ["--max-turns", "30", "--out", str(out), "--quiet"]
-    assert cli_main(argv) == 0
+    # In a thread of its own: once a browser test ran, playwright's event loop runs in this
+    # one, and the eval's asyncio.run would refuse to start.
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(cli_main, argv).result() == 0
     return out
 
 
