@@ -82,6 +82,7 @@ class _Lru(OrderedDict[Any, Any]):
 _OFFSETS = _Lru(64)
 _TREES = _Lru(6)
 _PAIRS = _Lru(12)
+_ROWS = _Lru(4096)  # summary rows: small, and the list page asks for 50 at a time
 _TRAINED = _Lru(16)
 
 
@@ -208,6 +209,12 @@ def _pairs(path: Path, index: int, tree: Tree, alpha: float, beta: float) -> lis
 
 def tree_row(path: Path, index: int, alpha: float, beta: float) -> dict[str, Any]:
     """The summary row of one tree: task, size, leaves' outcomes and pairs available."""
+    return _ROWS.get_or_make(
+        (*_stamp(path), index, alpha, beta), lambda: _tree_row(path, index, alpha, beta)
+    )
+
+
+def _tree_row(path: Path, index: int, alpha: float, beta: float) -> dict[str, Any]:
     tree = read_tree(path, index)
     leaves = tree.leaves()
     best = best_path(tree)
