@@ -11,8 +11,10 @@ saved beside the trees as ``data.jsonl``.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
+import shutil
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -130,6 +132,7 @@ def agent_r_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
 
     trees, data = asyncio.run(run())
     assert data.pairs, "the noisy player solved none of these mazes: pick other tasks"
+    assert data.skipped == 0  # every pair gives a revision: the tests zip them
     folder = tmp_path_factory.mktemp("agent-r") / "run"
     save_trees(trees, folder / "iter-1" / "trees.jsonl")
     save_trajectories(data.revisions + data.good, folder / "iter-1" / "data.jsonl")
@@ -251,6 +254,45 @@ def test_a_node_in_full_and_the_errors(agent_r_folder, view: View, eval_run: Pat
         assert httpx.get(f"{url}/api/trees", params={"file": "nope"}).status_code == 404
 
 
+def test_pairs_and_reflections_follow_the_runs_revise_settings(
+    agent_r_folder, view: View, tmp_path: Path
+) -> None:
+    source, trees, _ = agent_r_folder
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    manifest = {"config": {"beta": 0.2, "revise_from": "split"},
+                "stages": {"revise-1": {"alpha": 1.0, "seed": 7}}}  # fmt: skip
+    (folder / "run.json").write_text(json.dumps(manifest))
+    index = with_pairs(trees)
+    tree = trees[index]
+    with view([folder]) as url:
+        rows = httpx.get(f"{url}/api/trees", params={"file": file_id(folder)}).json()
+        assert rows["settings"] == {"alpha": 1.0, "beta": 0.2, "source": "run.json revise-1"}
+        assert [r["pairs"] for r in rows["rows"]] == [
+            len(path_pairs(t, alpha=1.0, cap=None)) for t in trees
+        ]
+        reply = httpx.get(f"{url}/api/tree", params={"file": file_id(folder), "index": index})
+        pair = reply.json()["pair"]
+    chosen = tree_marks(tree, alpha=1.0).pair
+    assert pair["bad"]["nodes"] == list(chosen.bad.nodes)
+    assert pair["revision"]["messages"] == revision_trajectory(chosen, None, seed=7).messages
+
+
+def test_one_tree_json_and_a_tree_without_pairs(agent_r_folder, view: View, tmp_path: Path):
+    _, trees, _ = agent_r_folder
+    lonely = next((t for t in trees if not path_pairs(t, cap=None)), None)
+    assert lonely is not None, "every tree of the fixture has pairs: add a task all solved"
+    (tmp_path / "one.json").write_text(json.dumps(lonely.to_json()))
+    with view([tmp_path / "one.json"]) as url:
+        rows = httpx.get(f"{url}/api/trees", params={"file": "one.json"}).json()
+        assert rows["count"] == 1 and rows["rows"][0]["nodes"] == len(lonely.nodes)
+        reply = httpx.get(f"{url}/api/tree", params={"file": "one.json"}).json()
+        assert reply["pairs"]["count"] == 0 and reply["pair"] is None
+        assert reply["best"]["nodes"] == list(best_path(lonely).nodes)
+        bad_pair = httpx.get(f"{url}/api/tree", params={"file": "one.json", "pair": 3})
+        assert bad_pair.status_code == 200  # no pairs: the page says so, pair is ignored
+
+
 def test_a_run_json_that_counts_nodes_is_not_a_trees_file(tmp_path: Path) -> None:
     # Agent-R's run.json records its search's "nodes": the catalog took it for a tree.
     (tmp_path / "run.json").write_text('{"config": {}, "stages": {"search-1": {"nodes": 9}}}')
@@ -261,7 +303,7 @@ def test_a_run_json_that_counts_nodes_is_not_a_trees_file(tmp_path: Path) -> Non
 
 
 def test_the_trees_page_in_a_browser(agent_r_folder, view: View, page: Any) -> None:
-    folder, trees, _ = agent_r_folder
+    folder, trees, data = agent_r_folder
     index = with_pairs(trees)
     tree = trees[index]
     errors: list[str] = []
@@ -311,6 +353,17 @@ def test_the_trees_page_in_a_browser(agent_r_folder, view: View, page: Any) -> N
         assert page.locator("#revision .msg.loss").count() == sum(
             m["loss"] for m in revision_trajectory(pair, None).messages
         )
+
+        # A pair whose revision was trained on: the saved trajectory beside the built one.
+        trained = httpx.get(f"{url}/api/tree", params={"file": file_id(folder), "index": index,
+                            "nodes": False}).json()["pairs"]["trained"]  # fmt: skip
+        assert trained  # agent_r_data drew pairs of every tree with pairs
+        page.select_option("#pair-select", str(trained[0]))
+        page.wait_for_selector("#trained .msg")
+        pair = sorted_pairs(tree)[trained[0]]
+        revision = next(r for p, r in zip(data.pairs, data.revisions, strict=True) if p == pair)
+        assert page.locator("#trained .msg").count() == len(revision.messages)
+        assert page.locator(".tn-row .mark-trained, #pair-paths .mark-trained").count() >= 1
 
         # Click a node of the good path: its reply and observation, in full.
         good_node = tree.nodes[pair.good.nodes[1]]

@@ -220,11 +220,13 @@ function messagesChat(messages, id) {
     // The revision turn: the first trained reply (its thought is the reflection).
     const isRevision = m.role === "assistant" && m.loss && !revisionShown;
     if (isRevision) revisionShown = true;
+    const text = el("pre", {}, m.content ?? "");
     return el("div", { class: `msg ${m.role}${m.loss ? " loss" : ""}${isRevision ? " revision-turn" : ""}`, dataset: { i, role: m.role, loss: m.loss ? "1" : "0" } },
       el("div", { class: "who" }, el("span", {}, m.role),
         m.loss ? el("span", { class: "badge loss" }, "loss") : null,
         isRevision ? el("span", { class: "badge mark-splice" }, "revision") : null),
-      el("pre", {}, m.content ?? ""));
+      // The system prompt is the same in every revision: folded, one click away.
+      m.role === "system" ? el("details", {}, el("summary", { class: "muted" }, "system prompt"), text) : text);
   }));
 }
 
@@ -344,6 +346,12 @@ async function renderTree(container, params) {
   );
   container.append(tools, el("div", { class: "tree-layout" }, el("div", { class: "tree-panel" }, drawing.element()), detail));
   container.append(pairSection(data, params));
+  // A live update (the file rewritten, e.g. by a repair) must not reuse the old node columns.
+  return async () => {
+    cached = { key: null, nodes: null };
+    container.replaceChildren();
+    await renderTree(container, params);
+  };
 }
 
 export const routes = {
