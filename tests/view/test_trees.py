@@ -232,6 +232,9 @@ def test_the_revision_trained_on_is_found_in_data_jsonl(agent_r_folder, view: Vi
             assert trained["messages"] == revision.messages
             assert trained["splice_step"] == splice  # where the expert judge's error put it
             assert trained["splice_node"] == pair.bad.nodes[splice]
+            if splice == reflection_splice_step(pair, None):
+                # Same splice, same seed: the revision the page builds is the one trained on.
+                assert reply["pair"]["revision"]["messages"] == revision.messages
             checked += 1
     assert checked == len(data.revisions) > 0
 
