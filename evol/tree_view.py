@@ -20,7 +20,7 @@ from rich.tree import Tree as RichTree
 from palaestra.evol.mcts import Node, Tree
 from palaestra.evol.reflection import LeafPath, PathPair, leaf_paths, path_pairs, splice_step
 
-__all__ = ["TreeMarks", "best_path", "render_tree", "tree_marks", "tree_summary"]
+__all__ = ["TreeMarks", "best_path", "fold_end", "render_tree", "tree_marks", "tree_summary"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,22 @@ def _marked(node_id: int, marks: TreeMarks) -> bool:
     return pair is not None and node_id in (pair.good.nodes[-1], pair.bad.nodes[-1])
 
 
+def fold_end(tree: Tree, node: Node, marks: TreeMarks) -> Node:
+    """The last node of the run of single children from ``node`` that is shown as one line.
+
+    The run stops before a marked node (the pair's leaves, the splice) and where
+    the best path enters or leaves it, so that marks stay on lines of their own.
+    """
+    end = node
+    while (
+        len(end.children) == 1
+        and not _marked(end.children[0], marks)
+        and (end.id in marks.best) == (end.children[0] in marks.best)
+    ):
+        end = tree.nodes[end.children[0]]
+    return end
+
+
 def render_tree(
     tree: Tree,
     marks: TreeMarks | None = None,
@@ -126,15 +142,7 @@ def render_tree(
     while stack:
         parent, node_id = stack.pop()
         node = tree.nodes[node_id]
-        end = node
-        # Fold a chain of single children into one line, stopping before a marked node.
-        while (
-            not full
-            and len(end.children) == 1
-            and not _marked(end.children[0], marks)
-            and (end.id in marks.best) == (end.children[0] in marks.best)
-        ):
-            end = tree.nodes[end.children[0]]
+        end = node if full else fold_end(tree, node, marks)
         if max_nodes is not None and shown >= max_nodes:
             left_out += 1
             continue

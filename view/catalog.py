@@ -76,8 +76,10 @@ def file_kind(path: Path) -> str | None:
     except OSError:
         return None
     if path.suffix == ".json":
-        # A tree file is one object with "nodes"; other .json files (results, run) are not data.
-        return "trees" if b'"nodes"' in head and head.lstrip().startswith(b"{") else None
+        # A tree file is one object with "nodes" and "env_id"; other .json files (results,
+        # run: an Agent-R run.json counts its search's "nodes") are not data.
+        tree = b'"nodes"' in head and b'"env_id"' in head and head.lstrip().startswith(b"{")
+        return "trees" if tree else None
     line = head.split(b"\n", 1)[0]
     if not line.strip():
         return "trajectories" if path.name.endswith("trajectories.jsonl") else None
