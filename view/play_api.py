@@ -119,10 +119,11 @@ class Play:
             ) from None
         except ServerUnavailableError as error:
             if error.status == 0:
+                reason = error.detail.removeprefix(f"cannot reach {self.url}: ")
                 raise PlayError(
                     502,
-                    f"cannot reach the env server at {self.url} ({error.detail}): is "
-                    "`palaestra serve` running there?",
+                    f"cannot reach the env server at {self.url}: is `palaestra serve` running "
+                    f"there? ({reason})",
                 ) from None
             raise PlayError(
                 502, f"the env server at {self.url} is unavailable: {error.detail}"

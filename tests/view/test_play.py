@@ -270,7 +270,38 @@ def test_play_a_maze_episode_to_the_goal_in_the_browser(
         assert env_sessions(env_url) == 0
 
 
-def test_the_page_says_how_to_start_an_env_server(view: View, page: Any, tmp_path: Path) -> None:
+def test_the_page_says_how_to_start_an_env_server_or_that_it_is_down(
+    view: View, page: Any, tmp_path: Path
+) -> None:
     with view([tmp_path]) as url:
         open_route(page, url, "play")
         assert page.inner_text("#play-setup") == NO_ENV_URL
+    dead = f"http://127.0.0.1:{free_port()}"
+    with view([tmp_path], env_url=dead) as url:
+        open_route(page, url, "play")
+        assert f"cannot reach the env server at {dead}" in page.inner_text("#page .error")
+
+
+def test_the_page_says_when_the_env_server_has_reaped_the_game(
+    serve: Serve, view: View, page: Any, tmp_path: Path
+) -> None:
+    with (
+        serve(ENVS, session_ttl=0.5) as env_url,
+        view([tmp_path], env_url=env_url) as url,
+    ):
+        open_route(page, url, "play?env=palaestra/Wordle-v0&split=train")
+        assert page.input_value("#play-env") == "palaestra/Wordle-v0"
+        assert page.input_value("#play-split") == "train"
+        page.click("#play-random")
+        page.wait_for_selector("#play-transcript .msg.user")
+        assert page.locator(".play-choice").count() == 0  # Wordle lists no moves
+        deadline = time.monotonic() + 10
+        while env_sessions(env_url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        page.fill("#play-action", "guess crane")
+        page.click("#play-send")
+        error = page.wait_for_selector("#play-step-error .error")
+        assert "no longer has session" in error.inner_text()
+        page.click("#play-restart")  # the same task again, in a new session
+        page.wait_for_function("document.querySelectorAll('#play-transcript .msg').length == 1")
+        assert page.locator("#play-step-error .error").count() == 0

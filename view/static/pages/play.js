@@ -89,8 +89,10 @@ async function renderPlay(container, params) {
     error.replaceChildren();
     try { await f(...args); } catch (e) { error.replaceChildren(errorBox(e)); }
   };
-  envSelect.addEventListener("change", guard(() => { taskInput.value = ""; return chooseEnv(); }));
-  splitSelect.addEventListener("change", guard(() => { taskInput.value = ""; return loadTasks(); }));
+  const keepChoice = () => keepInHash({ env: envSelect.value, split: splitSelect.value, task: taskInput.value.trim() });
+  envSelect.addEventListener("change", guard(async () => { taskInput.value = ""; await chooseEnv(); keepChoice(); }));
+  splitSelect.addEventListener("change", guard(() => { taskInput.value = ""; keepChoice(); return loadTasks(); }));
+  taskInput.addEventListener("change", keepChoice);
   startButton.addEventListener("click", guard(() => start(taskInput.value.trim())));
   randomButton.addEventListener("click", guard(() => start("")));
 
@@ -133,7 +135,7 @@ async function renderPlay(container, params) {
     newButton.addEventListener("click", guard(() => start("")));
 
     const observation = (text, n) => el("div", { class: "msg user", dataset: { step: n } },
-      el("div", { class: "who" }, n === 0 ? "observation (reset)" : `observation ${n}`), el("pre", {}, text));
+      el("div", { class: "who" }, el("span", {}, n === 0 ? "observation (reset)" : `observation ${n}`)), el("pre", {}, text));
 
     function showChoices(actions) {
       choices.replaceChildren();
@@ -169,13 +171,14 @@ async function renderPlay(container, params) {
         actionInput.value = "";
         transcript.append(
           el("div", { class: `msg assistant${reply.invalid ? " invalid" : ""}`, dataset: { step: steps, reward: reply.reward, invalid: reply.invalid } },
-            el("div", { class: "who" }, `you, step ${steps}`, `reward ${fmt(reply.reward)}`, reply.invalid ? el("span", { class: "badge invalid" }, "invalid") : null),
+            el("div", { class: "who" }, el("span", {}, `you, step ${steps}`), el("span", {}, `reward ${fmt(reply.reward)}`),
+              reply.invalid ? el("span", { class: "badge invalid", title: "the env rejected this action as not an action of its world" }, "invalid") : null),
             el("pre", {}, action)),
           observation(reply.observation, steps),
         );
         if (reply.terminated || reply.truncated) end(reply);
         else showChoices(reply.available_actions);
-        transcript.lastElementChild.scrollIntoView({ block: "nearest" });
+        transcript.scrollTop = transcript.scrollHeight;
         if (!(reply.terminated || reply.truncated)) actionInput.focus();
       } catch (e) {
         stepError.replaceChildren(errorBox(e));
