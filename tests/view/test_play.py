@@ -11,9 +11,11 @@ from typing import Any
 
 import gymnasium
 import httpx
+import pytest
 from view_helpers import open_route, screenshot
 
 from palaestra.envs.registration import env_class
+from palaestra.view import play_api
 from palaestra.view.play_api import NO_ENV_URL
 
 Serve = Callable[..., AbstractContextManager[str]]
@@ -210,6 +212,28 @@ def test_the_viewer_closes_its_sessions_when_it_stops(
                 assert created.status_code == 200
             assert env_sessions(env_url) == 2
         assert env_sessions(env_url) == 0
+
+
+def test_the_viewer_keeps_a_bounded_number_of_games_open(
+    serve: Serve, view: View, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(play_api, "MAX_SESSIONS", 2)
+    with (
+        serve(ENVS) as env_url,
+        view([tmp_path], env_url=env_url) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        ids = [
+            client.post(
+                "/api/play/sessions", json={"env_id": "palaestra/Maze-v0", "split": "test"}
+            ).json()["session"]
+            for _ in range(3)
+        ]
+        assert env_sessions(env_url) == 2
+        oldest = client.get(f"/api/play/sessions/{ids[0]}/expert")
+        assert oldest.status_code == 404 and "more than 2 games open" in oldest.json()["error"]
+        for session in ids[1:]:
+            assert client.get(f"/api/play/sessions/{session}/expert").status_code == 200
 
 
 def test_play_a_maze_episode_to_the_goal_in_the_browser(
