@@ -269,6 +269,9 @@ def test_play_a_maze_episode_to_the_goal_in_the_browser(
                 screenshot(page, "play")  # mid-episode: the chat, the hint, the move buttons
             page.click("#play-send")
             page.wait_for_selector(f"#play-transcript .msg.assistant[data-step='{n}']")
+            # The hint was for the state just left: it must not answer for the next one.
+            hint = "document.querySelector('#play-expert-hint')?.dataset.action ?? null"
+            assert page.evaluate(hint) is None
 
         banner = page.wait_for_selector("#play-end")
         assert banner.get_attribute("data-outcome") == "success"

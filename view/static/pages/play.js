@@ -168,6 +168,7 @@ async function renderPlay(container, params) {
         total = reply.total_reward;
         status();
         expertHint.textContent = "";
+        delete expertHint.dataset.action;  // the hint was for the state just left
         actionInput.value = "";
         transcript.append(
           el("div", { class: `msg assistant${reply.invalid ? " invalid" : ""}`, dataset: { step: steps, reward: reply.reward, invalid: reply.invalid } },
@@ -191,6 +192,7 @@ async function renderPlay(container, params) {
     expertButton.addEventListener("click", async () => {
       stepError.replaceChildren();
       expertHint.textContent = "asking the expert…";
+      delete expertHint.dataset.action;
       try {
         const { action } = await api(`play/sessions/${encodeURIComponent(session.session)}/expert`);
         actionInput.value = action;
