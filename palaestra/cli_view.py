@@ -16,8 +16,9 @@ VIEW_DESCRIPTION = (
     "Serve one local web page over run folders: results tables of evals and self-training "
     "runs (with intervals and the run's plot and provenance), episodes as chats with the "
     "loss mark of each message, two runs compared with paired tests, Agent-R's search "
-    "trees with their splices, and play in the browser against a running `palaestra serve` "
-    "(--env-url). PATHs are run folders (palaestra eval, evolve, demo), folders of runs, or "
+    "trees with their splices, and play a task in the browser against a running `palaestra "
+    "serve` (--env-url; the viewer holds its token), with the expert's next move on request. "
+    "PATHs are run folders (palaestra eval, evolve, demo), folders of runs, or "
     "data files (trajectories .jsonl/.parquet, trees .jsonl/.json); a run still being "
     "written updates in the page. Binds 127.0.0.1; another address needs a token (one is "
     "made up and printed in the link if you pass --token auto)."
@@ -105,7 +106,11 @@ def add_view_commands(sub: argparse._SubParsersAction) -> None:
         help="require this token (the printed link carries it; 'auto' makes one up; "
         "default $PALAESTRA_VIEW_TOKEN)",
     )
-    p.add_argument("--env-url", help="a `palaestra serve` URL for the Play page (default: no Play)")
+    p.add_argument(
+        "--env-url",
+        help="a `palaestra serve` URL for the Play page (default: none; the page says how to "
+        "start one)",
+    )
     p.add_argument(
         "--env-token",
         default=os.environ.get(TOKEN_ENV),
