@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from view_helpers import chromium_path
+from view_helpers import chromium_path, off_loop
 
 from palaestra.cli import main as cli_main
 from palaestra.servers import serve_in_thread
@@ -40,11 +39,8 @@ def eval_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real ``palaestra eval`` folder: the noisy expert on 12 test mazes (some fail)."""
     out = tmp_path_factory.mktemp("runs") / "eval-noisy"
     argv = ["eval", "--policy", "expert:0.5", "--envs", "palaestra/Maze-v0", "--limit", "12"]
-    argv += ["--max-turns", "30", "--out", str(out), "--quiet"]
-    # In a thread of its own: once a browser test ran, playwright's event loop runs in this
-    # one, and the eval's asyncio.run would refuse to start.
-    with ThreadPoolExecutor(1) as pool:
-        assert pool.submit(cli_main, argv).result() == 0
+    argv += ["--max-turns", "60", "--out", str(out), "--quiet"]
+    assert off_loop(cli_main, argv) == 0
     return out
 
 

@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from fractions import Fraction
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from view_helpers import open_route, screenshot
+from view_helpers import off_loop, open_route, screenshot
 
 from palaestra.agents.trajectory import read_trajectories
 from palaestra.cli import main as cli_main
@@ -31,9 +30,7 @@ View = Callable[..., AbstractContextManager[str]]
 def _eval(out: Path, policy: str, max_turns: int) -> Path:
     argv = ["eval", "--policy", policy, "--envs", *ENVS, "--limit", "12"]
     argv += ["--max-turns", str(max_turns), "--out", str(out), "--quiet"]
-    # In a thread of its own: where the browser came first, playwright's loop runs in this one.
-    with ThreadPoolExecutor(1) as pool:
-        assert pool.submit(cli_main, argv).result() == 0
+    assert off_loop(cli_main, argv) == 0
     return out
 
 

@@ -7,14 +7,13 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from view_helpers import open_route, screenshot
+from view_helpers import off_loop, open_route, screenshot
 
 from palaestra.agents.evaluate import episode_loops, loop_rate
 from palaestra.agents.trajectory import read_trajectories
@@ -25,10 +24,8 @@ View = Callable[..., AbstractContextManager[str]]
 
 
 def cli(argv: list[str]) -> int:
-    """``palaestra ARGV`` in a thread of its own: asyncio.run refuses the thread where
-    playwright's loop runs (the session's browser may have started before a fixture)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(cli_main, argv).result()
+    """``palaestra ARGV``, off playwright's loop (see view_helpers.off_loop)."""
+    return off_loop(cli_main, argv)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from view_helpers import open_route, screenshot
+from view_helpers import off_loop, open_route, screenshot
 
 from palaestra.agents.evaluate import wilson_interval
 
@@ -37,12 +36,7 @@ def evolve_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "evolve"
     quick = demo_config(DEMO_PRESETS["quick"])
     config = replace(quick, baselines=("random", "heuristic"), iterations=0, concurrency=8)
-    # In a thread of its own: asyncio.run refuses the thread where playwright's loop runs
-    # (the session's browser may have started before this fixture).
-    with ThreadPoolExecutor(1) as pool:
-        result = pool.submit(
-            run_agentevol, config, out, progress=False, log=lambda _line: None
-        ).result()
+    result = off_loop(run_agentevol, config, out, progress=False, log=lambda _line: None)
     plot_results(list(result.rows), out / "plot.png")
     return out
 

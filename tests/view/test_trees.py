@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from rich.console import Console
-from view_helpers import open_route, screenshot
+from view_helpers import off_loop, open_route, screenshot
 
 from palaestra.agents.env_pool import LocalEnvs
 from palaestra.agents.formats import get_format
@@ -130,7 +130,7 @@ def agent_r_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
             await envs.aclose()
         return trees, data
 
-    trees, data = asyncio.run(run())
+    trees, data = off_loop(asyncio.run, run())
     assert data.pairs, "the noisy player solved none of these mazes: pick other tasks"
     assert data.skipped == 0  # every pair gives a revision: the tests zip them
     folder = tmp_path_factory.mktemp("agent-r") / "run"

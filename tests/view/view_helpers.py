@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "view"
 
@@ -28,3 +32,13 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
     return path
+
+
+def off_loop(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``func(*args)`` in a thread of its own.
+
+    Once a browser test ran, playwright's event loop runs in the test thread, and an
+    ``asyncio.run`` there (an eval, a search) refuses to start.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(func, *args, **kwargs).result()
