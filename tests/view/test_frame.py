@@ -119,3 +119,11 @@ def test_view_names_a_missing_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err.strip() == (
         "error: palaestra view: no such file or folder: /no/such/run"
     )
+
+
+def test_the_favicon_is_answered_with_no_content_not_a_404(
+    eval_run: Path, view: Callable[..., AbstractContextManager[str]]
+) -> None:
+    # Browsers ask for /favicon.ico on every page; a 404 there lands in every console.
+    with view([eval_run]) as url:
+        assert httpx.get(f"{url}/favicon.ico").status_code == 204
