@@ -14,6 +14,14 @@ from palaestra.envs.registration import (
     register,
     set_remote_factory,
 )
+from palaestra.envs.tools import (
+    ToolCall,
+    ToolCallError,
+    ToolEnv,
+    parse_tool_call,
+    tool,
+    tool_call_action,
+)
 
 __all__ = [
     "CHARSET",
@@ -23,12 +31,18 @@ __all__ = [
     "Outcome",
     "TaskId",
     "TextEnv",
+    "ToolCall",
+    "ToolCallError",
+    "ToolEnv",
     "echo_action",
     "env_class",
     "list_envs",
     "load_plugins",
+    "parse_tool_call",
     "register",
     "set_remote_factory",
+    "tool",
+    "tool_call_action",
 ]
 
 # Built-in envs: registered by import path, so their modules load on first use.

@@ -47,10 +47,17 @@ from typing import Any, Literal, TypeVar
 import gymnasium
 import numpy as np
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
+from jsonschema import Draft202012Validator
 
 from palaestra.envs import core
 from palaestra.envs.core import TaskId, TextEnv
 from palaestra.envs.registration import env_class
+from palaestra.envs.tools import (
+    ToolCallError,
+    check_tools,
+    parse_tool_call,
+    tool_names,
+)
 from palaestra.errors import ContractError
 
 __all__ = [
@@ -228,9 +235,16 @@ def check_spec(cls: type[TextEnv]) -> str:
     overlap = set(cls.tasks("train")) & set(cls.tasks("test"))
     if overlap:
         _fail(f"train and test share {len(overlap)} task ids, e.g. {sorted(overlap)[:5]}")
+    tools_note = ""
+    if cls.tools:
+        try:
+            check_tools(cls.tools)
+        except ValueError as error:
+            _fail(f"tools: {error}")
+        tools_note = f"; tools={tool_names(cls.tools)}"
     sizes = ", ".join(f"{k}={len(v)}" for k, v in cls.splits.items())
     capabilities = sorted(cls.capabilities()) or "-"
-    return f"{sizes}; max_steps={cls.max_steps}; capabilities={capabilities}"
+    return f"{sizes}; max_steps={cls.max_steps}; capabilities={capabilities}{tools_note}"
 
 
 def check_gymnasium_api(env: TextEnv) -> str:
@@ -421,6 +435,7 @@ def check_expert(
         for task_id in tasks:
             episode = play_episode(env, task_id, seed, explore=0.0)
             final = episode.steps[-1][4] if episode.steps else {}
+            _check_tool_calls(cls, episode.actions, f"the expert, task {task_id!r}")
             if not final.get("success"):
                 _fail(
                     f"the expert failed task {task_id!r} ({cls.split_of(task_id)}) after "
@@ -448,6 +463,7 @@ def check_random_actions(
     with _made(make, 2) as (env, other):
         for i, task_id in enumerate(tasks):
             actions = _random_episode(env, task_id, seed + i, _checked_random_action)
+            _check_tool_calls(cls, actions, f"random_action, task {task_id!r}")
             again = _random_episode(other, task_id, seed + i, _checked_random_action)
             if actions != again:
                 _fail(
@@ -777,6 +793,31 @@ def _rng(seed: int) -> np.random.Generator:
 def _short(value: Any, limit: int = 300) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_tool_calls(cls: type[TextEnv], actions: Sequence[str], who: str) -> None:
+    """Each action of an env with tools is a call of one of them that its schema accepts."""
+    if not cls.tools:
+        return
+    validators = {
+        t["function"]["name"]: Draft202012Validator(t["function"]["parameters"]) for t in cls.tools
+    }
+    for number, action in enumerate(actions, 1):
+        try:
+            call = parse_tool_call(action)
+        except ToolCallError as error:
+            _fail(f"{who}: action {number} is not a tool call ({error}): {_short(action)}")
+        validator = validators.get(call.name)
+        if validator is None:
+            _fail(f"{who}: action {number} calls no declared tool: {_short(action)}")
+        problem = next(iter(validator.iter_errors(call.arguments)), None)
+        if problem is not None:
+            _fail(
+                f"{who}: action {number} breaks the schema of {call.name} "
+                f"({problem.message}): {_short(action)}"
+            )
+        if action != call.action():
+            _fail(f"{who}: action {number} is not the canonical text of its call: {_short(action)}")
 
 
 def _check_episode_contract(cls: type[TextEnv], episode: Episode) -> None:

@@ -143,6 +143,9 @@ class TextEnv(gymnasium.Env[str, str]):
             server answers a session beyond it with 429 and a ``Retry-After`` at
             once, advertises it in ``GET /v1/envs``, and the rollout engine keeps
             at most this many episodes of the env open per server.
+        tools: Function definitions in the OpenAI chat API's shape, for envs whose
+            actions are tool calls (see :mod:`palaestra.envs.tools`); empty for
+            text envs.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
@@ -151,6 +154,7 @@ class TextEnv(gymnasium.Env[str, str]):
     fast_calls: ClassVar[bool] = False
     capacity: ClassVar[int | None] = None
     splits: ClassVar[Mapping[str, Sequence[TaskId]]] = {}
+    tools: ClassVar[Sequence[Mapping[str, Any]]] = ()
 
     def __init__(self, render_mode: str | None = None) -> None:
         reason = type(self).unavailable_reason()
@@ -282,8 +286,9 @@ class TextEnv(gymnasium.Env[str, str]):
         """The optional capabilities this env class declares by overriding them.
 
         Returns:
-            A subset of ``{"snapshot", "expert", "available_actions", "random_action"}``
-            (``random_action`` comes with ``available_actions``).
+            A subset of ``{"snapshot", "expert", "available_actions", "random_action",
+            "tools"}`` (``random_action`` comes with ``available_actions``; ``tools``
+            with a non-empty ``tools``).
         """
         declared = set()
         if cls.get_state is not TextEnv.get_state and cls.set_state is not TextEnv.set_state:
@@ -295,6 +300,8 @@ class TextEnv(gymnasium.Env[str, str]):
             declared.add("random_action")
         if cls.random_action is not TextEnv.random_action:
             declared.add("random_action")
+        if cls.tools:
+            declared.add("tools")
         return frozenset(declared)
 
     @classmethod

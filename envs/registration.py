@@ -129,6 +129,7 @@ class EnvInfo:
             "max_steps": self.max_steps,
             "capabilities": sorted(self.capabilities),
             "unavailable": self.unavailable,
+            "tools": list(getattr(self.cls, "tools", ())) or None,
         }
 
 

@@ -244,6 +244,7 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
                 max_steps=cls.max_steps,
                 capabilities=sorted(cls.capabilities()),
                 capacity=store.capacity[env_id],
+                tools=list(cls.tools) if "tools" in cls.capabilities() else None,
             )
             for env_id, cls in store.classes.items()
         ]
@@ -267,7 +268,8 @@ def create_app(env_ids: list[str] | None = None, settings: Settings | None = Non
     @app.post("/v1/sessions/{session_id}/step", response_model=StepResult, tags=["sessions"])
     async def step(session_id: str, body: StepRequest) -> Response:
         """Apply one action; gymnasium's five-tuple."""
-        return json_response(await ops.step(store.get(session_id), body.action))
+        session = store.get(session_id)
+        return json_response(await ops.step(session, ops.action_text(session, body.action)))
 
     @app.post("/v1/sessions/{session_id}/reset", response_model=ResetResult, tags=["sessions"])
     async def reset(session_id: str, body: ResetRequest | None = None) -> Response:

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from palaestra.envs import TaskId
-from palaestra.errors import ActionTooLongError, SessionNotFoundError
+from palaestra.errors import ActionTooLongError, BadRequestError, SessionNotFoundError
 from palaestra.servers.metrics import Metrics
 from palaestra.servers.sessions import Session, SessionStore
+from palaestra.servers.wire import ToolCallBody
 
 __all__ = ["Operations"]
 
@@ -55,6 +56,20 @@ class Operations:
         self._created[env_id].inc()
         self.metrics.active.set(len(self.store.sessions))
         return session, {"session_id": session.id, "observation": observation, "info": info}
+
+    def action_text(self, session: Session, action: str | ToolCallBody) -> str:
+        """The action string of a step body: a string as is, a tool call object encoded.
+
+        Raises:
+            BadRequestError: A tool call object for an env that declares no tools.
+        """
+        if isinstance(action, str):
+            return action
+        if "tools" not in self.store.classes[session.env_id].capabilities():
+            raise BadRequestError(
+                f"{session.env_id} declares no tools: send its action as a string"
+            )
+        return action.action()
 
     async def step(self, session: Session, action: str) -> dict[str, Any]:
         """One step: ``{observation, reward, terminated, truncated, info}``."""

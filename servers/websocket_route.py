@@ -101,7 +101,7 @@ class _SocketSession:
         if op == "step":
             if request.action is None:
                 raise BadRequestError("action: field required")
-            return await ops.step(session, request.action)
+            return await ops.step(session, ops.action_text(session, request.action))
         if op == "reset":
             return await ops.reset(session, request.task_id, request.seed)
         if op == "fork":

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from palaestra.envs.tools import tool_call_action
+
 __all__ = [
     "CreateSession",
     "EnvSpec",
@@ -28,6 +30,7 @@ __all__ = [
     "StepRequest",
     "StepResult",
     "TaskList",
+    "ToolCallBody",
 ]
 
 TaskIdField = int | str
@@ -64,6 +67,14 @@ class EnvSpec(BaseModel):
             "429 with Retry-After: clients keep at most this many open."
         ),
     )
+    tools: list[dict[str, Any]] | None = Field(
+        default=None,
+        description=(
+            "Tool envs only: the tools, as OpenAI function definitions "
+            "({type: 'function', function: {name, description, parameters}}). An action "
+            "is then a call of one of them."
+        ),
+    )
 
 
 class TaskList(BaseModel):
@@ -97,10 +108,31 @@ class SessionCreated(BaseModel):
     info: dict[str, Any]
 
 
+class ToolCallBody(_Strict):
+    """A tool call sent as an object (envs that declare ``tools``)."""
+
+    name: str = Field(description="The tool, one of the env's ``tools``.")
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="Its arguments, a JSON object."
+    )
+
+    def action(self) -> str:
+        """The call as the env's action string (its canonical JSON)."""
+        return tool_call_action(self.name, self.arguments)
+
+
+ActionField = str | ToolCallBody
+
+
 class StepRequest(_Strict):
     """Body of ``POST /v1/sessions/{id}/step``."""
 
-    action: str = Field(description="The action text; length capped by the server.")
+    action: ActionField = Field(
+        description=(
+            "The action text; length capped by the server. For an env with tools, also a "
+            "tool call object {name, arguments}, the same as its canonical JSON text."
+        )
+    )
 
 
 class StepResult(BaseModel):
@@ -210,7 +242,9 @@ class SocketRequest(_Strict):
         lt=SEED_LIMIT,
         description="create/reset: env seed; random_action: the draw (0 <= seed < 2**63).",
     )
-    action: str | None = Field(default=None, description="step: the action text.")
+    action: ActionField | None = Field(
+        default=None, description="step: the action text (or a tool call object)."
+    )
 
 
 class SocketReply(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from palaestra.envs import Outcome, TextEnv, register
+from palaestra.envs import Outcome, TextEnv, ToolEnv, register, tool, tool_call_action
 
 
 class Counter(TextEnv):
@@ -50,3 +50,43 @@ class Counter(TextEnv):
 
 
 register("toy/Counter-v0", Counter)
+
+
+class Tally(ToolEnv):
+    """Reach a target total with tools: `add` a number, `total` to read it, `finish` to stop."""
+
+    instruction = "Make the total equal the target with add, then call finish."
+    max_steps = 8
+    splits = {"train": range(0, 20), "test": range(20, 25)}
+
+    def start(self, task_id: int) -> str:
+        self.world = {"total": 0, "target": task_id % 5 + 3, "finished": False}
+        return f"Target: {self.world['target']}. The total is 0."
+
+    @tool(
+        "Add a number (1 to 5) to the total.",
+        {"n": {"type": "integer", "minimum": 1, "maximum": 5}},
+    )
+    def add(self, n: int) -> dict[str, int]:
+        self.world["total"] += n
+        return {"total": self.world["total"]}
+
+    @tool("Read the total.", {})
+    def total(self) -> str:
+        return f"The total is {self.world['total']}."
+
+    @tool("End the episode.", {})
+    def finish(self) -> Outcome:
+        return super().finish("Finished.")
+
+    def subgoals(self) -> list[bool]:
+        return [self.world["total"] >= 3, self.world["total"] == self.world["target"]]
+
+    def expert_action(self) -> str:
+        left = self.world["target"] - self.world["total"]
+        if left > 0:
+            return tool_call_action("add", {"n": min(left, 5)})
+        return tool_call_action("finish")
+
+
+register("toy/Tally-v0", Tally)
