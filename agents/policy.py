@@ -6,19 +6,35 @@ one list of ``n`` completions per conversation. The rollout engine batches the
 pending turns of many episodes into one such call.
 
 A completion is a :class:`Completion`: a ``str`` (so ``list[list[str]]`` holds)
-that also carries its token counts and why generation stopped.
+that also carries its token counts, why generation stopped and, for envs with
+tools, the tool calls the model made.
+
+Tool calling: ``generate(..., tools=...)`` takes, per conversation, the tool
+definitions (OpenAI's shape, ``{"type": "function", "function": {...}}``) or
+``None``. Conversations may then hold assistant messages with ``tool_calls`` and
+``tool`` messages (``{"role": "tool", "tool_call_id", "content"}``), as in the
+OpenAI chat API; a reply's calls are in :attr:`Completion.tool_calls`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Completion", "Message", "Policy", "truncate_at_stop"]
+__all__ = ["Completion", "Message", "Policy", "Tools", "truncate_at_stop"]
 
 Message = dict[str, Any]
-"""A chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
+"""A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str}``,
+plus ``tool_calls`` on an assistant message that called tools and ``tool_call_id`` on
+a tool result (OpenAI's shapes)."""
+
+Tools = Sequence[Mapping[str, Any]]
+"""Tool definitions in the OpenAI chat API's shape (``{"type": "function", "function": ...}``)."""
+
+ToolCallDict = dict[str, Any]
+"""One call, OpenAI's shape: ``{"id", "type": "function", "function": {"name", "arguments"}}``
+with ``arguments`` a JSON text."""
 
 
 class Completion(str):
@@ -27,13 +43,17 @@ class Completion(str):
     Attributes:
         prompt_tokens: Tokens of the prompt it answered.
         completion_tokens: Tokens generated.
-        finish_reason: ``"stop"`` (end of turn or a stop sequence) or ``"length"``
-            (``max_tokens`` reached).
+        finish_reason: ``"stop"`` (end of turn or a stop sequence), ``"length"``
+            (``max_tokens`` reached) or ``"tool_calls"`` (the reply called tools).
+        tool_calls: The tool calls of the reply (OpenAI's shape, ``arguments`` a JSON
+            text), or ``None`` when it made none; the text is then what the model
+            wrote besides the calls (often empty).
     """
 
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    tool_calls: tuple[ToolCallDict, ...] | None
 
     def __new__(
         cls,
@@ -41,18 +61,26 @@ class Completion(str):
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         finish_reason: str = "stop",
+        tool_calls: Sequence[ToolCallDict] | None = None,
     ) -> Completion:
         """Make a completion of ``text``."""
         self = super().__new__(cls, text)
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.finish_reason = finish_reason
+        self.tool_calls = tuple(tool_calls) if tool_calls else None
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             Completion,
-            (str(self), self.prompt_tokens, self.completion_tokens, self.finish_reason),
+            (
+                str(self),
+                self.prompt_tokens,
+                self.completion_tokens,
+                self.finish_reason,
+                self.tool_calls,
+            ),
         )
 
 
@@ -78,6 +106,7 @@ class Policy(ABC):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        tools: Sequence[Tools | None] | None = None,
     ) -> list[list[Completion]]:
         """Reply to each conversation ``n`` times.
 
@@ -88,6 +117,11 @@ class Policy(ABC):
             max_tokens: Longest reply, in tokens.
             stop: Strings that end a reply (not included in it).
             seed: Makes sampling reproducible where the backend allows it.
+            tools: Per conversation, the tools the model may call (``None`` for a
+                conversation without tools); ``None`` for none at all. Backends
+                pass them the way the model expects (the OpenAI API's ``tools``,
+                a chat template's ``tools=``) and return the calls in
+                :attr:`Completion.tool_calls`.
 
         Returns:
             ``n`` completions per conversation, in order.
