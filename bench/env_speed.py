@@ -8,7 +8,8 @@ One row per env:
 - MiB/session: growth of the server's RSS (with its child processes, e.g. JVMs)
   per open session, over ``--sessions`` sessions;
 - expert success over the first ``--test-tasks`` test tasks (in-process), and the
-  random policy's (``random_action`` with a seeded generator) beside it, where declared.
+  random policy's (``random_action`` with a seeded generator) beside it, where declared,
+  with its mean score (the progress rate of the tool envs: partial credit shows there).
 
 Then BabyAI's throughput: in-process steps/s on one core, and over HTTP at 64
 concurrent sessions (targets: >= 1,500 and >= 1,000 steps/s).
@@ -51,12 +52,15 @@ def in_process(env_id: str, test_tasks: int) -> dict[str, float]:
             if terminated or truncated:
                 wins += bool(info["success"])
                 break
-    random_wins = random_success(env, tasks) if "random_action" in env.capabilities() else None
+    random_wins, random_score = (
+        random_success(env, tasks) if "random_action" in env.capabilities() else (None, None)
+    )
     env.close()
     return {
         "reset_p50": statistics.median(resets) * 1e3,
         "reset_p99": percentile(resets, 0.99) * 1e3,
         "random": random_wins,
+        "random_score": random_score,
         "step_p50": statistics.median(steps) * 1e3,
         "step_p99": percentile(steps, 0.99) * 1e3,
         "success": wins / len(tasks),
@@ -64,9 +68,10 @@ def in_process(env_id: str, test_tasks: int) -> dict[str, float]:
     }
 
 
-def random_success(env, tasks: list) -> float:
-    """The share of ``tasks`` that uniformly random valid actions solve (seed = task index)."""
+def random_success(env, tasks: list) -> tuple[float, float]:
+    """The share of ``tasks`` random valid actions solve (seed = task index); their mean score."""
     wins = 0
+    score = 0.0
     for index, task_id in enumerate(tasks):
         rng = np.random.default_rng(index)
         env.reset(seed=0, options={"task_id": task_id})
@@ -74,8 +79,9 @@ def random_success(env, tasks: list) -> float:
             *_, terminated, truncated, info = env.step(env.random_action(rng))
             if terminated or truncated:
                 wins += bool(info["success"])
+                score += float(info["score"])
                 break
-    return wins / len(tasks)
+    return wins / len(tasks), score / len(tasks)
 
 
 async def over_http(
@@ -190,7 +196,9 @@ def main() -> None:
                 f"{remote['step_p50']:.2f} / {remote['step_p99']:.2f}",
                 f"{remote['mib_per_session']:.2f}",
                 f"{local['success']:.0%} of {local['episodes']}",
-                "-" if local["random"] is None else f"{local['random']:.0%}",
+                "-"
+                if local["random"] is None
+                else f"{local['random']:.0%} (score {local['random_score']:.2f})",
             )
         )
     print()
@@ -202,7 +210,7 @@ def main() -> None:
         "step ms p50/p99 HTTP",
         "MiB/session",
         "expert success (test)",
-        "random success",
+        "random success (mean score)",
     ]
     print(format_table(headers, rows))
 
