@@ -312,6 +312,30 @@ def _season(day: float, peak: float) -> float:
     return math.cos(_TWO_PI * (day - peak) / _YEAR)
 
 
+@lru_cache(maxsize=128)
+def _seasons(city_id: int, days: int) -> tuple[tuple[float, ...], ...]:
+    """What does not change from year to year, per day of a year of ``days`` days.
+
+    The climate's mean temperature, winterness (1 in deep winter), wet-day
+    probability, mean wet-day amount, dry-day diurnal range, and wetness.
+    """
+    cl = _climate(city_id)
+    wetness = [max(0.02, 1.0 + cl.wet_strength * _season(d, cl.wet_peak)) for d in range(days)]
+    wet_prob = [min(0.9, cl.wet_frac * w) for w in wetness]
+    # The mean amount of a wet day, so that the expected annual sum is the normal.
+    m0 = cl.precip / sum(p * math.sqrt(w) for p, w in zip(wet_prob, wetness, strict=True))
+    warmest = (cl.cold_day + 182.6) % _YEAR
+    winterness = [-_season(d, warmest) for d in range(days)]  # 1 in deep winter
+    return (
+        tuple(cl.t_mean - cl.t_amp * _season(d, cl.cold_day) for d in range(days)),
+        tuple(winterness),
+        tuple(wet_prob),
+        tuple(m0 * math.sqrt(w) for w in wetness),
+        tuple(cl.dtr * (1.0 - 0.15 * w) for w in winterness),
+        tuple(wetness),
+    )
+
+
 @lru_cache(maxsize=2048)
 def year_records(city_id: int, year: int) -> tuple[Record, ...]:
     """Every day of ``year`` in city ``city_id``, 1 January first.
@@ -320,40 +344,40 @@ def year_records(city_id: int, year: int) -> tuple[Record, ...]:
         KeyError: No such city.
     """
     cl = _climate(city_id)
-    rng = random.Random(city_id * 10_000 + year)
-    uniform = rng.random
+    uniform = random.Random(city_id * 10_000 + year).random
+    spare: list[float] = []
 
     def normal() -> float:
-        # Box-Muller from random() alone: stable across Python versions.
-        return math.sqrt(-2.0 * math.log(1.0 - uniform())) * math.cos(_TWO_PI * uniform())
+        # Box-Muller from random() alone (its stream is stable across Python versions),
+        # both values of each pair used.
+        if spare:
+            return spare.pop()
+        radius = math.sqrt(-2.0 * math.log(1.0 - uniform()))
+        angle = _TWO_PI * uniform()
+        spare.append(radius * math.sin(angle))
+        return radius * math.cos(angle)
 
     days = 366 if year % 4 == 0 else 365
-    wetness = [max(0.02, 1.0 + cl.wet_strength * _season(d, cl.wet_peak)) for d in range(days)]
-    wet_prob = [min(0.9, cl.wet_frac * w) for w in wetness]
-    # The mean amount of a wet day, so that the expected annual sum is the normal.
-    m0 = cl.precip / sum(p * math.sqrt(w) for p, w in zip(wet_prob, wetness, strict=True))
-    persistence = 0.3
+    climate, winterness, wet_prob, scale, dry_dtr, wetness = _seasons(city_id, days)
+    persistence, carry, shock = 0.3, 0.75, math.sqrt(1 - 0.75**2)
     anomaly = normal() * cl.t_sd
     wet = uniform() < cl.wet_frac
     out: list[Record] = []
     for d in range(days):
-        winterness = -_season(d, (cl.cold_day + 182.6) % _YEAR)  # 1 in deep winter
-        sd = cl.t_sd * (1.0 + 0.3 * winterness)
-        anomaly = 0.75 * anomaly + math.sqrt(1 - 0.75**2) * sd * normal()
-        mean = cl.t_mean - cl.t_amp * _season(d, cl.cold_day) + anomaly
+        winter = winterness[d]
+        anomaly = carry * anomaly + shock * cl.t_sd * (1.0 + 0.3 * winter) * normal()
+        mean = climate[d] + anomaly
         p = wet_prob[d]
-        p_wet = p + persistence * (1 - p) if wet else p * (1 - persistence)
-        wet = uniform() < p_wet
-        amount = cl.precip and m0 * math.sqrt(wetness[d]) * -math.log(1.0 - uniform())
+        wet = uniform() < (p + persistence * (1 - p) if wet else p * (1 - persistence))
+        amount = scale[d] * -math.log(1.0 - uniform())
         precip = round(max(0.1, amount), 1) if wet else 0.0
-        dtr = cl.dtr * (1.0 - 0.15 * winterness) * (0.6 if wet else 1.0)
-        dtr = max(1.0, dtr + 0.8 * normal())
+        dtr = max(1.0, dry_dtr[d] * (0.6 if wet else 1.0) + 0.8 * normal())
         tmax = round(mean + dtr / 2 - (0.8 if wet else 0.0) + 0.4 * normal(), 1)
         tmin = round(min(mean - dtr / 2 + 0.4 * normal(), tmax - 0.5), 1)
         t_day = (tmax + tmin) / 2
         snow_share = 1.0 if t_day <= -1.0 else 0.0 if t_day >= 2.0 else (2.0 - t_day) / 3.0
         snow = round(precip * snow_share, 1)
-        wind = cl.wind * (1.0 + 0.12 * winterness) * math.exp(0.25 * normal())
+        wind = cl.wind * (1.0 + 0.12 * winter) * math.exp(0.25 * normal())
         wind = round(min(130.0, wind * (1.2 if wet else 1.0)), 1)
         rh = cl.rh + 8.0 * (wetness[d] - 1.0) + (12.0 if wet else 0.0) + 5.0 * normal()
         out.append((tmax, tmin, precip, snow, wind, round(min(100.0, max(8.0, rh)))))

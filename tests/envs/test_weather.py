@@ -136,7 +136,7 @@ def test_records_are_deterministic_and_pinned():
     year_records.cache_clear()
     assert year_records(OSLO, 2020) == first
     assert record(OSLO, dt.date(2020, 1, 15)) == first[14]
-    assert record(OSLO, dt.date(2020, 1, 15)) == (1.9, -0.4, 1.8, 0.8, 37.2, 81)
+    assert record(OSLO, dt.date(2020, 1, 15)) == (-3.3, -6.7, 3.3, 3.3, 41.5, 97)
     with pytest.raises(ValueError, match="2015-01-01 to 2024-12-31"):
         record(OSLO, dt.date(2014, 12, 31))
 
@@ -160,16 +160,16 @@ def test_a_known_task_is_pinned():
         "United Kingdom over the 7 days from 2016-04-22 to 2016-04-28 (inclusive)? Answer in "
         "degrees C, rounded to 1 decimal."
     )
-    assert task.answer == "8.1"
+    assert task.answer == "7.8"
     make_task.cache_clear()
     assert make_task(2000) == task
 
 
 def test_answers_are_checked_loosely_but_not_too_loosely():
-    mean = make_task(2000)  # exact 8.114...
-    for right in ("8.1", "8.1 C", " 8.11 ", "The average range was 8.1 degrees."):
+    mean = make_task(2000)  # exact 7.8286...
+    for right in ("7.8", "7.8 C", " 7.83 ", "The average range was 7.8 degrees.", "+7.85"):
         assert check_answer(mean, right), right
-    for wrong in ("8.2", "8", "", "eight", "2016-04-22"):
+    for wrong in ("7.9", "8", "7.7", "", "eight", "2016-04-22", "7.88"):
         assert not check_answer(mean, wrong), wrong
     date_task = make_task(task_with("hottest_day"))
     assert check_answer(date_task, f"It was {date_task.answer}.")
@@ -225,12 +225,12 @@ def test_get_weather_and_get_weather_range_show_the_records():
     assert day == {
         "city": "Oslo, Norway",
         "date": "2020-01-15",
-        "tmax_c": 1.9,
-        "tmin_c": -0.4,
-        "precip_mm": 1.8,
-        "snow_cm": 0.8,
-        "wind_max_kmh": 37.2,
-        "humidity_pct": 81,
+        "tmax_c": -3.3,
+        "tmin_c": -6.7,
+        "precip_mm": 3.3,
+        "snow_cm": 3.3,
+        "wind_max_kmh": 41.5,
+        "humidity_pct": 97,
     }
     month = result(env, "get_weather_range", city_id=OSLO, start_date="2020-01-01",
                    end_date="2020-01-31")  # fmt: skip
@@ -330,7 +330,7 @@ def test_observations_stay_printable_ascii_whatever_the_arguments():
         if '"finish"' in action:
             action = tool_call_action("finish", {"answer": f"{env.task.answer}\u00b0C"})
         observation, *_, info = env.step(action)
-    assert info["success"] and observation == "Your answer '8.1?C' is correct."
+    assert info["success"] and observation == "Your answer '7.8?C' is correct."
 
 
 def test_an_action_that_is_not_a_tool_call_is_invalid():
