@@ -82,7 +82,7 @@ class WeatherEnv(ToolEnv):
     ## Episode end
 
     Terminated by ``finish``; truncated after ``max_steps`` = 20 (the expert
-    needs 3 to 8 calls).
+    needs 3 to 7 calls, 4.2 on average).
 
     ## Splits
 
