@@ -42,8 +42,11 @@ _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
 def normalize(text: str) -> str:
-    """``text`` lower-cased with punctuation dropped and spaces collapsed (for matching)."""
-    return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
+    """``text`` lower-cased with punctuation dropped and spaces collapsed (for matching).
+
+    Apostrophes vanish (``Ballad's`` -> ``ballads``); other punctuation separates words.
+    """
+    return " ".join(_NOT_WORD.sub(" ", text.lower().replace("'", "")).split())
 
 
 @dataclass(frozen=True)
