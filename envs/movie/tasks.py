@@ -32,6 +32,7 @@ __all__ = [
     "answer_matches",
     "fact",
     "make_task",
+    "warm",
 ]
 
 TRAIN_TASKS = range(0, 1000)
@@ -539,6 +540,13 @@ def _anchors(template: int, test: bool) -> tuple[int, ...]:
     pool = [a for a in anchors(database()) if (a % 5 == 0) == test]
     random.Random(f"{SEED}-{name}").shuffle(pool)
     return tuple(pool)
+
+
+def warm() -> None:
+    """Load the database and list every template's anchors (~1 s once per process)."""
+    for template in range(len(TEMPLATES)):
+        for test in (False, True):
+            _anchors(template, test)
 
 
 @functools.cache
