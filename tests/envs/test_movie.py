@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from importlib import resources
@@ -405,3 +406,73 @@ def test_truncation_after_max_steps():
             tool_call_action("search_movie", {"query": "River"})
         )
     assert truncated and not terminated and info["success"] is False
+
+
+def _answer_from_observations(task: Task, seen: list[tuple[str, dict, dict]]) -> str:
+    """The answer worked out from what the expert's calls showed (not from the database)."""
+
+    def shown(name: str) -> list[dict]:
+        return [r for n, _, r in seen if n == name]
+
+    def job(crew: list[dict], wanted: str) -> dict:
+        (person,) = [c for c in crew if c["job"] == wanted]
+        return person
+
+    def age(born: str, on: str) -> int:
+        (by, bm, bd), (oy, om, od) = ([int(x) for x in d.split("-")] for d in (born, on))
+        return oy - by - ((om, od) < (bm, bd))
+
+    q = task.question
+    first_hit = shown("search_movie")[0]["results"][0] if shown("search_movie") else None
+    if task.template == "director_of_role":
+        character = re.search(r"the character (.+)\? Answer", q).group(1)
+        (credit,) = [c for c in shown("get_person_cast")[0]["cast"] if c["character"] == character]
+        crew = shown("get_movie_crew")[0]
+        assert crew["id"] == credit["id"]
+        return job(crew["crew"], "Director")["name"]
+    if task.template == "director_films_before":
+        cut = int(re.search(r"before (\d{4})\?", q).group(1))
+        films = {c["id"]: c for c in shown("get_person_crew")[0]["crew"] if c["job"] == "Director"}
+        return str(sum(int(c["release_date"][:4]) < cut for c in films.values()))
+    if task.template == "oldest_of_cast":
+        return min(shown("get_person_details"), key=lambda p: p["birthday"])["name"]
+    if task.template == "runtime_by_genre":
+        genre = re.search(r"the genre (.+)\? Answer", q).group(1)
+        return str(sum(m["runtime"] for m in shown("get_movie_details") if genre in m["genres"]))
+    if task.template == "composer_birth_year":
+        return shown("get_person_details")[0]["birthday"][:4]
+    if task.template == "director_age_at_release":
+        return str(age(shown("get_person_details")[0]["birthday"], first_hit["release_date"]))
+    if task.template == "top_revenue_of_actor":
+        return max(shown("get_movie_details"), key=lambda m: m["revenue"])["title"]
+    if task.template == "lead_birthplace":
+        assert shown("get_movie_cast")[0]["cast"][0]["id"] == shown("get_person_details")[0]["id"]
+        return shown("get_person_details")[0]["place_of_birth"]
+    if task.template == "writer_mean_rating":
+        ratings = [m["vote_average"] for m in shown("get_movie_details")]
+        return f"{sum(ratings) / len(ratings):.2f}"
+    if task.template == "shared_cast_member":
+        first, second = ({c["name"] for c in r["cast"]} for r in shown("get_movie_cast"))
+        (name,) = first & second
+        return name
+    if task.template == "budget_with_previous":
+        day = first_hit["release_date"]
+        films = [c for c in shown("get_person_crew")[0]["crew"] if c["job"] == "Director"]
+        previous = max(
+            (c for c in films if c["release_date"] < day), key=lambda c: c["release_date"]
+        )
+        budgets = {m["id"]: m["budget"] for m in shown("get_movie_details")}
+        return f"{(budgets[first_hit['id']] + budgets[previous['id']]) / 1e6:.1f}"
+    raise AssertionError(task.template)
+
+
+def test_every_gold_answer_follows_from_what_the_tools_show():
+    env = MovieEnv()
+    for task_id in [*TEST_TASKS, *TRAIN_TASKS[::7]]:
+        task = make_task(task_id)
+        env.reset(seed=0, options={"task_id": task_id})
+        seen = []
+        for action in task.plan:
+            request = json.loads(action)
+            seen.append((request["name"], request["arguments"], json.loads(env.step(action)[0])))
+        assert answer_matches(task, _answer_from_observations(task, seen)), task_id
