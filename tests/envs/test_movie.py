@@ -15,6 +15,7 @@ import pytest
 
 import palaestra
 from palaestra.envs import tool_call_action
+from palaestra.envs.core import CHARSET
 from palaestra.envs.movie import (
     MAX_STEPS,
     TEMPLATES,
@@ -28,6 +29,7 @@ from palaestra.envs.movie import (
     make_task,
 )
 from palaestra.envs.movie.tasks import _anchors
+from palaestra.envs.tools import MAX_RESULT_CHARS
 
 ENV_ID = "palaestra/Movie-v0"
 ROOT = Path(__file__).resolve().parents[2]
@@ -476,3 +478,14 @@ def test_every_gold_answer_follows_from_what_the_tools_show():
             request = json.loads(action)
             seen.append((request["name"], request["arguments"], json.loads(env.step(action)[0])))
         assert answer_matches(task, _answer_from_observations(task, seen)), task_id
+
+
+def test_no_tool_result_is_cut_or_leaves_the_printable_charset():
+    db, allowed = database(), set(CHARSET)
+    views = [
+        *(f(m) for m in db.movies for f in (db.movie_details, db.movie_cast, db.movie_crew)),
+        *(f(p) for p in db.people for f in (db.person_details, db.person_cast, db.person_crew)),
+    ]
+    texts = [json.dumps(v) for v in views]
+    assert max(map(len, texts)) < MAX_RESULT_CHARS
+    assert set("".join(texts)) <= allowed
