@@ -96,7 +96,8 @@ class MovieEnv(ToolEnv):
 
     ## Splits
 
-    1,200 questions from 11 templates (``info["template"]``), task ``t`` from
+    1,200 questions from 11 templates (``info["template"]`` on reset and on
+    ``finish``), task ``t`` from
     template ``t % 11``. ``train``: ids 0-999; ``test``: ids 1000-1199. Test
     questions start from films or people (ids divisible by 5) that no training
     question starts from.
@@ -160,6 +161,14 @@ class MovieEnv(ToolEnv):
         """
         warm()
         make_task(int(task_id))
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """Start an episode (:meth:`ToolEnv.reset`); ``info["template"]`` names the question's."""
+        observation, info = super().reset(seed=seed, options=options)
+        info["template"] = self.task.template
+        return observation, info
 
     def start(self, task_id: TaskId) -> str:
         """Pose the question of ``task_id``."""
@@ -248,7 +257,9 @@ class MovieEnv(ToolEnv):
     def finish(self, answer: str) -> Outcome:  # type: ignore[override]
         """Record the answer and end the episode."""
         self.world["answer"] = answer
-        return super().finish(f"Your answer: {answer!r}. The episode is over.")
+        outcome = super().finish(f"Your answer: {answer!r}. The episode is over.")
+        outcome.info["template"] = self.task.template
+        return outcome
 
     # -- bookkeeping ---------------------------------------------------------------------
 

@@ -198,6 +198,7 @@ def test_the_env_is_registered_with_nine_tools():
     ]
     observation, info = env.reset(options={"task_id": 1000})
     assert observation == make_task(1000).question and info["task_id"] == 1000
+    assert info["template"] == "budget_with_previous"
 
 
 def test_search_movie_finds_titles_by_words_exact_first():
@@ -346,6 +347,7 @@ def test_a_half_solved_task_scores_between_zero_and_one():
     env.step(env.expert_action())  # the director's films
     observation, reward, terminated, info = call(env, "finish", answer="61.4")
     assert terminated and observation.startswith("Your answer: '61.4'")
+    assert info["template"] == "budget_with_previous"
     assert info["success"] is False and reward == 0.0
     assert info["score"] == pytest.approx(2 / 5)
 
