@@ -46,8 +46,8 @@ class AcademiaEnv(ToolEnv):
     * ``search_author(name)``: authors whose name holds every word given (an
       exact name first; at most 10, with the number of matches): id, name,
       affiliation.
-    * ``get_author(author_id)``: name, affiliation, country and every paper
-      (id, title, year, venue), oldest first.
+    * ``get_author(author_id)``: name, affiliation, country and every paper,
+      oldest first, one string each: ``"P0123: Title (Venue Year)"``.
     * ``get_coauthors(author_id)``: the author's co-authors, each with the
       number of papers written together, most first.
     * ``search_paper(title)``: papers whose title holds every word given (an
@@ -192,8 +192,8 @@ class AcademiaEnv(ToolEnv):
         }
 
     @tool(
-        "An author's details: name, affiliation, country, and every paper (id, title, "
-        "year, venue), oldest first.",
+        "An author's details: name, affiliation, country, and every paper, oldest first, "
+        "as 'P0123: Title (Venue Year)'.",
         _AUTHOR_ID,
     )
     def get_author(self, author_id: str) -> dict[str, Any]:
@@ -206,8 +206,10 @@ class AcademiaEnv(ToolEnv):
             "affiliation": author.affiliation,
             "country": author.country,
             "paper_count": len(author.papers),
+            # One line per paper, as a reference list writes it: 32 papers stay well inside a
+            # tool result, where one JSON object each would not.
             "papers": [
-                {"paper_id": p.id, "title": p.title, "year": p.year, "venue": p.venue}
+                f"{p.id}: {p.title} ({p.venue} {p.year})"
                 for p in (self.graph.papers[i] for i in author.papers)
             ],
         }
