@@ -213,6 +213,12 @@ def test_search_paper_matches_words_and_a_prefix_of_the_last():
     assert full["matches"] >= 1 and full["papers"][0]["paper_id"] == "P0000"
 
 
+def test_every_name_and_title_asked_about_is_found_first_by_its_search():
+    g = load_graph()
+    assert all(g.search_authors(a.name)[0] is a for a in g.authors)
+    assert all(g.search_papers(p.title)[0] is p for p in g.papers)
+
+
 def test_no_tool_result_is_ever_cut():
     env = new_env()
     g = env.graph
@@ -392,3 +398,15 @@ def test_registered_and_made_by_id():
     observation, info = env.reset(options={"task_id": 1051})
     assert observation == load_tasks()[1051].question and info["task_id"] == 1051
     assert "tools" in env.unwrapped.capabilities()
+    assert [t["function"]["name"] for t in env.unwrapped.tools] == [
+        "search_author",
+        "get_author",
+        "get_coauthors",
+        "search_paper",
+        "get_paper",
+        "get_citing_papers",
+        "get_references",
+        "finish",
+    ]
+    _, _, _, _, info = env.step(tool_call_action("search_author", {"name": "Wei"}))
+    assert info["kind"] == "citing_count" and not info["invalid_action"]
