@@ -368,7 +368,7 @@ class _Builder:
     def _postpone_overdue(self, pid: int) -> None:
         for item in self._overdue(pid):
             self._set(item, "due", self.tomorrow)
-        self.clauses.append(f"Move every overdue item of {self._name(pid)} to tomorrow.")
+        self.clauses.append(f"Reschedule every overdue item of {self._name(pid)} to tomorrow.")
 
     def _label_tomorrow(self, pid: int) -> None:
         rng, items = self.rng, self._open(pid)
