@@ -57,10 +57,10 @@ INBOX = Theme(
     ),
     ("errands", "phone", "computer"),
     (
-        "Before the post office closes",
-        "Number is in my contacts",
-        "Receipt is in the kitchen drawer",
+        "Takes five minutes",
+        "Do it on the way to work",
         "Ask if Saturday works",
+        "Sort into a project later",
     ),
 )
 
@@ -89,11 +89,11 @@ THEMES: tuple[Theme, ...] = (
         ),
         ("email", "computer", "meeting", "phone"),
         (
-            "Use the template in the team folder",
-            "Copy Maria on the email",
-            "Needs sign-off from finance",
-            "Check last quarter's numbers first",
-            "Ask Tom for the final figures",
+            "Copy Maria on anything that goes out",
+            "Before the Thursday team meeting",
+            "Block an hour in the calendar",
+            "Ask Tom if unsure",
+            "Links are in the project wiki",
         ),
     ),
     Theme(
@@ -120,11 +120,11 @@ THEMES: tuple[Theme, ...] = (
         ),
         ("errands", "weekend", "phone"),
         (
-            "Ask for a quote first",
-            "The toolbox is under the stairs",
-            "Landlord pays for this",
-            "Use the eco setting",
-            "Spare bulbs are in the garage",
+            "Do it before the weekend",
+            "Split it with Alex",
+            "Landlord's number is on the fridge",
+            "Keep the receipt",
+            "Takes about half an hour",
         ),
     ),
     Theme(
@@ -180,9 +180,9 @@ THEMES: tuple[Theme, ...] = (
         ("travel", "online", "shopping"),
         (
             "Compare prices on two sites",
-            "Confirmation goes to my work email",
-            "Ana recommended this",
-            "Cancel-free until a week before",
+            "Confirmation goes to my personal email",
+            "Ana has tips for this",
+            "Put it in the shared trip doc",
         ),
     ),
     Theme(
@@ -205,10 +205,10 @@ THEMES: tuple[Theme, ...] = (
         ),
         ("phone", "errands", "weekend"),
         (
-            "Morning slots are cheaper",
-            "Bring the insurance card",
-            "Ask about the knee",
-            "The one near the office",
+            "Morning is best",
+            "Bring the insurance card if needed",
+            "Log it in the health app",
+            "Near the office if possible",
         ),
     ),
     Theme(
@@ -232,7 +232,7 @@ THEMES: tuple[Theme, ...] = (
         ("computer", "email", "phone"),
         (
             "Log in with the card reader",
-            "Deadline is at the end of the month",
+            "Deadline is the end of the month",
             "Keep a copy in the finance folder",
             "Ask the accountant if unsure",
         ),
@@ -259,8 +259,8 @@ THEMES: tuple[Theme, ...] = (
         (
             "Only if it stays dry",
             "Gloves are in the shed",
-            "Ask Ben to borrow his trimmer",
-            "Peat-free compost",
+            "Ask Ben if we can borrow his tools",
+            "Saturday morning",
         ),
     ),
     Theme(
@@ -283,10 +283,10 @@ THEMES: tuple[Theme, ...] = (
         ),
         ("shopping", "phone", "errands"),
         (
-            "Chocolate, no nuts",
             "About 15 kids",
             "Check for allergies",
             "She wants the unicorn theme",
+            "Party is on the Saturday",
         ),
     ),
     Theme(
@@ -312,7 +312,7 @@ THEMES: tuple[Theme, ...] = (
             "The garage on Mill Road",
             "Reference number is on the letter",
             "Before the long drive",
-            "Ask for a courtesy car",
+            "Papers are in the glovebox",
         ),
     ),
     Theme(
@@ -335,10 +335,10 @@ THEMES: tuple[Theme, ...] = (
         ),
         ("phone", "online", "errands"),
         (
-            "At least three quotes",
             "Moving day is a Saturday",
-            "Take photos of the meter",
-            "The charity shop on High Street",
+            "New address is in the notes app",
+            "Before the keys handover",
+            "Tick it off on the moving checklist",
         ),
     ),
     Theme(
@@ -362,7 +362,7 @@ THEMES: tuple[Theme, ...] = (
         ("weekend", "online", "shopping"),
         (
             "Book club meets on the first Thursday",
-            "The library has two copies",
+            "Add it to the reading tracker",
             "Second-hand is fine",
             "Recommended by Priya",
         ),
@@ -387,10 +387,10 @@ THEMES: tuple[Theme, ...] = (
         ),
         ("computer", "online", "email"),
         (
-            "Keep it under 1000 words",
-            "Use the photos from March",
-            "Domain is with the old registrar",
-            "Mention the newsletter at the end",
+            "Keep it short",
+            "Login is in the password manager",
+            "Mention the newsletter",
+            "Sunday evening is quiet",
         ),
     ),
     Theme(
@@ -413,9 +413,9 @@ THEMES: tuple[Theme, ...] = (
         ),
         ("computer", "online", "quick"),
         (
-            "Use the app for the quiz",
-            "Exam fee is due in advance",
-            "Lucia prefers video calls",
+            "Twenty minutes a day",
+            "Use the app",
+            "Lucia can help",
             "Unit 5 is about travel",
         ),
     ),
@@ -441,7 +441,7 @@ THEMES: tuple[Theme, ...] = (
         (
             "Budget is 8000 euros in all",
             "Builder starts on the 3rd",
-            "Matt white, not gloss",
+            "Check with Jo first",
             "Ask for the invoice with VAT",
         ),
     ),

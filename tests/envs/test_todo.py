@@ -207,7 +207,7 @@ def test_get_task_shows_an_item_in_full():
         "due": None,
         "priority": 4,
         "labels": ["weekend"],
-        "description": "Spare bulbs are in the garage",
+        "description": "Takes about half an hour",
         "completed": True,
     }
 
