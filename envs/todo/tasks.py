@@ -17,8 +17,9 @@ The goal joins 1-3 clauses, each from one template (:data:`KINDS`):
   to hold 1-3 overdue items, 1-2 due tomorrow, or 1-2 duplicated items there,
   and at least one other open item the clause must leave alone);
 - one item (always named with its project): mark done, reschedule, set the
-  priority, move to another project (optionally with a new priority), delete,
-  add a label, set the description;
+  priority, delete, add a label, set the description;
+- file an item of a project's kind that sits in the Inbox into that project
+  (optionally with a new priority);
 - create an item in a project with a due date, a priority and maybe a label.
 
 A project-wide clause owns its project (no other clause names it), so the
