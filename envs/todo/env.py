@@ -81,12 +81,11 @@ class TodoEnv(ToolEnv):
     "Mia's birthday party", ...) with 8-20 items in all (plus the duplicates
     and the Inbox items to file that the goal is about), each with content, a
     due date or none, a priority 1-4, labels, a description and a completed
-    flag, and today's date. The goal asks
-    for 1-3 changes: complete or reschedule the overdue items of a project,
-    label the items due tomorrow, delete duplicates, complete / reschedule /
-    reprioritise / delete / label / describe a named item, file an Inbox item
-    into its project (maybe with a new priority), add an item with given
-    properties.
+    flag, and today's date. The goal asks for 1-3 changes: complete or
+    reschedule the overdue items of a project, label the items due tomorrow,
+    delete duplicates, complete / reschedule / reprioritise / delete / label /
+    describe a named item, file an Inbox item into its project (maybe with a
+    new priority), add an item with given properties.
 
     ## Observation
 

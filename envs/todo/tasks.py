@@ -382,6 +382,10 @@ class _Builder:
                 self._set(item, "labels", [*item["labels"], label])
             elif item["due"] == self.tomorrow:
                 item["due"] = _iso(self.today + timedelta(days=rng.randint(2, 9)))
+        for item in self.world["tasks"]:
+            # A completed item due tomorrow would make "every item due tomorrow" ambiguous.
+            if item["project_id"] == pid and item["completed"] and item["due"] == self.tomorrow:
+                item["due"] = _iso(self.today - timedelta(days=1))
         self.clauses.append(
             f'Add the label "{label}" to every item of {self._name(pid)} due tomorrow.'
         )

@@ -1,6 +1,7 @@
 import copy
 import json
 from collections import Counter
+from datetime import date, timedelta
 
 import numpy as np
 import pytest
@@ -94,25 +95,36 @@ def test_worlds_read_like_real_lists_and_goals_cover_every_template():
 
 
 def test_project_wide_clauses_name_exactly_the_items_that_match():
-    seen = 0
+    seen = Counter()
     for task_id in TEST_TASKS:
         task = make_task(task_id)
-        today, world = task.world["today"], task.world
+        world, today = task.world, task.world["today"]
+        tomorrow = (date.fromisoformat(today) + timedelta(days=1)).isoformat()
         pid_of = {p["name"]: p["id"] for p in world["projects"]}
+        named = {f.task for f in task.facts if f.kind == "field"}
         for sentence in task.goal.split(". "):
-            if "every overdue item of" not in sentence:
+            if sentence.startswith(("Mark every overdue", "Reschedule every overdue")):
+                name = sentence.split(" of ", 1)[1].split(" as done")[0].split(" to tomorrow")[0]
+                matches = {
+                    t["id"]
+                    for t in world["tasks"]
+                    if t["project_id"] == pid_of[name] and not t["completed"]
+                    if t["due"] is not None and t["due"] < today
+                }
+            elif "to every item of" in sentence:
+                name = sentence.split(" to every item of ", 1)[1].split(" due tomorrow")[0]
+                matches = {
+                    t["id"]
+                    for t in world["tasks"]
+                    if t["project_id"] == pid_of[name] and t["due"] == tomorrow
+                }
+            else:
                 continue
-            name = sentence.split(" of ", 1)[1].rsplit(" as done", 1)[0].rsplit(" to tomorrow")[0]
-            overdue = {
-                t["id"]
-                for t in world["tasks"]
-                if t["project_id"] == pid_of[name] and not t["completed"] and t["due"]
-                if t["due"] < today
-            }
-            named = {f.task for f in task.facts if f.task in overdue}
-            assert overdue and named == overdue, (task_id, sentence)
-            seen += 1
-    assert seen >= 20
+            in_project = {t["id"] for t in world["tasks"] if t["project_id"] == pid_of[name]}
+            assert matches and named & in_project == matches, (task_id, sentence)
+            assert len(in_project) > len(matches), (task_id, sentence)  # others to leave alone
+            seen[sentence.split()[0]] += 1
+    assert min(seen.values()) >= 10 and len(seen) == 3
 
 
 # -- the expert and random play --------------------------------------------------
