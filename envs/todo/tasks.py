@@ -88,11 +88,13 @@ def normalize(text: str) -> str:
 
 def same_value(name: str, a: Any, b: Any) -> bool:
     """Whether two values of field ``name`` count as equal (labels as sets, text loosely)."""
+    if a == b:
+        return True
     if name == "labels":
         return sorted({normalize(x) for x in a}) == sorted({normalize(x) for x in b})
     if name in ("content", "description"):
         return normalize(a) == normalize(b)
-    return bool(a == b)
+    return False
 
 
 def find_task(world: dict[str, Any], task_id: int) -> dict[str, Any] | None:
