@@ -55,12 +55,10 @@ def _due(value: str) -> str | None:
     if not text:
         return None
     try:
-        return date.fromisoformat(text).isoformat() if len(text) == 10 else _bad_date(text)
+        if len(text) == 10:  # fromisoformat also takes 20250101 and more; the world keeps one form
+            return date.fromisoformat(text).isoformat()
     except ValueError:
-        return _bad_date(text)
-
-
-def _bad_date(text: str) -> str:
+        pass
     raise ToolCallError(f'due_date {text[:20]!r} is not a date YYYY-MM-DD (or "" for none)')
 
 
@@ -147,7 +145,7 @@ class TodoEnv(ToolEnv):
         "a priority (1 highest to 4 lowest), labels, a description, and a completed flag. "
         "You are told today's date and a goal: bring the list into the state it asks for. "
         "Ids are not in the goal: call list_projects for project ids and list_tasks for the "
-        "items of a project and their ids, then edit with add_task, update_task (labels "
+        "open items of a project and their ids, then edit with add_task, update_task (labels "
         "replaces the whole list, so keep the old labels when adding one), complete_task, "
         "delete_task and move_task. Overdue means not completed and due before today. "
         "Change nothing the goal does not ask for. Each turn, make exactly one tool call. "
@@ -230,7 +228,7 @@ class TodoEnv(ToolEnv):
     )
     def list_tasks(self, project_id: int, include_completed: bool = False) -> str:
         """A project's items, briefly."""
-        self._project(project_id)
+        project_id = self._project(project_id)["id"]
         if project_id not in self.world["listed"]:
             self.world["listed"].append(project_id)
         items = [t for t in self.world["tasks"] if t["project_id"] == project_id]
@@ -265,13 +263,13 @@ class TodoEnv(ToolEnv):
         description: str = "",
     ) -> str:
         """Add an item; the result is the new item."""
-        self._project(project_id)
+        project = self._project(project_id)
         item = {
             "id": self.world["next_id"],
             "content": _text(content, "content"),
-            "project_id": project_id,
+            "project_id": project["id"],
             "due": _due(due_date),
-            "priority": priority,
+            "priority": int(priority),
             "labels": _labels(labels),
             "description": _note(description),
             "completed": False,
@@ -311,7 +309,7 @@ class TodoEnv(ToolEnv):
         if due_date is not None:
             changes["due"] = _due(due_date)
         if priority is not None:
-            changes["priority"] = priority
+            changes["priority"] = int(priority)
         if labels is not None:
             changes["labels"] = _labels(labels)
         if description is not None:
@@ -322,21 +320,22 @@ class TodoEnv(ToolEnv):
     @tool("Mark an item as done.", {"task_id": _ID})
     def complete_task(self, task_id: int) -> str:
         """Complete an item."""
-        self._item(task_id)["completed"] = True
-        return _json({"id": task_id, "completed": True})
+        item = self._item(task_id)
+        item["completed"] = True
+        return _json({"id": item["id"], "completed": True})
 
     @tool("Delete an item.", {"task_id": _ID})
     def delete_task(self, task_id: int) -> str:
         """Delete an item."""
-        self.world["tasks"].remove(self._item(task_id))
-        return _json({"id": task_id, "deleted": True})
+        item = self._item(task_id)
+        self.world["tasks"].remove(item)
+        return _json({"id": item["id"], "deleted": True})
 
     @tool("Move an item to another project.", {"task_id": _ID, "project_id": _ID})
     def move_task(self, task_id: int, project_id: int) -> str:
         """Move an item."""
         item = self._item(task_id)
-        self._project(project_id)
-        item["project_id"] = project_id
+        item["project_id"] = self._project(project_id)["id"]
         return _json(self._full(item))
 
     @tool("End the episode when the list is as the goal asks.", {})

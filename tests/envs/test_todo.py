@@ -245,8 +245,8 @@ def test_add_update_complete_move_and_delete():
         "id": 1000,
         "completed": True,
     }
-    observation, *_ = call(env, "move_task", task_id=1000, project_id=83)
-    assert json.loads(observation)["project"] == "Blog"
+    observation, *_ = call(env, "move_task", task_id=1000, project_id=83.0)  # JSON allows 83.0
+    assert json.loads(observation)["project"] == "Blog" and '"project_id":83,' in observation
     assert json.loads(call(env, "delete_task", task_id=1000)[0]) == {"id": 1000, "deleted": True}
     assert all(t["id"] != 1000 for t in env.world["tasks"])
     observation, _, terminated, _, info = call(env, "finish")
