@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import string
+from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -301,7 +302,7 @@ class SheetEnv(ToolEnv):
             raise ToolCallError(str(error)) from None
         for j, raw in enumerate(raws, start=1):
             sheet.set_raw(self.world["grid"], row, j, raw)
-        moved = f"; rows {row}-{used} moved down to {row + 1}-{used + 1}" if row <= used else ""
+        moved = f"; {_span(row, used)} moved down one" if row <= used else ""
         return f"Inserted row {row}{moved}. Row {row}: {self._row_text(row)}"
 
     @tool("Delete a row; the rows below move up one.", {"row": _ROW})
@@ -312,7 +313,7 @@ class SheetEnv(ToolEnv):
             raise ToolCallError(f"row {row} is empty: the sheet's last used row is {used}")
         text = self._row_text(row)
         sheet.delete_row(self.world["grid"], row)
-        moved = f"; rows {row + 1}-{used} moved up to {row}-{used - 1}" if row < used else ""
+        moved = f"; {_span(row + 1, used)} moved up one" if row < used else ""
         return f"Deleted row {row} ({text}){moved}."
 
     @tool(
@@ -380,7 +381,9 @@ class SheetEnv(ToolEnv):
 
     def _row_text(self, row: int) -> str:
         shown = sheet.display(self.world["grid"])
-        line = shown[row - 1] if row - 1 < len(shown) else []
+        line = list(shown[row - 1]) if row - 1 < len(shown) else []
+        while line and line[-1] is None:
+            line.pop()
         return " | ".join(sheet.format_value(v) for v in line) or "(empty)"
 
     # -- expert and random actions ---------------------------------------------------------
@@ -399,17 +402,60 @@ class SheetEnv(ToolEnv):
         return self._repair(shown, task.target)
 
     def _repair(self, shown: list[list[Any]], target: list[list[Any]]) -> str:
-        """One step toward ``target`` from an off-plan sheet: fix row count, then cells."""
+        """One step toward ``target`` from an off-plan sheet.
+
+        Rows first (by their column-A labels): delete a row the target lacks, or insert a
+        missing one with its values; then, with the row count right, rewrite the block
+        that holds every differing cell in one call.
+        """
+        keys = [_key(line) for line in shown]
+        wanted = Counter(_key(line) for line in target)
         if len(shown) > len(target):
-            return tool_call_action("delete_row", {"row": len(shown)})
+            seen: Counter[str] = Counter()
+            extra = len(shown) - 1
+            for r, key in enumerate(keys):
+                seen[key] += 1
+                if seen[key] > wanted[key]:
+                    extra = r
+            return tool_call_action("delete_row", {"row": extra + 1})
+        if len(shown) < len(target):
+            have = Counter(keys)
+            for r, line in enumerate(target):
+                key = _key(line)
+                if have[key] > 0:
+                    have[key] -= 1
+                    continue
+                values = list(line)
+                while values and values[-1] is None:
+                    values.pop()
+                arguments = {
+                    "row": min(r + 1, len(shown) + 1),
+                    "row_values": [_typed(v) for v in values],
+                }
+                return tool_call_action("insert_row", arguments)
         cols = max((len(line) for line in [*shown, *target]), default=0)
-        for r in range(len(target)):
-            for c in range(cols):
-                want = _value(target, r, c)
-                if not sheet.cells_match(_value(shown, r, c), want):
-                    cell = address(r + 1, c + 1)
-                    return tool_call_action("update_cell", {"cell": cell, "value": _typed(want)})
-        return tool_call_action("finish")  # unreachable: the sheets differ somewhere
+        wrong = [
+            (r, c)
+            for r in range(len(target))
+            for c in range(cols)
+            if not sheet.cells_match(_value(shown, r, c), _value(target, r, c))
+        ]
+        if not wrong:
+            return tool_call_action("finish")
+        top, bottom = min(r for r, _ in wrong), max(r for r, _ in wrong)
+        left, right = min(c for _, c in wrong), max(c for _, c in wrong)
+        if (top, left) == (bottom, right):
+            cell = address(top + 1, left + 1)
+            return tool_call_action(
+                "update_cell", {"cell": cell, "value": _typed(target[top][left])}
+            )
+        block = [
+            [_typed(_value(target, r, c)) for c in range(left, right + 1)]
+            for r in range(top, bottom + 1)
+        ]
+        return tool_call_action(
+            "update_range", {"start": address(top + 1, left + 1), "values": block}
+        )
 
     def random_action(self, rng: np.random.Generator) -> str:
         """A random call that the sheet accepts: a tool, then arguments that fit the sheet now.
@@ -463,6 +509,15 @@ class SheetEnv(ToolEnv):
         else:
             arguments = {}
         return tool_call_action(name, arguments)
+
+
+def _key(line: Sequence[Any]) -> str:
+    """A row's label: its column-A value as compared (case and spaces ignored)."""
+    return " ".join(sheet.format_value(line[0] if line else None).split()).lower()
+
+
+def _span(first: int, last: int) -> str:
+    return f"row {first}" if first == last else f"rows {first}-{last}"
 
 
 def _typed(value: Any) -> Any:
