@@ -103,12 +103,13 @@ class SheetEnv(ToolEnv):
     The target sheet is computed by the task generator. Cells match when their
     shown values do: numbers within 0.01, text ignoring case and extra spaces,
     empty with empty. Sub-goals (AgentBoard's progress rate): each cell the
-    task changes matches its target value (one sub-goal each), and every other
-    cell of the sheet matches too (one sub-goal: nothing else was broken, no
-    stray cells). The untouched start thus scores 1/(k+1) for k changed cells,
-    and an emptied sheet only the changed cells that the goal empties. Score =
-    the best fraction reached; success = all hold when ``finish`` is called
-    (reward 1.0 then).
+    task gives a new value matches it (one sub-goal each); the cells the task
+    empties (rows deleted, values moved up) are empty while the original
+    headers are still there (one sub-goal); and every other cell of the sheet
+    matches too (one sub-goal: nothing else was broken, no stray cells). The
+    untouched start thus scores 1/(k+1) or so for k changed cells, and a wiped
+    sheet 0. Score = the best fraction reached; success = all hold when
+    ``finish`` is called (reward 1.0 then).
 
     ## Episode end
 
@@ -172,21 +173,30 @@ class SheetEnv(ToolEnv):
         )
 
     def subgoals(self) -> list[bool]:
-        """Each changed cell matches its target; and every other cell matches too."""
+        """The task's sub-goals now (see the class docstring's "Reward, score and success").
+
+        One per changed cell that must hold a value; one for all the changed cells that
+        must end up empty (rows deleted, values moved up) together with the original
+        headers still in place, so wiping the sheet reaches nothing; one for every other
+        cell matching (nothing else broken, no stray cells).
+        """
         shown = sheet.display(self.world["grid"])
         target = self.task.target
+
+        def holds(r: int, c: int) -> bool:
+            return sheet.cells_match(_value(shown, r, c), _value(target, r, c))
+
         changed = _changed(self.task_id)
-        reached = [sheet.cells_match(_value(shown, r, c), _value(target, r, c)) for r, c in changed]
+        filled = [holds(r, c) for r, c in changed if _value(target, r, c) is not None]
+        emptied = [(r, c) for r, c in changed if _value(target, r, c) is None]
         skip = set(changed)
         rows = max(len(shown), len(target))
         cols = max((len(line) for line in [*shown, *target]), default=0)
-        rest = all(
-            sheet.cells_match(_value(shown, r, c), _value(target, r, c))
-            for r in range(rows)
-            for c in range(cols)
-            if (r, c) not in skip
-        )
-        return [*reached, rest]
+        rest = all(holds(r, c) for r in range(rows) for c in range(cols) if (r, c) not in skip)
+        if not emptied:
+            return [*filled, rest]
+        headers = all(holds(0, c) for c in range(len(target[0])) if (0, c) not in skip)
+        return [*filled, headers and all(holds(r, c) for r, c in emptied), rest]
 
     # -- tools ---------------------------------------------------------------------------
 
