@@ -23,7 +23,14 @@ from palaestra.envs.sheet.formula import (
     parse_address,
     parse_range,
 )
-from palaestra.envs.sheet.tasks import TEST_TASKS, TRAIN_TASKS, Task, make_task, sheets_equal
+from palaestra.envs.sheet.tasks import (
+    TEST_TASKS,
+    TRAIN_TASKS,
+    Task,
+    make_task,
+    plan_states,
+    sheets_equal,
+)
 from palaestra.envs.tools import ToolCallError, ToolEnv, tool, tool_call_action
 from palaestra.errors import EpisodeOverError
 
@@ -43,7 +50,7 @@ _VALUE = {
 _ROW = {"type": "integer", "minimum": 1, "maximum": MAX_ROWS, "description": "A row number."}
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=2048)
 def _changed(task_id: TaskId) -> tuple[tuple[int, int], ...]:
     """The cells (0-based row, col) whose shown value the task changes."""
     task = make_task(int(task_id))
@@ -406,8 +413,9 @@ class SheetEnv(ToolEnv):
         shown = sheet.display(self.world["grid"])
         if sheets_equal(shown, task.target):
             return tool_call_action("finish")
-        for index in range(len(task.states) - 1, -1, -1):
-            if sheets_equal(shown, task.states[index]):
+        states = plan_states(task.task_id)
+        for index in range(len(states) - 1, -1, -1):
+            if sheets_equal(shown, states[index]):
                 return task.plan[index]
         return self._repair(shown, task.target)
 

@@ -12,8 +12,9 @@ two or three operations, always applied in this order:
 6. ``summary``: a last row with the total, average or maximum of one or two columns.
 
 The target is computed on a plain table model; the plan (the expert's calls) is
-made against that model and replayed on a real sheet, which must then show the
-target (checked when a task is built), so the plan and the env cannot disagree.
+made against that model and replayed on a real sheet by :func:`plan_states`
+(on the expert's first call), which checks that the sheet then shows the target;
+the tests replay every task's plan, so the plan and the env cannot disagree.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import copy
 import itertools
 import math
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -32,7 +32,7 @@ from palaestra.envs.sheet.data import THEMES, Computed, Rule, Theme
 from palaestra.envs.sheet.formula import col_letter, round_half_up
 from palaestra.envs.tools import tool_call_action
 
-__all__ = ["KINDS", "TEST_TASKS", "TRAIN_TASKS", "Task", "make_task"]
+__all__ = ["KINDS", "TEST_TASKS", "TRAIN_TASKS", "Task", "make_task", "plan_states", "sheets_equal"]
 
 TRAIN_TASKS = range(0, 1000)
 TEST_TASKS = range(1000, 1200)
@@ -56,7 +56,6 @@ class Task:
         initial: The starting sheet (raw entries).
         target: The target sheet's values (rows padded to equal length).
         plan: The expert's calls from the starting sheet, in order.
-        states: The shown sheet before each call of ``plan`` (for the expert to find its place).
     """
 
     task_id: int
@@ -67,7 +66,6 @@ class Task:
     initial: list[list[Any]] = field(repr=False)
     target: list[list[Any]] = field(repr=False)
     plan: tuple[str, ...] = field(repr=False)
-    states: tuple[list[list[Any]], ...] = field(repr=False)
 
 
 class _Table:
@@ -385,7 +383,6 @@ def _draw(task_id: int, rng: random.Random) -> Task:
     start = initial.grid()
     start_raw = [[v for v in line] for line in start]
     target = table.grid()
-    states = _replay(start_raw, plan, target, task_id)
     return Task(
         task_id=task_id,
         theme=theme.name,
@@ -395,22 +392,27 @@ def _draw(task_id: int, rng: random.Random) -> Task:
         initial=start_raw,
         target=target,
         plan=tuple(plan),
-        states=states,
     )
 
 
-def _replay(
-    start: list[list[Any]], plan: Sequence[str], target: list[list[Any]], task_id: int
-) -> tuple[list[list[Any]], ...]:
-    """The shown sheet before each call of ``plan``, checking the plan reaches ``target``."""
-    from palaestra.envs.sheet.env import apply_call  # the env's own tool code
+@lru_cache(maxsize=2048)
+def plan_states(task_id: int) -> tuple[list[list[Any]], ...]:
+    """The shown sheet before each call of task ``task_id``'s plan (the expert's landmarks).
 
-    world = copy.deepcopy(start)
+    Replays the plan with the env's own tool code and checks that it ends on the target.
+
+    Raises:
+        RuntimeError: A call was rejected, or the plan misses the target (a generator bug).
+    """
+    from palaestra.envs.sheet.env import apply_call  # the env's tools; env imports this module
+
+    task = make_task(task_id)
+    world = copy.deepcopy(task.initial)
     states = []
-    for action in plan:
+    for action in task.plan:
         states.append(sheet.display(world))
         apply_call(world, action)
-    if not sheets_equal(sheet.display(world), target):
+    if not sheets_equal(sheet.display(world), task.target):
         raise RuntimeError(f"Sheet task {task_id}: the plan does not reach the target")
     return tuple(states)
 
@@ -428,7 +430,7 @@ def sheets_equal(shown: list[list[Any]], wanted: list[list[Any]]) -> bool:
     return True
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=2048)
 def make_task(task_id: int) -> Task:
     """Task ``task_id`` (the same on every call and every machine)."""
     rng = random.Random(f"sheet-v0-{task_id}")
