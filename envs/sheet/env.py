@@ -574,7 +574,11 @@ def _input(value: Any) -> Any:
     try:
         return sheet.parse_input(value)
     except FormulaError as error:
-        raise ToolCallError(f"the formula {str(value)[:40]!r} does not parse: {error}") from None
+        if isinstance(value, str) and value.strip().startswith("="):
+            raise ToolCallError(
+                f"the formula {value.strip()[:40]!r} does not parse: {error}"
+            ) from None
+        raise ToolCallError(str(error)) from None
 
 
 def apply_call(grid: list[list[Any]], action: str) -> None:

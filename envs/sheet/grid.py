@@ -15,6 +15,7 @@ row stays the product of that row's cells), while ranges stay as they are.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -47,7 +48,9 @@ Grid = list[list[Any]]
 
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)")
 _TOLERANCE = 0.01 + 1e-9
-_DEPTH = 200  # formula chains deeper than this show #ERROR! rather than overflow the stack
+_DEPTH = 64  # formula chains deeper than this show #ERROR! rather than overflow the stack
+_ERROR = CellError("#ERROR!")
+_NUM = CellError("#NUM!")
 
 
 def parse_input(value: float | int | str | None) -> Any:
@@ -61,6 +64,8 @@ def parse_input(value: float | int | str | None) -> Any:
     if isinstance(value, bool):
         raise FormulaError("a cell holds a number, text or a formula, not true/false")
     if isinstance(value, int | float):
+        if not math.isfinite(value) or abs(value) > 1e15:
+            raise FormulaError("a number in a cell is finite and below 1e15")
         return float(value)
     text = " ".join(value.split())
     if not text:
@@ -68,7 +73,7 @@ def parse_input(value: float | int | str | None) -> Any:
     if text.startswith("="):
         parse(text)  # refuse what does not parse before it reaches the sheet
         return "=" + text[1:].strip()
-    if _NUMBER.fullmatch(text):
+    if _NUMBER.fullmatch(text) and len(text) <= 15:
         return float(text)
     return text
 
@@ -126,12 +131,16 @@ def display(grid: Grid) -> list[list[Any]]:
         if key in busy:
             return CYCLE
         if len(busy) >= _DEPTH:
-            return CellError("#ERROR!")
+            return _ERROR
         busy.add(key)
         try:
             result = evaluate(parse(raw), value)
         except FormulaError:  # a stored formula whose references moved off the sheet
             result = CellError("#REF!")
+        except RecursionError:  # deeply nested formulas in a long chain
+            result = _ERROR
+        if isinstance(result, float) and not abs(result) <= 1e15:  # NaN fails this too
+            result = _NUM
         busy.discard(key)
         memo[key] = result
         return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from palaestra.envs.checker import check
 from palaestra.envs.sheet import TEST_TASKS, TRAIN_TASKS, SheetEnv, make_task
 from palaestra.envs.sheet import grid as sheet
-from palaestra.envs.sheet.formula import FormulaError, parse, round_half_up
+from palaestra.envs.sheet.formula import FormulaError, address, parse, round_half_up
 from palaestra.envs.sheet.tasks import plan_states
 from palaestra.envs.tools import tool_call_action as call
 
@@ -94,6 +95,20 @@ def test_formulas_that_do_not_parse_are_refused_with_a_reason(formula, says):
 def test_a_cycle_shows_an_error_not_a_crash():
     grid = [["=B1", "=A1+1", "=C1"]]
     assert shown_of(grid) == [["#CYCLE!", "#CYCLE!", "#CYCLE!"]]
+
+
+def test_long_chains_and_huge_numbers_show_errors_not_crashes():
+    grid = [[f"=A{r + 1}+((((((((((1))))))))))"] for r in range(1, 60)] + [[1.0]]
+    assert shown_of(grid)[0][0] == "60"  # a 59-formula chain evaluates
+    cells = [(r, c) for r in range(1, 5) for c in range(1, 27)][:81]
+    grid = []
+    for (r, c), (r2, c2) in itertools.pairwise(cells):
+        sheet.set_raw(grid, r, c, f"={address(r2, c2)}+1")
+    shown = shown_of(grid)
+    assert shown[0][0] == "#ERROR!"  # an 80-formula chain is cut, not a RecursionError
+    assert shown[3][1] == "1"  # B4, the last formula of the chain: =C4+1 over an empty C4
+    grid = [["=99999999*99999999*99999999", "=1/3"]]
+    assert shown_of(grid) == [["#NUM!", "0.333333"]]
 
 
 def test_round_half_up():
@@ -267,6 +282,8 @@ def test_each_tool_on_a_known_sheet():
         (call("update_cell", {"cell": "E2", "value": "=B2*"}), "does not parse"),
         (call("update_cell", {"cell": "E2", "value": "S\u00e3o Paulo"}), "ASCII"),
         (call("update_cell", {"cell": "E2", "value": "x" * 81}), "at most 80"),
+        (call("update_cell", {"cell": "E2", "value": 1e300}), "finite and below 1e15"),
+        ('{"name": "update_cell", "arguments": {"cell": "E2", "value": NaN}}', "finite"),
         (call("update_range", {"start": "Z60", "values": [[1, 2]]}), "goes past"),
         (call("update_range", {"start": "E1", "values": [[1], ["=SUM("]]}), "does not parse"),
         (call("update_range", {"start": "E1", "values": []}), "should be non-empty"),
