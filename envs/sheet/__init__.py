@@ -3,7 +3,7 @@
 An offline take on AgentBoard's Google Sheets tasks. Each of the 1,200 tasks
 (train 0-999, test 1000-1199) is drawn from a fixed seed by :mod:`.tasks`: one
 of six kinds of table (sales, grades, budget, inventory, timesheet, store
-revenue; vocabularies written out in :mod:`.data`), 5-15 data rows and 3-6
+revenue; vocabularies written out in :mod:`.data`), 5-17 data rows and 3-6
 columns, and a goal of two or three operations (fix named cells, insert a
 missing row, delete rows by a condition, add a computed or rule-filled column,
 sort, add a totals row). Formulas are evaluated by :mod:`.formula` (no Python

@@ -75,7 +75,7 @@ def _value(shown: list[list[Any]], r: int, c: int) -> Any:
 class SheetEnv(ToolEnv):
     """Spreadsheet editing (AgentBoard's Google Sheets tasks, offline): reach a target sheet.
 
-    Each task is a small sheet (a header row and 5-15 data rows, 3-6 columns: a
+    Each task is a small sheet (a header row and 5-17 data rows, 3-6 columns: a
     sales table, a grade book, a household budget, an office-supplies inventory,
     a timesheet, or quarterly store revenue) and a goal of two or three
     operations in words, e.g. "(1) Add a column 'Revenue' in column E holding
@@ -133,7 +133,8 @@ class SheetEnv(ToolEnv):
     of formulas for a new column, ``delete_row`` bottom-up, one ``sort_rows``,
     one ``update_range`` for a totals row with ``=SUM(...)``), finding its
     place by the sheet's shown values; from a sheet off the plan it repairs
-    cell by cell. It solves every task (5-10 calls).
+    rows by their column-A labels, then rewrites the block of wrong cells in
+    one call. It solves every task in 4-9 calls (5.5 on average).
 
     ## Source
 

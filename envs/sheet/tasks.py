@@ -1,7 +1,7 @@
 """Task generation for the Sheet env: a starting sheet, a goal, the target sheet, a plan.
 
 Task ``t`` is drawn from ``random.Random(f"sheet-v0-{t}")``: a theme (one of
-:data:`~palaestra.envs.sheet.data.THEMES`), 5-15 data rows, 3-6 columns, and
+:data:`~palaestra.envs.sheet.data.THEMES`), 5-17 data rows, 3-6 columns, and
 two or three operations, always applied in this order:
 
 1. ``fix``: one or two cells were typed wrong; the goal names them and their right values;
