@@ -220,6 +220,34 @@ def test_splits_are_disjoint_and_large_enough():
 # -- tools ----------------------------------------------------------------------------------
 
 
+def test_the_tools():
+    assert [t["function"]["name"] for t in SheetEnv.tools] == [
+        "read_sheet",
+        "read_range",
+        "update_cell",
+        "update_range",
+        "insert_row",
+        "delete_row",
+        "sort_rows",
+        "clear_range",
+        "finish",
+    ]
+    sort = SheetEnv.tools[6]["function"]["parameters"]
+    assert sort["required"] == ["column", "order"]
+    assert sort["properties"]["order"]["enum"] == ["asc", "desc"]
+
+
+def test_the_expert_writes_formulas_that_follow_a_sort():
+    env = SheetEnv()
+    env.reset(options={"task_id": 1011})  # delete, Stock value = Stock * Unit cost, sort by Stock
+    while not env.over:
+        env.step(env.expert_action())
+    # Copy paper A3 was row 4 after the deletes, with =B4*D4; sorted first, its formula follows
+    assert env.world["grid"][1] == ["Copy paper A3", 13.0, 10.0, 11.75, "=B2*D2"]
+    assert env.world["grid"][4] == ["Toner cartridge", 43.0, 25.0, 112.0, "=B5*D5"]
+    assert env.world["grid"][0][4] == "Stock value"
+
+
 def test_the_first_observation_names_the_sheet_and_the_goal_but_not_the_cells():
     observation, info = SheetEnv().reset(options={"task_id": 1011})
     assert observation.startswith(
