@@ -39,7 +39,7 @@ Example::
 
         @tool("End the episode.", {})
         def finish(self):
-            return self.finish("Finished.")
+            return self.end_episode("Finished.")
 
         def subgoals(self):
             return [self.world["n"] == self.world["target"]]
@@ -57,7 +57,7 @@ import numpy as np
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
-from palaestra.envs.core import Outcome, TextEnv, echo_action
+from palaestra.envs.core import CHARSET, Outcome, TextEnv, echo_action
 from palaestra.errors import EpisodeOverError
 
 __all__ = [
@@ -129,7 +129,7 @@ def parse_tool_call(action: str) -> ToolCall:
             'an action here is a tool call, the JSON object {"name": ..., "arguments": {...}}'
         )
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except ValueError as error:
         raise ToolCallError(f"the tool call is not valid JSON ({error})") from None
     if not isinstance(data, dict):
@@ -143,7 +143,9 @@ def parse_tool_call(action: str) -> ToolCall:
     arguments = data.get("arguments", {})
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = (
+                json.loads(arguments, parse_constant=_no_constant) if arguments.strip() else {}
+            )
         except ValueError as error:
             raise ToolCallError(f"the arguments of {name} are not valid JSON ({error})") from None
     if arguments is None:
@@ -151,6 +153,11 @@ def parse_tool_call(action: str) -> ToolCall:
     if not isinstance(arguments, dict):
         raise ToolCallError(f"the arguments of {name} must be a JSON object")
     return ToolCall(name, arguments)
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads takes NaN and Infinity, which are not JSON: no tool can want them.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -200,7 +207,7 @@ def tool(
     The method is called with the call's arguments as keyword arguments and
     returns the result: a ``str`` (the observation as is), any JSON-serialisable
     value (shown as JSON), or an :class:`~palaestra.envs.Outcome` (e.g. from
-    :meth:`ToolEnv.finish`). Raise :class:`ToolCallError` for a call the world
+    :meth:`ToolEnv.end_episode`). Raise :class:`ToolCallError` for a call the world
     rejects (an unknown city, a row out of range): it becomes an invalid action
     whose observation is the message.
 
@@ -241,6 +248,8 @@ class ToolEnv(TextEnv):
         tools: The tool definitions (OpenAI's shape), built from the ``@tool``
             methods in the order they are defined; read-only.
         world: The episode's mutable state.
+        last_call: The latest call that passed :meth:`read_call` (the one running, while
+            a tool runs), or ``None``.
     """
 
     tools: ClassVar[tuple[dict[str, Any], ...]] = ()
@@ -265,6 +274,7 @@ class ToolEnv(TextEnv):
     def __init__(self, render_mode: str | None = None) -> None:
         super().__init__(render_mode)
         self.world: Any = None
+        self.last_call: ToolCall | None = None
         self._progress = 0.0
 
     # -- what a subclass writes ----------------------------------------------------
@@ -279,20 +289,35 @@ class ToolEnv(TextEnv):
 
     # -- helpers for subclasses ------------------------------------------------------
 
-    def finish(self, observation: str) -> Outcome:
-        """End the episode (a tool such as ``finish`` or ``submit`` returns this)."""
+    def end_episode(self, observation: str) -> Outcome:
+        """End the episode: a tool such as ``finish`` or ``submit`` returns this.
+
+        Named so that it never clashes with a tool: ``finish`` is the natural name of one.
+        """
         return Outcome(observation, done=True)
 
     # -- the protocol ----------------------------------------------------------------
 
     def act(self, action: str) -> Outcome:
-        """Run one tool call; a malformed call is an invalid action that says why."""
+        """Run one tool call; a malformed call is an invalid action that says why.
+
+        A tool that raises :class:`ToolCallError` leaves the world as it was before
+        the call (the base class restores it), so a tool may check as it goes.
+        Observations are made printable ASCII (gymnasium's Text charset): a
+        character outside it, e.g. quoted back from an argument, shows as ``?``.
+        """
+        before = None
         try:
             call = self.read_call(action)
+            self.last_call = call
+            before = copy.deepcopy(self.world)
             result = getattr(self, call.name)(**call.arguments)
         except ToolCallError as error:
-            return Outcome(f"Error: {error}", invalid=True, score=self._progress)
+            if before is not None:
+                self.world = before
+            return Outcome(_printable(f"Error: {error}"), invalid=True, score=self._progress)
         outcome = result if isinstance(result, Outcome) else Outcome(self._result_text(result))
+        outcome.observation = _printable(outcome.observation)
         reached = list(self.subgoals())
         if reached:
             self._progress = max(self._progress, sum(map(bool, reached)) / len(reached))
@@ -317,6 +342,11 @@ class ToolEnv(TextEnv):
         error = next(iter(sorted(validator.iter_errors(call.arguments), key=str)), None)
         if error is not None:
             raise ToolCallError(f"bad arguments for {call.name}: {_schema_message(error)}")
+        # JSON Schema counts 3.0 as an integer; the tool gets the int it declared.
+        properties = validator.schema.get("properties", {})
+        for name, value in call.arguments.items():
+            if type(value) is float and properties.get(name, {}).get("type") == "integer":
+                call.arguments[name] = int(value)
         return call
 
     def reset(
@@ -339,7 +369,9 @@ class ToolEnv(TextEnv):
         self._progress = state["progress"]
 
     def random_action(self, rng: np.random.Generator) -> str:
-        """A random call: a uniformly drawn tool, arguments drawn from :meth:`argument_choices`.
+        """A random call: a uniform tool, arguments drawn from :meth:`argument_choices`.
+
+        Required arguments always, optional ones half the time.
 
         Raises:
             EpisodeOverError: ``reset`` was never called.
@@ -348,8 +380,11 @@ class ToolEnv(TextEnv):
             raise EpisodeOverError("call reset() before random_action()")
         definition = self.tools[int(rng.integers(len(self.tools)))]["function"]
         choices = self.argument_choices()
+        required = set(definition["parameters"].get("required", ()))
         arguments: dict[str, Any] = {}
         for name, schema in definition["parameters"]["properties"].items():
+            if name not in required and rng.random() < 0.5:
+                continue  # an optional argument is given half the time
             pool = choices.get(name) or _schema_choices(schema)
             arguments[name] = copy.deepcopy(pool[int(rng.integers(len(pool)))])
         return tool_call_action(definition["name"], arguments)
@@ -364,10 +399,23 @@ class ToolEnv(TextEnv):
 
     @staticmethod
     def _result_text(result: Any) -> str:
-        text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=True)
+        text = (
+            result
+            if isinstance(result, str)
+            else json.dumps(result, ensure_ascii=True, separators=(",", ":"))
+        )
         if len(text) > MAX_RESULT_CHARS:
             text = text[:MAX_RESULT_CHARS] + f" ... [cut: {len(text)} characters in all]"
         return text
+
+
+_CHARSET = frozenset(CHARSET)
+
+
+def _printable(text: str) -> str:
+    if all(ch in _CHARSET for ch in text):
+        return text
+    return "".join(ch if ch in _CHARSET else "?" for ch in text)
 
 
 def _schema_message(error: ValidationError) -> str:

@@ -77,7 +77,7 @@ class Tally(ToolEnv):
 
     @tool("End the episode.", {})
     def finish(self) -> Outcome:
-        return super().finish("Finished.")
+        return self.end_episode("Finished.")
 
     def subgoals(self) -> list[bool]:
         return [self.world["total"] >= 3, self.world["total"] == self.world["target"]]

@@ -306,11 +306,11 @@ class AcademiaEnv(ToolEnv):
         "Give the final answer, in the form the question asks for. Ends the episode.",
         {"answer": {"type": "string", "description": "The answer."}},
     )
-    def finish(self, answer: str) -> Outcome:  # type: ignore[override]
+    def finish(self, answer: str) -> Outcome:
         """Record the answer and end the episode."""
         self.world["answer"] = answer
         self.world["correct"] = answer_matches(self._task(), answer)
-        return super().finish(f"Answer given: {echo_action(answer, 120)!r}. The episode is over.")
+        return self.end_episode(f"Answer given: {echo_action(answer, 120)!r}. The episode is over.")
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -254,10 +254,10 @@ class MovieEnv(ToolEnv):
         "Give the final answer (in the form the question asks for); ends the episode.",
         {"answer": {"type": "string", "maxLength": 500}},
     )
-    def finish(self, answer: str) -> Outcome:  # type: ignore[override]
+    def finish(self, answer: str) -> Outcome:
         """Record the answer and end the episode."""
         self.world["answer"] = answer
-        outcome = super().finish(f"Your answer: {answer!r}. The episode is over.")
+        outcome = self.end_episode(f"Your answer: {answer!r}. The episode is over.")
         outcome.info["template"] = self.task.template
         return outcome
 

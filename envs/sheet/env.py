@@ -380,13 +380,13 @@ class SheetEnv(ToolEnv):
         return f"Cleared {address(top, left)}:{address(bottom, right)}."
 
     @tool("Say the sheet is done; the episode ends and the sheet is compared with the goal.", {})
-    def finish(self) -> Outcome:  # type: ignore[override]
+    def finish(self) -> Outcome:
         """End the episode."""
         wrong = sum(1 for ok in self.subgoals() if not ok)
         verdict = (
             "the sheet matches the goal" if wrong == 0 else "the sheet does not match the goal"
         )
-        return super().finish(f"Finished: {verdict}.")
+        return self.end_episode(f"Finished: {verdict}.")
 
     # -- helpers -------------------------------------------------------------------------
 

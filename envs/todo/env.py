@@ -339,9 +339,9 @@ class TodoEnv(ToolEnv):
         return _json(self._full(item))
 
     @tool("End the episode when the list is as the goal asks.", {})
-    def finish(self) -> Outcome:  # type: ignore[override]
+    def finish(self) -> Outcome:
         """End the episode."""
-        return super().finish("Finished.")
+        return self.end_episode("Finished.")
 
     # -- the expert and random calls ---------------------------------------------------
 

@@ -241,15 +241,15 @@ class WeatherEnv(ToolEnv):
         "Give your final answer, in the form the question asks; ends the episode.",
         {"answer": {"type": "string", "maxLength": 200}},
     )
-    def finish(self, answer: str) -> Outcome:  # type: ignore[override]
+    def finish(self, answer: str) -> Outcome:
         """Check the answer and end the episode."""
         task = self._task()
         right = check_answer(task, answer)
         self.world["answer"] = answer
         self.world["correct"] = right
         if right:
-            return super().finish(f"Your answer {answer.strip()!r} is correct.")
-        return super().finish(
+            return self.end_episode(f"Your answer {answer.strip()!r} is correct.")
+        return self.end_episode(
             f"Your answer {answer.strip()!r} is wrong; the answer was {task.answer}."
         )
 

@@ -126,7 +126,7 @@ def test_results_become_observations_and_the_score_is_the_progress_rate():
     observation, _ = env.reset(options={"task_id": 2})  # target 5
     assert observation == "Target: 5. The total is 0."
     observation, *_, info = env.step(tool_call_action("add", {"n": 3}))
-    assert json.loads(observation) == {"total": 3}
+    assert observation == '{"total":3}'  # compact: every space is a token to the model
     assert info["invalid_action"] is False
     assert env.step(tool_call_action("total"))[0] == "The total is 3."
     observation, reward, terminated, _, info = env.step(tool_call_action("finish"))
@@ -217,3 +217,76 @@ def test_envs_json_lists_tools():
         "finish",
     ]
     assert infos["palaestra/Maze-v0"]["tools"] is None
+
+
+class _Notes(ToolEnv):
+    """A tool env for the base class's edge cases: a tool that fails half-way, echoes, ints."""
+
+    instruction = "Write notes."
+    max_steps = 5
+    splits = {"train": range(0, 4), "test": range(4, 6)}
+
+    def start(self, task_id: int) -> str:
+        self.world = {"notes": [], "count": 0}
+        return "No notes."
+
+    @tool(
+        "Add a note, then fail if it is 'bad'.",
+        {"text": {"type": "string"}, "times": {"type": "integer", "minimum": 1}},
+        required=["text"],
+    )
+    def add(self, text: str, times: int = 1) -> str:
+        self.world["notes"].append(text)  # changed before the check below, on purpose
+        self.world["count"] += times
+        if text == "bad":
+            raise ToolCallError(f"{text!r} is not allowed")
+        return f"noted {text} x{times} ({type(times).__name__})"
+
+
+def test_a_tool_that_fails_half_way_leaves_the_world_as_it_was():
+    env = _Notes()
+    env.reset(options={"task_id": 0})
+    env.step(tool_call_action("add", {"text": "good"}))
+    observation, *_, info = env.step(tool_call_action("add", {"text": "bad", "times": 3}))
+    assert info["invalid_action"] and "'bad' is not allowed" in observation
+    assert env.world == {"notes": ["good"], "count": 1}
+    assert env.last_call is not None and env.last_call.arguments == {"text": "bad", "times": 3}
+
+
+def test_observations_are_kept_printable():
+    env = _Notes()
+    env.reset(options={"task_id": 0})
+    observation, *_ = env.step(tool_call_action("add", {"text": "caf\u00e9 \u2603"}))
+    assert observation == "noted caf? ? x1 (int)"
+    assert env.observation_space.contains(observation)
+    observation, *_ = env.step(tool_call_action("add", {"text": "\u2603", "times": "x"}))
+    assert env.observation_space.contains(observation) and observation.startswith("Error: ")
+
+
+def test_an_integral_float_reaches_an_integer_argument_as_an_int():
+    env = _Notes()
+    env.reset(options={"task_id": 0})
+    observation, *_ = env.step('{"name": "add", "arguments": {"text": "a", "times": 2.0}}')
+    assert observation == "noted a x2 (int)"
+    observation, *_, info = env.step('{"name": "add", "arguments": {"text": "a", "times": 2.5}}')
+    assert info["invalid_action"] and "is not of type 'integer'" in observation
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(constant):
+    with pytest.raises(ToolCallError, match=f"{constant.lstrip('-')} is not a JSON number"):
+        parse_tool_call(f'{{"name": "add", "arguments": {{"times": {constant}}}}}')
+    with pytest.raises(ToolCallError, match="not a JSON number"):
+        parse_tool_call(json.dumps({"name": "add", "arguments": f'{{"times": {constant}}}'}))
+
+
+def test_random_calls_give_optional_arguments_about_half_the_time():
+    import numpy as np
+
+    env = _Notes()
+    env.reset(options={"task_id": 0})
+    rng = np.random.default_rng(0)
+    calls = [parse_tool_call(env.random_action(rng)) for _ in range(200)]
+    assert all("text" in c.arguments for c in calls)
+    with_times = sum("times" in c.arguments for c in calls)
+    assert 70 < with_times < 130
