@@ -70,10 +70,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TINY_VERSION = 1
+TINY_VERSION = 2
 """Bumped whenever the recipe (corpus, tokenizer, architecture, template) changes.
 
 It is part of the cache folder's name, so a new recipe never reuses an old build.
+Version 2: the ``tool`` role, the tool markers and tool calls in the corpus.
 """
 
 
@@ -81,20 +82,50 @@ MARKER_FILE = "palaestra_tiny.json"
 """The file in a built model folder that records its recipe (config, version, corpus hash)."""
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|end|>"
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, *(f"<|{role}|>" for role in ROLES))
 """The tokenizer's special tokens, with ids 0, 1, 2...: pad, bos, eos, then one per role."""
 
+TOOL_TOKENS: tuple[str, ...] = ("<tools>", "</tools>", "<tool_call>", "</tool_call>")
+"""The tool markers: one token each, after the trained vocabulary, and not special
+(as Qwen's), so that decoding with ``skip_special_tokens`` keeps the calls readable."""
+
 CHAT_TEMPLATE = (
     "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{%- if message['role'] not in ['system', 'user', 'assistant'] %}"
-    "{{- raise_exception('the tiny model knows the roles system, user and assistant, not '"
+    "{%- set rest = messages %}"
+    "{%- if tools %}"
+    # The tools go in the system turn (one made when the conversation has none), as compact
+    # JSON function definitions, one a line: the tiny model's context is short.
+    "{%- set system = '' %}"
+    "{%- if messages and messages[0]['role'] == 'system' %}"
+    "{%- set system = messages[0]['content'] + '\n' %}{%- set rest = messages[1:] %}"
+    "{%- endif %}"
+    "{{- '<|system|>' + system + '<tools>' }}"
+    "{%- for tool in tools %}"
+    "{%- if not loop.first %}{{- '\n' }}{%- endif %}"
+    "{%- set function = tool['function'] if tool['function'] is defined else tool %}"
+    "{{- function | tojson(separators=(',', ':')) }}"
+    "{%- endfor %}"
+    "{{- '</tools>' + eos_token }}"
+    "{%- endif %}"
+    "{%- for message in rest %}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant', 'tool'] %}"
+    "{{- raise_exception('the tiny model knows the roles system, user, assistant and tool, not '"
     " + message['role']) }}"
     "{%- endif %}"
     "{{- '<|' + message['role'] + '|>' }}"
     "{%- if message['role'] == 'assistant' %}"
-    "{%- generation %}{{- message['content'] + eos_token }}{%- endgeneration %}"
+    "{%- generation %}{{- message['content'] }}"
+    "{%- if message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{%- for call in message['tool_calls'] %}"
+    "{%- set function = call['function'] if call['function'] is defined else call %}"
+    "{{- '<tool_call>{\"name\":' + function['name'] | tojson + ',\"arguments\":' }}"
+    "{%- if function['arguments'] is string %}{{- function['arguments'] }}"
+    "{%- else %}{{- function['arguments'] | tojson(separators=(',', ':')) }}{%- endif %}"
+    "{{- '}</tool_call>' }}"
+    "{%- endfor %}"
+    "{%- endif %}"
+    "{{- eos_token }}{%- endgeneration %}"
     "{%- else %}"
     "{{- message['content'] + eos_token }}"
     "{%- endif %}"
@@ -104,7 +135,12 @@ CHAT_TEMPLATE = (
 """The Jinja chat template: ``<|bos|>``, then ``<|role|>content<|end|>`` per message.
 
 Assistant contents and their ``<|end|>`` are inside ``{% generation %}`` blocks;
-``add_generation_prompt`` appends ``<|assistant|>``.
+``add_generation_prompt`` appends ``<|assistant|>``. Tools, in the Hermes
+convention and compact: given ``tools=``, the system turn ends with
+``<tools>{function JSON}\n...</tools>``; an assistant's ``tool_calls`` follow its
+content as ``<tool_call>{"name":...,"arguments":{...}}</tool_call>`` (inside the
+generation block); a ``tool`` message is its own ``<|tool|>`` turn. Without tools
+a conversation renders exactly as with version 1 of this template.
 """
 
 # Replies a model might write that no format accepts: their error messages go in the corpus.
@@ -145,7 +181,7 @@ class TinyConfig:
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_heads "
                 f"({self.num_heads})"
             )
-        minimum = 256 + len(SPECIAL_TOKENS)
+        minimum = 256 + len(SPECIAL_TOKENS) + len(TOOL_TOKENS)
         if self.vocab_size < minimum:
             raise ValueError(f"vocab_size must be at least {minimum}, not {self.vocab_size}")
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size"):
@@ -229,10 +265,17 @@ def build_corpus(env_ids: Sequence[str], episodes_per_env: int, seed: int) -> li
 def _env_texts(
     env: Any, env_id: str, episodes: int, seed: int, formats: Sequence[Any]
 ) -> list[str]:
-    """The corpus texts of one env: instruction, system prompts, expert episodes."""
+    """The corpus texts of one env: instruction, system prompts, expert episodes.
+
+    An env with tools also gives its tools and each expert call as the chat template
+    writes them (compact JSON), so that calls tokenize into few tokens.
+    """
     base = env.unwrapped
     instruction = str(base.instruction)
     texts = [instruction, *(fmt.system_prompt(instruction) for fmt in formats)]
+    tools = getattr(base, "tools", None) or None
+    if tools:
+        texts.append("\n".join(_compact(t.get("function", t)) for t in tools))
     has_expert = "expert" in base.capabilities()
     tasks = list(base.tasks("train"))
     rng = random.Random(f"palaestra-tiny:{seed}:{env_id}")
@@ -246,6 +289,8 @@ def _env_texts(
             action = base.expert_action()
             texts.append(action)
             texts += [fmt.render(action) for fmt in formats]
+            if tools:
+                texts.append(_call_text(action))
             observation, _, terminated, truncated, _ = env.step(action)
             texts.append(observation)
             if terminated or truncated:
@@ -253,23 +298,40 @@ def _env_texts(
     return texts
 
 
+def _compact(value: Any) -> str:
+    """JSON as the chat template's ``tojson(separators=(',', ':'))`` writes it."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _call_text(action: str) -> str:
+    """A tool-call action as the chat template writes the call (without its markers)."""
+    from palaestra.envs.tools import ToolCallError, parse_tool_call
+
+    try:
+        call = parse_tool_call(action)
+    except ToolCallError:
+        return action
+    return '{"name":' + _compact(call.name) + ',"arguments":' + _compact(call.arguments) + "}"
+
+
 # -- the build --------------------------------------------------------------------------
 
 
 def _train_tokenizer(texts: Sequence[str], config: TinyConfig) -> Any:
     """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``texts`` (deterministic)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=config.vocab_size,
+        vocab_size=config.vocab_size - len(TOOL_TOKENS),
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TOKENS])
     return tokenizer
 
 

@@ -241,8 +241,8 @@ def test_template_renders_roles_and_generation_prompt(tokenizer) -> None:
     )
     pairs = zip(encoded["input_ids"], encoded["assistant_masks"], strict=True)
     assert [token for token, flag in pairs if flag] == [tokenizer.eos_token_id]
-    with pytest.raises(Exception, match="roles system, user and assistant"):
-        tokenizer.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)
+    with pytest.raises(Exception, match="roles system, user, assistant and tool"):
+        tokenizer.apply_chat_template([{"role": "ipython", "content": "x"}], tokenize=False)
 
 
 def test_generation_stops_within_max_new_tokens(default_model: Path, tokenizer) -> None:
