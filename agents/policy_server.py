@@ -495,7 +495,17 @@ async def _disconnected(request: Request) -> None:
 
 
 def _message(message: ChatMessage, index: int) -> Message:
-    """A request's message as a palaestra message (OpenAI's shape, text content)."""
+    """A request's message as a palaestra message (OpenAI's shape, text content).
+
+    Raises:
+        OpenAIError: 400 for a ``tool`` message without the id of the call it answers.
+    """
+    if message.role == "tool" and not message.tool_call_id:
+        raise OpenAIError(
+            400,
+            "a message with role 'tool' needs the tool_call_id of the call it answers",
+            param=f"messages.{index}.tool_call_id",
+        )
     out: Message = {
         "role": "system" if message.role == "developer" else message.role,
         "content": _text(message, index),

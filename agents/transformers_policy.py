@@ -185,33 +185,38 @@ class TransformersPolicy(Policy):
 
     # -- the work -----------------------------------------------------------------------
 
+    def render(self, messages: Sequence[Message], tools: Tools | None = None) -> str:
+        """The prompt text of ``messages`` (and ``tools``), with a generation prompt."""
+        plain, extra = self._template_args(messages, tools)
+        return self.tokenizer.apply_chat_template(
+            plain, add_generation_prompt=True, tokenize=False, **extra
+        )
+
     def _prompt_ids(self, messages: Sequence[Message], tools: Tools | None = None) -> list[int]:
-        return list(self.render(messages, tools, tokenize=True))
+        plain, extra = self._template_args(messages, tools)
+        encoded = self.tokenizer.apply_chat_template(
+            plain, add_generation_prompt=True, tokenize=True, return_dict=True, **extra
+        )
+        return list(encoded["input_ids"])
 
-    def render(
-        self, messages: Sequence[Message], tools: Tools | None = None, *, tokenize: bool = False
-    ) -> Any:
-        """The prompt of ``messages`` with a generation prompt: its text, or its token ids.
+    def _template_args(
+        self, messages: Sequence[Message], tools: Tools | None
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """The messages as the template takes them, and ``tools=`` when there are tools.
 
-        ``tools`` go to the chat template as ``tools=`` (left out when ``None`` or
-        empty, so a conversation without tools renders exactly as it always did).
+        Without tools the template gets no ``tools`` argument at all, so a conversation
+        without tools renders exactly as it always did.
         """
         plain = [template_message(m) for m in messages]
-        if tools and not self._renders_tools and not self._warned_tools:
+        if not tools:
+            return plain, {}
+        if not self._renders_tools and not self._warned_tools:
             self._warned_tools = True
             logger.warning(
                 "the chat template of %s does not render tools: the model will not see them",
                 self.name,
             )
-        extra: dict[str, Any] = {"tools": [dict(t) for t in tools]} if tools else {}
-        if not tokenize:
-            return self.tokenizer.apply_chat_template(
-                plain, add_generation_prompt=True, tokenize=False, **extra
-            )
-        encoded = self.tokenizer.apply_chat_template(
-            plain, add_generation_prompt=True, tokenize=True, return_dict=True, **extra
-        )
-        return encoded["input_ids"]
+        return plain, {"tools": [dict(t) for t in tools]}
 
     def generate_sync(
         self,

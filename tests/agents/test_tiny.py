@@ -245,6 +245,42 @@ def test_template_renders_roles_and_generation_prompt(tokenizer) -> None:
         tokenizer.apply_chat_template([{"role": "ipython", "content": "x"}], tokenize=False)
 
 
+# Version 1 of the template (before tools), verbatim: conversations without tools must
+# render exactly as they did, so stored trajectories and trained models keep their prompts.
+TEMPLATE_V1 = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] %}"
+    "{{- raise_exception('the tiny model knows the roles system, user and assistant, not '"
+    " + message['role']) }}"
+    "{%- endif %}"
+    "{{- '<|' + message['role'] + '|>' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{%- generation %}{{- message['content'] + eos_token }}{%- endgeneration %}"
+    "{%- else %}"
+    "{{- message['content'] + eos_token }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>' }}{%- endif %}"
+)
+
+
+def test_conversations_without_tools_render_as_with_the_first_template(tokenizer) -> None:
+    for end in range(1, len(CHAT) + 1):
+        for prompt in (False, True):
+            options = {
+                "add_generation_prompt": prompt,
+                "return_assistant_tokens_mask": True,
+                "return_dict": True,
+            }
+            now = tokenizer.apply_chat_template(CHAT[:end], **options)
+            before = tokenizer.apply_chat_template(CHAT[:end], chat_template=TEMPLATE_V1, **options)
+            assert dict(now) == dict(before)
+    assert tokenizer.apply_chat_template(CHAT, tokenize=False, tools=None) == (
+        tokenizer.apply_chat_template(CHAT, tokenize=False, chat_template=TEMPLATE_V1)
+    )
+
+
 def test_generation_stops_within_max_new_tokens(default_model: Path, tokenizer) -> None:
     model = AutoModelForCausalLM.from_pretrained(default_model)
     prompt = tokenizer.apply_chat_template(
