@@ -799,6 +799,7 @@ def run_policy_server(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_queue: int = DEFAULT_MAX_QUEUE,
     limits: ConnectionLimits | None = None,
+    tool_parser: str | None = None,
 ) -> None:
     """Load ``model`` and serve it under uvicorn until interrupted.
 
@@ -815,6 +816,8 @@ def run_policy_server(
         max_body_bytes: Largest request body.
         max_queue: Most rows waiting for the model.
         limits: Connection limits (default :class:`ConnectionLimits`'s).
+        tool_parser: How the model's tool calls are read (``"hermes"``, ``"llama3_json"``);
+            by default the convention its chat template shows.
 
     Raises:
         ValueError: A non-loopback ``host`` without a token (and not ``insecure``).
@@ -827,7 +830,9 @@ def run_policy_server(
             f"refusing to bind {host} without a token; pass --token (or set {TOKEN_ENV}), "
             "or --insecure to serve an open API on the network"
         )
-    policy = TransformersPolicy(model, device=device, max_batch_size=max_batch_size)
+    policy = TransformersPolicy(
+        model, device=device, max_batch_size=max_batch_size, tool_parser=tool_parser
+    )
     app = create_policy_app(
         policy,
         token=token,

@@ -14,6 +14,7 @@ from typing import Any
 
 import openai
 import pytest
+from cli_runner import run_cli
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from toy_envs import Tally
@@ -475,6 +476,13 @@ def test_serve_policy_refuses_malformed_tools_and_results(served):
     with pytest.raises(openai.BadRequestError, match="tool_call_id") as caught:
         client(served).chat.completions.create(model="tiny-tools", messages=orphan, tools=TOOLS)
     assert caught.value.body["param"] == "messages.2.tool_call_id"
+
+
+def test_serve_policy_cli_takes_a_tool_parser():
+    done = run_cli("serve-policy", "tiny", "--tool-parser", "mistral", timeout=60)
+    assert done.returncode == 2
+    assert "--tool-parser: invalid choice: 'mistral'" in done.stderr
+    assert "(choose from 'hermes', 'llama3_json')" in done.stderr
 
 
 def test_openai_policy_speaks_tools_with_serve_policy(served):
