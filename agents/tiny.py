@@ -50,7 +50,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ __all__ = [
     "build_tiny_model",
     "models_cache_dir",
     "tiny_model_path",
+    "tools_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,9 @@ CHAT_TEMPLATE = (
     "{{- bos_token }}"
     "{%- set rest = messages %}"
     "{%- if tools %}"
-    # The tools go in the system turn (one made when the conversation has none), as compact
-    # JSON function definitions, one a line: the tiny model's context is short.
+    # The tools go in the system turn (one made when the conversation has none), one
+    # signature a line, `name(arg: type, optional?: type (its description)) description`:
+    # a JSON schema would take several times the tokens, and the tiny context is short.
     "{%- set system = '' %}"
     "{%- if messages and messages[0]['role'] == 'system' %}"
     "{%- set system = messages[0]['content'] + '\n' %}{%- set rest = messages[1:] %}"
@@ -104,7 +106,22 @@ CHAT_TEMPLATE = (
     "{%- for tool in tools %}"
     "{%- if not loop.first %}{{- '\n' }}{%- endif %}"
     "{%- set function = tool['function'] if tool['function'] is defined else tool %}"
-    "{{- function | tojson(separators=(',', ':')) }}"
+    "{%- set schema = function['parameters'] if function['parameters'] is defined else {} %}"
+    "{%- set required = schema['required'] if schema['required'] is defined else [] %}"
+    "{{- function['name'] + '(' }}"
+    "{%- if schema['properties'] is defined %}"
+    "{%- for name, spec in schema['properties'].items() %}"
+    "{%- if not loop.first %}{{- ', ' }}{%- endif %}"
+    "{{- name }}{%- if name not in required %}{{- '?' }}{%- endif %}{{- ': ' }}"
+    "{%- if spec['enum'] is defined %}{{- spec['enum'] | map('tojson') | join('|') }}"
+    "{%- elif spec['type'] is string %}{{- spec['type'] }}"
+    "{%- elif spec['type'] is defined %}{{- spec['type'] | join('|') }}"
+    "{%- else %}{{- 'any' }}{%- endif %}"
+    "{%- if spec['description'] is defined %}{{- ' (' + spec['description'] + ')' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- endif %}"
+    "{{- ')' }}"
+    "{%- if function['description'] is defined %}{{- ' ' + function['description'] }}{%- endif %}"
     "{%- endfor %}"
     "{{- '</tools>' + eos_token }}"
     "{%- endif %}"
@@ -137,7 +154,8 @@ CHAT_TEMPLATE = (
 Assistant contents and their ``<|end|>`` are inside ``{% generation %}`` blocks;
 ``add_generation_prompt`` appends ``<|assistant|>``. Tools, in the Hermes
 convention and compact: given ``tools=``, the system turn ends with
-``<tools>{function JSON}\n...</tools>``; an assistant's ``tool_calls`` follow its
+``<tools>...</tools>``, one signature a line (see :func:`tools_text`); an assistant's
+``tool_calls`` follow its
 content as ``<tool_call>{"name":...,"arguments":{...}}</tool_call>`` (inside the
 generation block); a ``tool`` message is its own ``<|tool|>`` turn. Without tools
 a conversation renders exactly as with version 1 of this template.
@@ -267,17 +285,16 @@ def _env_texts(
 ) -> list[str]:
     """The corpus texts of one env: instruction, system prompts, expert episodes.
 
-    An env with tools also gives its tool definitions as the chat template writes
-    them (compact JSON), so that the tools a prompt carries tokenize into few tokens
-    (Tally's three: 101 tokens instead of 277, with a vocabulary of 1024); its calls
-    are in the corpus already, as the expert's actions (canonical JSON).
+    An env with tools also gives its tools as the chat template writes them
+    (:func:`tools_text`), so that the tools a prompt carries tokenize into few tokens;
+    its calls are in the corpus already, as the expert's actions (canonical JSON).
     """
     base = env.unwrapped
     instruction = str(base.instruction)
     texts = [instruction, *(fmt.system_prompt(instruction) for fmt in formats)]
     tools = getattr(base, "tools", None) or None
     if tools:
-        texts.append("\n".join(_compact(t.get("function", t)) for t in tools))
+        texts.append(tools_text(tools))
     has_expert = "expert" in base.capabilities()
     tasks = list(base.tasks("train"))
     rng = random.Random(f"palaestra-tiny:{seed}:{env_id}")
@@ -298,9 +315,33 @@ def _env_texts(
     return texts
 
 
-def _compact(value: Any) -> str:
-    """JSON as the chat template's ``tojson(separators=(',', ':'))`` writes it."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
+    """The tools as the chat template writes them between ``<tools>`` and ``</tools>``.
+
+    One line per function: ``name(arg: type, optional?: type (description)) description``,
+    an enum's values joined by ``|`` in place of its type. For example Tally's ``add``:
+    ``add(n: integer) Add a number (1 to 5) to the total.``
+    """
+    lines = []
+    for tool in tools:
+        function = tool.get("function", tool)
+        schema = function.get("parameters") or {}
+        required = schema.get("required") or []
+        arguments = []
+        for name, spec in (schema.get("properties") or {}).items():
+            if "enum" in spec:
+                kind = "|".join(json.dumps(v, ensure_ascii=False) for v in spec["enum"])
+            elif isinstance(spec.get("type"), str):
+                kind = spec["type"]
+            elif "type" in spec:
+                kind = "|".join(spec["type"])
+            else:
+                kind = "any"
+            note = f" ({spec['description']})" if "description" in spec else ""
+            arguments.append(f"{name}{'' if name in required else '?'}: {kind}{note}")
+        about = f" {function['description']}" if "description" in function else ""
+        lines.append(f"{function['name']}({', '.join(arguments)}){about}")
+    return "\n".join(lines)
 
 
 # -- the build --------------------------------------------------------------------------

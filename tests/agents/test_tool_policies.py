@@ -22,7 +22,7 @@ from toy_envs import Tally
 from palaestra.agents.openai_policy import OpenAIPolicy
 from palaestra.agents.policy import Completion, Message
 from palaestra.agents.policy_server import create_policy_app
-from palaestra.agents.tiny import TinyConfig, tiny_model_path
+from palaestra.agents.tiny import TinyConfig, tiny_model_path, tools_text
 from palaestra.agents.tool_parsers import (
     TOOL_PARSERS,
     get_tool_parser,
@@ -329,7 +329,12 @@ def trained(tool_tiny) -> TransformersPolicy:
 def test_tiny_template_renders_tools_compactly(tool_tiny):
     policy = policy_with_template(tool_tiny)
     text = policy.render(EPISODE[:4], TOOLS)
-    functions = "\n".join(json.dumps(t["function"], separators=(",", ":")) for t in TOOLS)
+    functions = (
+        "add(n: integer) Add a number (1 to 5) to the total.\n"
+        "total() Read the total.\n"
+        "finish() End the episode."
+    )
+    assert tools_text(TOOLS) == functions
     assert text == (
         f"<|bos|><|system|>{Tally.instruction}\n<tools>{functions}</tools><|end|>"
         "<|user|>Target: 4. The total is 0.<|end|>"
@@ -337,7 +342,7 @@ def test_tiny_template_renders_tools_compactly(tool_tiny):
         '<|tool|>{"total": 3}<|end|><|assistant|>'
     )
     # Tools without a system message get a system turn of their own.
-    assert policy.render(EPISODE[1:2], TOOLS).startswith("<|bos|><|system|><tools>{")
+    assert policy.render(EPISODE[1:2], TOOLS).startswith("<|bos|><|system|><tools>add(")
     tokenizer = policy.tokenizer
     for marker in ("<tools>", "</tools>", "<tool_call>", "</tool_call>", "<|tool|>"):
         assert len(tokenizer(marker, add_special_tokens=False).input_ids) == 1
@@ -345,9 +350,42 @@ def test_tiny_template_renders_tools_compactly(tool_tiny):
     ids = tokenizer('<tool_call>{"name":"add","arguments":{"n":3}}</tool_call>').input_ids
     assert tokenizer.decode(ids, skip_special_tokens=True).startswith("<tool_call>{")
     # Trained on Tally's calls and tools, the tokenizer writes them in few tokens (the
-    # tools took 277 tokens before the corpus held them as the template writes them).
+    # tools took 53 tokens before the corpus held them as the template writes them).
     assert len(ids) <= 16
-    assert len(tokenizer(functions, add_special_tokens=False).input_ids) <= 120
+    assert len(tokenizer(functions, add_special_tokens=False).input_ids) <= 40
+
+
+def test_tiny_template_writes_every_kind_of_parameter_as_tools_text(tool_tiny):
+    """The Jinja template and :func:`tools_text` (which makes the corpus) agree."""
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "add_task",
+                "description": "Add a task.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "title": {"type": "string"},
+                        "due": {"type": "string", "description": "YYYY-MM-DD"},
+                        "priority": {"type": "integer", "enum": [1, 2, 3]},
+                        "label": {"enum": ["home", "work"]},
+                        "note": {"type": ["string", "null"]},
+                        "extra": {},
+                    },
+                    "required": ["title", "priority"],
+                },
+            },
+        },
+        {"type": "function", "function": {"name": "undo"}},
+    ]
+    expected = (
+        "add_task(title: string, due?: string (YYYY-MM-DD), priority: 1|2|3, "
+        'label?: "home"|"work", note?: string|null, extra?: any) Add a task.\nundo()'
+    )
+    assert tools_text(tools) == expected
+    rendered = policy_with_template(tool_tiny).render([{"role": "user", "content": "x"}], tools)
+    assert f"<tools>{expected}</tools>" in rendered
 
 
 def test_tiny_assistant_mask_covers_the_calls():
