@@ -219,8 +219,17 @@ class TinyConfig:
         return data
 
     def key(self) -> str:
-        """A short hash of this config and :data:`TINY_VERSION`, for the cache folder's name."""
-        blob = json.dumps({"tiny_version": TINY_VERSION, **self.to_json()}, sort_keys=True)
+        """A short hash of this config, :data:`TINY_VERSION` and the template, for the cache folder.
+
+        The chat template and the added tokens are in it too: a build with an older
+        template is never reused, even if a change forgot to bump the version.
+        """
+        recipe = {
+            "tiny_version": TINY_VERSION,
+            "chat_template": CHAT_TEMPLATE,
+            "tokens": [*SPECIAL_TOKENS, *TOOL_TOKENS],
+        }
+        blob = json.dumps({**recipe, **self.to_json()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def dir_name(self) -> str:

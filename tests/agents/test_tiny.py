@@ -141,6 +141,15 @@ def test_config_is_validated_and_keyed() -> None:
     assert TinyConfig(seed=3).dir_name().startswith(f"tiny-v{TINY_VERSION}-seed3-")
 
 
+def test_a_template_change_is_a_new_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build with another template is never reused, even without a version bump."""
+    import palaestra.agents.tiny as tiny
+
+    before = TinyConfig().key()
+    monkeypatch.setattr(tiny, "CHAT_TEMPLATE", tiny.CHAT_TEMPLATE + "{{- '' }}")
+    assert TinyConfig().key() != before
+
+
 # -- the corpus and the tokenizer ---------------------------------------------------------
 
 
