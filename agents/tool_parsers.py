@@ -38,6 +38,7 @@ __all__ = [
     "openai_message",
     "parser_for_template",
     "template_message",
+    "tools_key",
 ]
 
 
@@ -216,16 +217,16 @@ def template_message(message: Mapping[str, Any]) -> Message:
     """``message`` as a Hugging Face chat template takes it.
 
     Only ``role`` and ``content`` (``None`` -> ``""``), plus ``tool_calls`` with each
-    call's ``arguments`` as a dict and ``tool_call_id``/``name`` on tool results;
+    call's ``arguments`` as a dict (a JSON text of an object; other values stay) and
+    ``tool_call_id`` on tool results;
     palaestra's own keys (``loss``...) are dropped. A plain message becomes exactly
     ``{"role", "content"}``, as it always did.
     """
     out: Message = {"role": message["role"], "content": message.get("content") or ""}
     if message.get("tool_calls"):
         out["tool_calls"] = _with_calls(message, _arguments_object)
-    for key in ("tool_call_id", "name"):
-        if message.get(key) is not None and message["role"] == "tool":
-            out[key] = message[key]
+    if message["role"] == "tool" and message.get("tool_call_id") is not None:
+        out["tool_call_id"] = message["tool_call_id"]
     return out
 
 
