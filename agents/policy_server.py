@@ -524,7 +524,7 @@ def _message(message: ChatMessage, index: int) -> Message:
             }
             for k, call in enumerate(message.tool_calls)
         ]
-    if message.tool_call_id is not None:
+    if message.role == "tool":
         out["tool_call_id"] = message.tool_call_id
     return out
 
