@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from toy_envs import Tally
 
 from palaestra.agents.openai_policy import OpenAIPolicy
-from palaestra.agents.policy import Completion, Message
+from palaestra.agents.policy import Completion, Message, Policy
 from palaestra.agents.policy_server import create_policy_app
 from palaestra.agents.tiny import TinyConfig, tiny_model_path, tools_text
 from palaestra.agents.tool_parsers import (
@@ -176,6 +176,18 @@ def test_messages_for_templates_and_for_the_api():
         # A plain message is exactly what it always was: role and content.
         assert convert(EPISODE[1]) == {"role": "user", "content": "Target: 4. The total is 0."}
     assert assistant["tool_calls"][0]["function"]["arguments"] == '{"n": 3}'  # not mutated
+
+
+def test_the_default_token_estimate_counts_tools_and_calls():
+    class Plain(Policy):
+        async def generate(self, conversations, **kwargs):
+            return [[Completion("")] for _ in conversations]
+
+    policy = Plain()
+    chars = sum(len(m["content"]) for m in EPISODE[:2])
+    assert policy.count_tokens(EPISODE[:2]) == chars // 3 + 8  # as before tools
+    assert policy.count_tokens(EPISODE[:2], TOOLS) == (chars + len(json.dumps(TOOLS))) // 3 + 8
+    assert policy.count_tokens(EPISODE[:3]) > policy.count_tokens(EPISODE[:2]) + 4
 
 
 # -- real chat templates ----------------------------------------------------------------
