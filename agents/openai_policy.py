@@ -10,12 +10,19 @@ connect timeout) are retried with exponential backoff and jitter, honouring
 at once, with the server's own message. ``timeout`` bounds one request in all,
 its retries included, so a server that never answers fails in ``timeout``
 seconds, not in ``attempts`` times that.
+
+Tools: a conversation given tools sends them as the request's ``tools``; its
+assistant turns with ``tool_calls`` and its ``tool`` results go as the API takes
+them (``arguments`` a JSON text, palaestra's ``loss`` flags dropped), and the
+answer's ``message.tool_calls`` come back in ``Completion.tool_calls``. Without
+tools a request is exactly what it always was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -23,7 +30,8 @@ from typing import Any
 
 import httpx
 
-from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.agents.policy import Completion, Message, Policy, ToolCallDict, Tools
+from palaestra.agents.tool_parsers import openai_message
 from palaestra.errors import PolicyConnectionError, PolicyRequestError, PolicyTimeoutError
 from palaestra.servers.protocol import RetryPolicy
 
@@ -182,10 +190,12 @@ class OpenAIPolicy(Policy):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        tools: Sequence[Tools | None] | None = None,
     ) -> list[list[Completion]]:
         """Reply to each conversation ``n`` times (see :meth:`Policy.generate`).
 
         Conversation ``i`` is sampled with seed ``seed + i``, so that rows differ.
+        ``tools[i]``, when given, goes as conversation ``i``'s ``tools``.
 
         Raises:
             PolicyRequestError: The server refused a request, or failed it after
@@ -196,6 +206,10 @@ class OpenAIPolicy(Policy):
             raise ValueError(f"n must be >= 1, not {n}")
         if not conversations:
             return []
+        if tools is not None and len(tools) != len(conversations):
+            raise ValueError(
+                f"tools has {len(tools)} entries for {len(conversations)} conversations"
+            )
         client, semaphore = self._session()
 
         async def one(i: int, conversation: Sequence[Message]) -> list[Completion]:
@@ -208,6 +222,7 @@ class OpenAIPolicy(Policy):
                     max_tokens=max_tokens,
                     stop=stop,
                     seed=None if seed is None else seed + i,
+                    tools=None if tools is None else tools[i],
                 )
 
         tasks = [asyncio.ensure_future(one(i, c)) for i, c in enumerate(conversations)]
@@ -262,6 +277,7 @@ class OpenAIPolicy(Policy):
         max_tokens: int,
         stop: Sequence[str],
         seed: int | None,
+        tools: Tools | None = None,
     ) -> list[Completion]:
         """``n`` completions of one conversation (asking again if a server gives fewer)."""
         completions: list[Completion] = []
@@ -269,15 +285,15 @@ class OpenAIPolicy(Policy):
         while len(completions) < n:
             body: dict[str, Any] = {
                 "model": self.model,
-                "messages": [
-                    {"role": m["role"], "content": m.get("content") or ""} for m in conversation
-                ],
+                "messages": [openai_message(m) for m in conversation],
                 "n": n - len(completions),
                 "temperature": temperature,
                 "max_tokens": max_tokens,
             }
             if stop:
                 body["stop"] = list(stop)
+            if tools:
+                body["tools"] = [dict(t) for t in tools]
             if seed is not None:
                 # Some servers ignore ``n``: a top-up round must not repeat the first's samples.
                 body["seed"] = seed + rounds * 1_000_003
@@ -299,15 +315,20 @@ class OpenAIPolicy(Policy):
         reasons = [str(c.get("finish_reason") or "stop") for c in choices]
         counts = _split_tokens(int(usage.get("completion_tokens") or 0), reasons, max_tokens)
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        return [
-            Completion(
-                _characters(str((c.get("message") or {}).get("content") or "")),
-                prompt_tokens,
-                count,
-                reason,
+        completions = []
+        for choice, reason, count in zip(choices, reasons, counts, strict=True):
+            message = choice.get("message") or {}
+            calls = _tool_calls(message.get("tool_calls"))
+            completions.append(
+                Completion(
+                    _characters(str(message.get("content") or "")),
+                    prompt_tokens,
+                    count,
+                    "tool_calls" if calls else reason,
+                    calls,
+                )
             )
-            for c, reason, count in zip(choices, reasons, counts, strict=True)
-        ]
+        return completions
 
     async def _post(
         self, client: httpx.AsyncClient, path: str, body: dict[str, Any]
@@ -415,6 +436,32 @@ def _characters(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+def _tool_calls(raw: Any) -> list[ToolCallDict] | None:
+    """An answer's ``message.tool_calls`` in OpenAI's shape (``arguments`` a JSON text).
+
+    Servers differ in small ways (a missing ``type``, ``arguments`` as an object, no
+    ``id``): each call is normalised; an entry without a function name is skipped.
+    """
+    if not isinstance(raw, list):
+        return None
+    calls: list[ToolCallDict] = []
+    for index, call in enumerate(raw):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not function.get("name"):
+            continue
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps({} if arguments is None else arguments, ensure_ascii=False)
+        calls.append(
+            {
+                "id": str(call.get("id") or f"call_{index}"),
+                "type": "function",
+                "function": {"name": str(function["name"]), "arguments": _characters(arguments)},
+            }
+        )
+    return calls or None
 
 
 def _context_of(entry: dict[str, Any]) -> int | None:

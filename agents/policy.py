@@ -18,6 +18,7 @@ OpenAI chat API; a reply's calls are in :attr:`Completion.tool_calls`.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -127,13 +128,19 @@ class Policy(ABC):
             ``n`` completions per conversation, in order.
         """
 
-    def count_tokens(self, messages: Sequence[Message]) -> int:
+    def count_tokens(self, messages: Sequence[Message], tools: Tools | None = None) -> int:
         """Prompt tokens of ``messages`` with a generation prompt (an estimate by default).
 
         The default counts one token per 3 characters, a safe over-estimate for
         English text with BPE vocabularies; backends with a tokenizer override it.
+        ``tools`` (the conversation's tool definitions) count as their JSON text, and
+        assistant ``tool_calls`` as theirs.
         """
-        return sum(len(str(m.get("content", ""))) for m in messages) // 3 + 4 * len(messages)
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        chars += sum(len(json.dumps(m["tool_calls"])) for m in messages if m.get("tool_calls"))
+        if tools:
+            chars += len(json.dumps(list(tools), default=str))
+        return chars // 3 + 4 * len(messages)
 
     def describe(self) -> dict[str, Any]:
         """What provenance records of this policy."""

@@ -29,8 +29,16 @@ decoding step (with a ``TransformersPolicy``; other policies finish the call).
 Connection limits (request head size, header-read timeout, connection count)
 are :class:`~palaestra.servers.limits.ConnectionLimits`.
 
+Tools, as the OpenAI API has them: a request may carry ``tools`` (function
+definitions) and ``tool_choice`` ``"auto"`` (the default) or ``"none"`` (the
+model sees no tools); its messages may hold assistant turns with ``tool_calls``
+and ``tool`` results. The model's calls, read by the policy's tool parser, come
+back as ``message.tool_calls`` (ids ``call_<24 hex>``, ``arguments`` a JSON text)
+with ``finish_reason: "tool_calls"``.
+
 What is not supported is refused with a 400, never silently ignored:
-``stream``, ``top_p`` other than 1, ``logprobs``, non-text content parts.
+``stream``, ``top_p`` other than 1, ``logprobs``, non-text content parts,
+``tool_choice`` other than ``"auto"``/``"none"`` (``"required"``, a named function).
 Other fields OpenAI clients send (``user``, ``presence_penalty``...) are ignored.
 Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``.
 """
@@ -40,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import os
 import time
 import uuid
@@ -74,6 +83,8 @@ MAX_STOPS = 16
 """Most stop strings a request may give (OpenAI allows 4; vLLM more)."""
 MAX_STOP_CHARS = 256
 """Longest stop string."""
+MAX_TOOLS = 128
+"""Most tools a request may give (OpenAI's limit)."""
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 """Largest request body ``serve-policy`` accepts by default."""
 DEFAULT_MAX_QUEUE = 256
@@ -96,12 +107,48 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+class FunctionCall(BaseModel):
+    """The function of a tool call: its name and arguments (a JSON text)."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    arguments: str | dict[str, Any] = Field("{}", description="A JSON text (an object is taken).")
+
+
+class ToolCall(BaseModel):
+    """A tool call of an assistant message."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionDefinition(BaseModel):
+    """A function the model may call: name, description, JSON schema of its parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class ToolDefinition(BaseModel):
+    """A tool the model may call (only ``{"type": "function"}`` exists)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
 class ChatMessage(BaseModel):
     """A chat message (``developer`` counts as ``system``)."""
 
     model_config = ConfigDict(extra="ignore")
     role: str
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = Field(None, description="On an assistant message.")
+    tool_call_id: str | None = Field(None, description="On a tool message: the call it answers.")
 
 
 class ChatCompletionRequest(BaseModel):
@@ -123,15 +170,37 @@ class ChatCompletionRequest(BaseModel):
         | None
     ) = Field(None, description=f"At most {MAX_STOPS} strings of {MAX_STOP_CHARS} characters.")
     seed: int | None = None
+    tools: list[ToolDefinition] | None = Field(
+        None, max_length=MAX_TOOLS, description=f"At most {MAX_TOOLS} functions."
+    )
+    tool_choice: str | dict[str, Any] | None = Field(
+        None, description='"auto" (the default with tools) or "none"; nothing else.'
+    )
     stream: bool | None = Field(None, description="Not supported.")
     logprobs: bool | None = Field(None, description="Not supported.")
 
 
+class FunctionCallOut(BaseModel):
+    """The function a reply calls."""
+
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    """A tool call of a reply."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
 class AssistantMessage(BaseModel):
-    """A generated reply."""
+    """A generated reply (``content`` is null when the reply only called tools)."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class Choice(BaseModel):
@@ -221,6 +290,7 @@ class _Job:
     stop: tuple[str, ...]
     seed: int | None
     future: asyncio.Future[list[Completion]] = field(repr=False)
+    tools: list[dict[str, Any]] | None = None
 
     def key(self) -> tuple[Any, ...]:
         """Jobs with the same key share one ``generate`` call."""
@@ -341,6 +411,9 @@ class Batcher:
         if self._can_stop:
             # Asked from the generation thread after each step: reading done() is safe there.
             extra["should_stop"] = lambda: all(job.future.done() for job in jobs)
+        if any(job.tools for job in jobs):
+            # Only then: a policy without tool support still serves requests without tools.
+            extra["tools"] = [first.tools]
         try:
             if first.seed is not None and first.temperature > 0:
                 # Alone, and as the policy itself would do it: the seed reproduces the replies.
@@ -357,6 +430,8 @@ class Batcher:
             else:
                 # A request for n replies is n rows of n=1, so requests of any n can share a call.
                 rows = [job.messages for job in jobs for _ in range(job.n)]
+                if "tools" in extra:
+                    extra["tools"] = [job.tools for job in jobs for _ in range(job.n)]
                 flat = await self.policy.generate(
                     rows,
                     n=1,
@@ -417,6 +492,60 @@ async def _disconnected(request: Request) -> None:
     """Return once the client of ``request`` (whose body was read) has gone."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def _message(message: ChatMessage, index: int) -> Message:
+    """A request's message as a palaestra message (OpenAI's shape, text content).
+
+    Raises:
+        OpenAIError: 400 for a ``tool`` message without the id of the call it answers.
+    """
+    if message.role == "tool" and not message.tool_call_id:
+        raise OpenAIError(
+            400,
+            "a message with role 'tool' needs the tool_call_id of the call it answers",
+            param=f"messages.{index}.tool_call_id",
+        )
+    out: Message = {
+        "role": "system" if message.role == "developer" else message.role,
+        "content": _text(message, index),
+    }
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id or f"call_{index}_{k}",
+                "type": "function",
+                "function": {
+                    "name": call.function.name,
+                    "arguments": call.function.arguments
+                    if isinstance(call.function.arguments, str)
+                    else json.dumps(call.function.arguments, ensure_ascii=False),
+                },
+            }
+            for k, call in enumerate(message.tool_calls)
+        ]
+    if message.role == "tool":
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _tools(request: ChatCompletionRequest) -> list[dict[str, Any]] | None:
+    """The tools the model sees, after ``tool_choice``.
+
+    Raises:
+        OpenAIError: 400 for a ``tool_choice`` other than ``"auto"`` or ``"none"``.
+    """
+    choice = request.tool_choice
+    if choice is not None and choice not in ("auto", "none"):
+        shown = choice if isinstance(choice, str) else json.dumps(choice)[:100]
+        raise OpenAIError(
+            400,
+            f"tool_choice {shown!r} is not supported; only 'auto' and 'none' are",
+            param="tool_choice",
+        )
+    if not request.tools or choice == "none":
+        return None
+    return [tool.model_dump(exclude_none=True) for tool in request.tools]
 
 
 def _text(message: ChatMessage, index: int) -> str:
@@ -537,7 +666,7 @@ def create_policy_app(
             )
         return ModelCard(id=served, created=created, max_model_len=policy.context_length)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", response_model_exclude_none=True)
     async def chat_completions(request: ChatCompletionRequest, raw: Request) -> ChatCompletion:
         """Generate ``n`` replies to a conversation."""
         if request.model is not None and request.model != served:
@@ -553,12 +682,12 @@ def create_policy_app(
             raise OpenAIError(400, "logprobs are not supported", param="logprobs")
         if request.top_p is not None and request.top_p != 1:
             raise OpenAIError(400, "only top_p=1 is supported", param="top_p")
-        messages: list[Message] = [
-            {"role": "system" if m.role == "developer" else m.role, "content": _text(m, i)}
-            for i, m in enumerate(request.messages)
-        ]
+        messages: list[Message] = [_message(m, i) for i, m in enumerate(request.messages)]
+        tools = _tools(request)
         limit = policy.context_length
         chars = sum(len(m["content"]) for m in messages)
+        chars += sum(len(json.dumps(m["tool_calls"])) for m in messages if "tool_calls" in m)
+        chars += len(json.dumps(tools)) if tools else 0
         if limit is not None and chars > limit * CHARS_PER_TOKEN_BOUND:
             # Too long whatever the tokenizer: refused without spending time tokenizing it.
             raise OpenAIError(
@@ -570,7 +699,9 @@ def create_policy_app(
             )
         try:
             # Off the event loop: a long prompt takes seconds to tokenize.
-            prompt_tokens = await asyncio.to_thread(policy.count_tokens, messages)
+            # Tools only when given: a policy's own count_tokens may not take them.
+            args = (messages, tools) if tools else (messages,)
+            prompt_tokens = await asyncio.to_thread(policy.count_tokens, *args)
         except Exception as error:  # the chat template refused the conversation
             raise OpenAIError(
                 400, f"the chat template rejects these messages: {error}", param="messages"
@@ -605,6 +736,7 @@ def create_policy_app(
             stop=tuple(s for s in stop if s),
             seed=request.seed,
             future=asyncio.get_running_loop().create_future(),
+            tools=tools,
         )
         batcher.submit(job)
         gone = asyncio.ensure_future(_disconnected(raw))
@@ -623,11 +755,7 @@ def create_policy_app(
             created=int(time.time()),
             model=served,
             choices=[
-                Choice(
-                    index=i,
-                    message=AssistantMessage(content=str(r)),
-                    finish_reason=r.finish_reason,
-                )
+                Choice(index=i, message=_reply(r), finish_reason=r.finish_reason)
                 for i, r in enumerate(replies)
             ],
             usage=Usage(
@@ -638,6 +766,24 @@ def create_policy_app(
         )
 
     return app
+
+
+def _reply(completion: Completion) -> AssistantMessage:
+    """The answer's message of a completion: its text, and its calls under fresh ids."""
+    if not completion.tool_calls:
+        return AssistantMessage(content=str(completion))
+    return AssistantMessage(
+        content=str(completion) or None,
+        tool_calls=[
+            ToolCallOut(
+                id=f"call_{uuid.uuid4().hex[:24]}",
+                function=FunctionCallOut(
+                    name=call["function"]["name"], arguments=call["function"]["arguments"]
+                ),
+            )
+            for call in completion.tool_calls
+        ],
+    )
 
 
 def run_policy_server(
@@ -653,6 +799,7 @@ def run_policy_server(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_queue: int = DEFAULT_MAX_QUEUE,
     limits: ConnectionLimits | None = None,
+    tool_parser: str | None = None,
 ) -> None:
     """Load ``model`` and serve it under uvicorn until interrupted.
 
@@ -669,6 +816,8 @@ def run_policy_server(
         max_body_bytes: Largest request body.
         max_queue: Most rows waiting for the model.
         limits: Connection limits (default :class:`ConnectionLimits`'s).
+        tool_parser: How the model's tool calls are read (``"hermes"``, ``"llama3_json"``);
+            by default the convention its chat template shows.
 
     Raises:
         ValueError: A non-loopback ``host`` without a token (and not ``insecure``).
@@ -681,7 +830,9 @@ def run_policy_server(
             f"refusing to bind {host} without a token; pass --token (or set {TOKEN_ENV}), "
             "or --insecure to serve an open API on the network"
         )
-    policy = TransformersPolicy(model, device=device, max_batch_size=max_batch_size)
+    policy = TransformersPolicy(
+        model, device=device, max_batch_size=max_batch_size, tool_parser=tool_parser
+    )
     app = create_policy_app(
         policy,
         token=token,

@@ -50,7 +50,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,14 +66,16 @@ __all__ = [
     "build_tiny_model",
     "models_cache_dir",
     "tiny_model_path",
+    "tools_text",
 ]
 
 logger = logging.getLogger(__name__)
 
-TINY_VERSION = 1
+TINY_VERSION = 2
 """Bumped whenever the recipe (corpus, tokenizer, architecture, template) changes.
 
 It is part of the cache folder's name, so a new recipe never reuses an old build.
+Version 2: the ``tool`` role, the tool markers and tool calls in the corpus.
 """
 
 
@@ -81,20 +83,66 @@ MARKER_FILE = "palaestra_tiny.json"
 """The file in a built model folder that records its recipe (config, version, corpus hash)."""
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|end|>"
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, *(f"<|{role}|>" for role in ROLES))
 """The tokenizer's special tokens, with ids 0, 1, 2...: pad, bos, eos, then one per role."""
 
+TOOL_TOKENS: tuple[str, ...] = ("<tools>", "</tools>", "<tool_call>", "</tool_call>")
+"""The tool markers: one token each, after the trained vocabulary, and not special
+(as Qwen's), so that decoding with ``skip_special_tokens`` keeps the calls readable."""
+
 CHAT_TEMPLATE = (
     "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{%- if message['role'] not in ['system', 'user', 'assistant'] %}"
-    "{{- raise_exception('the tiny model knows the roles system, user and assistant, not '"
+    "{%- set rest = messages %}"
+    "{%- if tools %}"
+    # The tools go in the system turn (one made when the conversation has none), one
+    # signature a line, `name(arg: type, optional?: type (its description)) description`:
+    # a JSON schema would take several times the tokens, and the tiny context is short.
+    "{%- set system = '' %}"
+    "{%- if messages and messages[0]['role'] == 'system' %}"
+    "{%- set system = messages[0]['content'] + '\n' %}{%- set rest = messages[1:] %}"
+    "{%- endif %}"
+    "{{- '<|system|>' + system + '<tools>' }}"
+    "{%- for tool in tools %}"
+    "{%- if not loop.first %}{{- '\n' }}{%- endif %}"
+    "{%- set function = tool['function'] if tool['function'] is defined else tool %}"
+    "{%- set schema = function['parameters'] if function['parameters'] is defined else {} %}"
+    "{%- set required = schema['required'] if schema['required'] is defined else [] %}"
+    "{{- function['name'] + '(' }}"
+    "{%- if schema['properties'] is defined %}"
+    "{%- for name, spec in schema['properties'].items() %}"
+    "{%- if not loop.first %}{{- ', ' }}{%- endif %}"
+    "{{- name }}{%- if name not in required %}{{- '?' }}{%- endif %}{{- ': ' }}"
+    "{%- if spec['enum'] is defined %}{{- spec['enum'] | map('tojson') | join('|') }}"
+    "{%- elif spec['type'] is string %}{{- spec['type'] }}"
+    "{%- elif spec['type'] is defined %}{{- spec['type'] | join('|') }}"
+    "{%- else %}{{- 'any' }}{%- endif %}"
+    "{%- if spec['description'] is defined %}{{- ' (' + spec['description'] + ')' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- endif %}"
+    "{{- ')' }}"
+    "{%- if function['description'] is defined %}{{- ' ' + function['description'] }}{%- endif %}"
+    "{%- endfor %}"
+    "{{- '</tools>' + eos_token }}"
+    "{%- endif %}"
+    "{%- for message in rest %}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant', 'tool'] %}"
+    "{{- raise_exception('the tiny model knows the roles system, user, assistant and tool, not '"
     " + message['role']) }}"
     "{%- endif %}"
     "{{- '<|' + message['role'] + '|>' }}"
     "{%- if message['role'] == 'assistant' %}"
-    "{%- generation %}{{- message['content'] + eos_token }}{%- endgeneration %}"
+    "{%- generation %}{{- message['content'] }}"
+    "{%- if message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{%- for call in message['tool_calls'] %}"
+    "{%- set function = call['function'] if call['function'] is defined else call %}"
+    "{{- '<tool_call>{\"name\":' + function['name'] | tojson + ',\"arguments\":' }}"
+    "{%- if function['arguments'] is string %}{{- function['arguments'] }}"
+    "{%- else %}{{- function['arguments'] | tojson(separators=(',', ':')) }}{%- endif %}"
+    "{{- '}</tool_call>' }}"
+    "{%- endfor %}"
+    "{%- endif %}"
+    "{{- eos_token }}{%- endgeneration %}"
     "{%- else %}"
     "{{- message['content'] + eos_token }}"
     "{%- endif %}"
@@ -104,7 +152,13 @@ CHAT_TEMPLATE = (
 """The Jinja chat template: ``<|bos|>``, then ``<|role|>content<|end|>`` per message.
 
 Assistant contents and their ``<|end|>`` are inside ``{% generation %}`` blocks;
-``add_generation_prompt`` appends ``<|assistant|>``.
+``add_generation_prompt`` appends ``<|assistant|>``. Tools, in the Hermes
+convention and compact: given ``tools=``, the system turn ends with
+``<tools>...</tools>``, one signature a line (see :func:`tools_text`); an assistant's
+``tool_calls`` follow its
+content as ``<tool_call>{"name":...,"arguments":{...}}</tool_call>`` (inside the
+generation block); a ``tool`` message is its own ``<|tool|>`` turn. Without tools
+a conversation renders exactly as with version 1 of this template.
 """
 
 # Replies a model might write that no format accepts: their error messages go in the corpus.
@@ -145,7 +199,7 @@ class TinyConfig:
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_heads "
                 f"({self.num_heads})"
             )
-        minimum = 256 + len(SPECIAL_TOKENS)
+        minimum = 256 + len(SPECIAL_TOKENS) + len(TOOL_TOKENS)
         if self.vocab_size < minimum:
             raise ValueError(f"vocab_size must be at least {minimum}, not {self.vocab_size}")
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size"):
@@ -165,8 +219,17 @@ class TinyConfig:
         return data
 
     def key(self) -> str:
-        """A short hash of this config and :data:`TINY_VERSION`, for the cache folder's name."""
-        blob = json.dumps({"tiny_version": TINY_VERSION, **self.to_json()}, sort_keys=True)
+        """A short hash of this config, :data:`TINY_VERSION` and the template, for the cache folder.
+
+        The chat template and the added tokens are in it too: a build with an older
+        template is never reused, even if a change forgot to bump the version.
+        """
+        recipe = {
+            "tiny_version": TINY_VERSION,
+            "chat_template": CHAT_TEMPLATE,
+            "tokens": [*SPECIAL_TOKENS, *TOOL_TOKENS],
+        }
+        blob = json.dumps({**recipe, **self.to_json()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def dir_name(self) -> str:
@@ -229,10 +292,18 @@ def build_corpus(env_ids: Sequence[str], episodes_per_env: int, seed: int) -> li
 def _env_texts(
     env: Any, env_id: str, episodes: int, seed: int, formats: Sequence[Any]
 ) -> list[str]:
-    """The corpus texts of one env: instruction, system prompts, expert episodes."""
+    """The corpus texts of one env: instruction, system prompts, expert episodes.
+
+    An env with tools also gives its tools as the chat template writes them
+    (:func:`tools_text`), so that the tools a prompt carries tokenize into few tokens;
+    its calls are in the corpus already, as the expert's actions (canonical JSON).
+    """
     base = env.unwrapped
     instruction = str(base.instruction)
     texts = [instruction, *(fmt.system_prompt(instruction) for fmt in formats)]
+    tools = getattr(base, "tools", None) or None
+    if tools:
+        texts.append(tools_text(tools))
     has_expert = "expert" in base.capabilities()
     tasks = list(base.tasks("train"))
     rng = random.Random(f"palaestra-tiny:{seed}:{env_id}")
@@ -253,23 +324,53 @@ def _env_texts(
     return texts
 
 
+def tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
+    """The tools as the chat template writes them between ``<tools>`` and ``</tools>``.
+
+    One line per function: ``name(arg: type, optional?: type (description)) description``,
+    an enum's values joined by ``|`` in place of its type. For example Tally's ``add``:
+    ``add(n: integer) Add a number (1 to 5) to the total.``
+    """
+    lines = []
+    for tool in tools:
+        function = tool.get("function", tool)
+        schema = function.get("parameters") or {}
+        required = schema.get("required") or []
+        arguments = []
+        for name, spec in (schema.get("properties") or {}).items():
+            if "enum" in spec:
+                kind = "|".join(json.dumps(v, ensure_ascii=False) for v in spec["enum"])
+            elif isinstance(spec.get("type"), str):
+                kind = spec["type"]
+            elif "type" in spec:
+                kind = "|".join(spec["type"])
+            else:
+                kind = "any"
+            note = f" ({spec['description']})" if "description" in spec else ""
+            arguments.append(f"{name}{'' if name in required else '?'}: {kind}{note}")
+        about = f" {function['description']}" if "description" in function else ""
+        lines.append(f"{function['name']}({', '.join(arguments)}){about}")
+    return "\n".join(lines)
+
+
 # -- the build --------------------------------------------------------------------------
 
 
 def _train_tokenizer(texts: Sequence[str], config: TinyConfig) -> Any:
     """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``texts`` (deterministic)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=config.vocab_size,
+        vocab_size=config.vocab_size - len(TOOL_TOKENS),
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TOKENS])
     return tokenizer
 
 

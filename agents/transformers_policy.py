@@ -5,18 +5,31 @@ batches of at most ``max_batch_size`` rows (``n`` replies per conversation are
 ``n`` rows) and decoded by ``model.generate``. Generation runs in one worker
 thread, so the event loop (env steps, HTTP) keeps going meanwhile; calls are
 served one at a time, in order, which keeps seeded sampling reproducible.
+
+Tools: a conversation given tools is rendered with ``apply_chat_template(...,
+tools=...)`` (each call's ``arguments`` handed to the template as a dict), and its
+replies are read by the tool parser of the template's family
+(:mod:`palaestra.agents.tool_parsers`): the calls go to ``Completion.tool_calls``,
+the text around them stays the completion's text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from palaestra.agents.policy import Completion, Message, Policy, truncate_at_stop
+from palaestra.agents.policy import Completion, Message, Policy, Tools, truncate_at_stop
+from palaestra.agents.tool_parsers import (
+    ToolParser,
+    get_tool_parser,
+    parser_for_template,
+    template_message,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -24,6 +37,8 @@ if TYPE_CHECKING:
     from palaestra.agents.models import ModelRef
 
 __all__ = ["TransformersPolicy"]
+
+logger = logging.getLogger(__name__)
 
 
 class TransformersPolicy(Policy):
@@ -40,6 +55,9 @@ class TransformersPolicy(Policy):
         threads: CPU threads for torch (process-wide; ``None`` keeps torch's choice).
             On a small shared CPU one thread is often faster than several that
             contend with the env and client threads.
+        tool_parser: How replies to conversations with tools are read (``"hermes"``,
+            ``"llama3_json"``); by default the convention the chat template shows
+            (``<tool_call>`` -> hermes), else hermes.
 
     Example::
 
@@ -57,6 +75,7 @@ class TransformersPolicy(Policy):
         max_batch_size: int = 32,
         name: str | None = None,
         threads: int | None = None,
+        tool_parser: str | None = None,
     ) -> None:
         try:
             import torch
@@ -95,6 +114,16 @@ class TransformersPolicy(Policy):
         if 0 < declared < 10**8:
             limit = min(limit, declared) if limit else declared
         self.context_length = limit or None
+        template = getattr(tokenizer, "chat_template", None)
+        template = template if isinstance(template, str) else None
+        # A template that never mentions tools drops ``tools=`` silently: say so once.
+        self._renders_tools = bool(template) and "tools" in str(template)
+        self._warned_tools = False
+        self.tool_parser: ToolParser = (
+            get_tool_parser(tool_parser)
+            if tool_parser is not None
+            else parser_for_template(template) or get_tool_parser("hermes")
+        )
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="palaestra-generate")
         self._lock = threading.Lock()
 
@@ -109,6 +138,7 @@ class TransformersPolicy(Policy):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        tools: Sequence[Tools | None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[list[Completion]]:
         """Reply to each conversation ``n`` times (see :meth:`Policy.generate`).
@@ -132,11 +162,12 @@ class TransformersPolicy(Policy):
             tuple(stop),
             seed,
             should_stop,
+            tools,
         )
 
-    def count_tokens(self, messages: Sequence[Message]) -> int:
-        """Prompt tokens of ``messages`` under the chat template, with a generation prompt."""
-        return len(self._prompt_ids(messages))
+    def count_tokens(self, messages: Sequence[Message], tools: Tools | None = None) -> int:
+        """Prompt tokens of ``messages`` (and ``tools``) under the chat template."""
+        return len(self._prompt_ids(messages, tools))
 
     def describe(self) -> dict[str, Any]:
         """Name, backend, device and context length."""
@@ -154,12 +185,38 @@ class TransformersPolicy(Policy):
 
     # -- the work -----------------------------------------------------------------------
 
-    def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
-        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    def render(self, messages: Sequence[Message], tools: Tools | None = None) -> str:
+        """The prompt text of ``messages`` (and ``tools``), with a generation prompt."""
+        plain, extra = self._template_args(messages, tools)
+        return self.tokenizer.apply_chat_template(
+            plain, add_generation_prompt=True, tokenize=False, **extra
+        )
+
+    def _prompt_ids(self, messages: Sequence[Message], tools: Tools | None = None) -> list[int]:
+        plain, extra = self._template_args(messages, tools)
         encoded = self.tokenizer.apply_chat_template(
-            plain, add_generation_prompt=True, tokenize=True, return_dict=True
+            plain, add_generation_prompt=True, tokenize=True, return_dict=True, **extra
         )
         return list(encoded["input_ids"])
+
+    def _template_args(
+        self, messages: Sequence[Message], tools: Tools | None
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """The messages as the template takes them, and ``tools=`` when there are tools.
+
+        Without tools the template gets no ``tools`` argument at all, so a conversation
+        without tools renders exactly as it always did.
+        """
+        plain = [template_message(m) for m in messages]
+        if not tools:
+            return plain, {}
+        if not self._renders_tools and not self._warned_tools:
+            self._warned_tools = True
+            logger.warning(
+                "the chat template of %s does not render tools: the model will not see them",
+                self.name,
+            )
+        return plain, {"tools": [dict(t) for t in tools]}
 
     def generate_sync(
         self,
@@ -170,11 +227,21 @@ class TransformersPolicy(Policy):
         stop: Sequence[str] = (),
         seed: int | None = None,
         should_stop: Callable[[], bool] | None = None,
+        tools: Sequence[Tools | None] | None = None,
     ) -> list[list[Completion]]:
         """The blocking twin of :meth:`generate` (for scripts and the policy server)."""
         import torch
 
-        rows = [ids for conv in conversations for ids in [self._prompt_ids(conv)] * n]
+        if tools is not None and len(tools) != len(conversations):
+            raise ValueError(
+                f"tools has {len(tools)} entries for {len(conversations)} conversations"
+            )
+        per_conversation = list(tools) if tools is not None else [None] * len(conversations)
+        rows = [
+            ids
+            for conv, conv_tools in zip(conversations, per_conversation, strict=True)
+            for ids in [self._prompt_ids(conv, conv_tools)] * n
+        ]
         texts: list[Completion] = []
         with self._lock, torch.inference_mode():
             if seed is not None:
@@ -191,7 +258,24 @@ class TransformersPolicy(Policy):
                     stop,
                     should_stop,
                 )
-        return [texts[i * n : (i + 1) * n] for i in range(len(conversations))]
+        out = [texts[i * n : (i + 1) * n] for i in range(len(conversations))]
+        return [
+            [self._read_calls(c) for c in replies] if conv_tools else replies
+            for replies, conv_tools in zip(out, per_conversation, strict=True)
+        ]
+
+    def _read_calls(self, completion: Completion) -> Completion:
+        """``completion`` with its tool calls read out by the template family's parser."""
+        parsed = self.tool_parser.parse(str(completion))
+        if parsed.tool_calls is None:
+            return completion
+        return Completion(
+            parsed.text,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+            "tool_calls",
+            parsed.tool_calls,
+        )
 
     def _generate_batch(
         self,

@@ -35,7 +35,7 @@ import httpx
 
 from palaestra.agents.env_pool import LocalEnvs
 from palaestra.agents.formats import get_format
-from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.agents.policy import Completion, Message, Policy, Tools
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig
 from palaestra.envs.maze import ACTIONS
 from palaestra.evol.mcts import MCTS, MCTSConfig, Tree, save_trees
@@ -88,6 +88,7 @@ class NoisyMazePolicy(Policy):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        tools: Sequence[Tools | None] | None = None,
     ) -> list[list[Completion]]:
         rng = random.Random(seed)
         out = []

@@ -277,6 +277,7 @@ def cmd_serve_policy(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             max_queue=args.max_queue,
             limits=connection_limits(args),
+            tool_parser=args.tool_parser,
         )
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -287,6 +288,7 @@ def cmd_serve_policy(args: argparse.Namespace) -> int:
 def add_agent_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``eval`` and ``serve-policy`` to the CLI's sub-parsers."""
     from palaestra.agents.policy_server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE
+    from palaestra.agents.tool_parsers import TOOL_PARSERS
 
     p = sub.add_parser(
         "eval",
@@ -338,6 +340,12 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
         "client) at it. Binds 127.0.0.1; a non-loopback address needs --token or --insecure.",
     )
     p.add_argument("model", help="tiny | tiny:SEED | smollm2 | PATH")
+    p.add_argument(
+        "--tool-parser",
+        choices=sorted(TOOL_PARSERS),
+        default=None,
+        help="how the model writes tool calls (default: what its chat template shows, else hermes)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8100, help="port (default 8100)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")

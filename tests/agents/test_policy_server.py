@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.agents.policy import Completion, Message, Policy, Tools
 from palaestra.agents.policy_server import create_policy_app, run_policy_server
 from palaestra.agents.tiny import TinyConfig, tiny_model_path
 from palaestra.agents.transformers_policy import TransformersPolicy
@@ -257,6 +257,7 @@ class RecordingPolicy(Policy):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        tools: Sequence[Tools | None] | None = None,
     ) -> list[list[Completion]]:
         self.calls.append((len(conversations) * n, {"temperature": temperature, "seed": seed}))
         await asyncio.sleep(0.01)

@@ -141,6 +141,15 @@ def test_config_is_validated_and_keyed() -> None:
     assert TinyConfig(seed=3).dir_name().startswith(f"tiny-v{TINY_VERSION}-seed3-")
 
 
+def test_a_template_change_is_a_new_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build with another template is never reused, even without a version bump."""
+    import palaestra.agents.tiny as tiny
+
+    before = TinyConfig().key()
+    monkeypatch.setattr(tiny, "CHAT_TEMPLATE", tiny.CHAT_TEMPLATE + "{{- '' }}")
+    assert TinyConfig().key() != before
+
+
 # -- the corpus and the tokenizer ---------------------------------------------------------
 
 
@@ -241,8 +250,44 @@ def test_template_renders_roles_and_generation_prompt(tokenizer) -> None:
     )
     pairs = zip(encoded["input_ids"], encoded["assistant_masks"], strict=True)
     assert [token for token, flag in pairs if flag] == [tokenizer.eos_token_id]
-    with pytest.raises(Exception, match="roles system, user and assistant"):
-        tokenizer.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)
+    with pytest.raises(Exception, match="roles system, user, assistant and tool"):
+        tokenizer.apply_chat_template([{"role": "ipython", "content": "x"}], tokenize=False)
+
+
+# Version 1 of the template (before tools), verbatim: conversations without tools must
+# render exactly as they did, so stored trajectories and trained models keep their prompts.
+TEMPLATE_V1 = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] %}"
+    "{{- raise_exception('the tiny model knows the roles system, user and assistant, not '"
+    " + message['role']) }}"
+    "{%- endif %}"
+    "{{- '<|' + message['role'] + '|>' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{%- generation %}{{- message['content'] + eos_token }}{%- endgeneration %}"
+    "{%- else %}"
+    "{{- message['content'] + eos_token }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>' }}{%- endif %}"
+)
+
+
+def test_conversations_without_tools_render_as_with_the_first_template(tokenizer) -> None:
+    for end in range(1, len(CHAT) + 1):
+        for prompt in (False, True):
+            options = {
+                "add_generation_prompt": prompt,
+                "return_assistant_tokens_mask": True,
+                "return_dict": True,
+            }
+            now = tokenizer.apply_chat_template(CHAT[:end], **options)
+            before = tokenizer.apply_chat_template(CHAT[:end], chat_template=TEMPLATE_V1, **options)
+            assert dict(now) == dict(before)
+    assert tokenizer.apply_chat_template(CHAT, tokenize=False, tools=None) == (
+        tokenizer.apply_chat_template(CHAT, tokenize=False, chat_template=TEMPLATE_V1)
+    )
 
 
 def test_generation_stops_within_max_new_tokens(default_model: Path, tokenizer) -> None:

@@ -16,7 +16,7 @@ from hand_trees import REACT, hand_tree
 
 import palaestra
 from palaestra.agents.env_pool import EnvPool, EnvSpecInfo, EpisodeEnv, LocalEnvs, RemoteEnvs
-from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.agents.policy import Completion, Message, Policy, Tools
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig
 from palaestra.envs import TaskId, register
 from palaestra.envs.maze import ACTIONS, MazeEnv
@@ -193,6 +193,7 @@ class MovesPolicy(Policy):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        tools: Sequence[Tools | None] | None = None,
     ) -> list[list[Completion]]:
         self.calls.append((len(conversations), n))
         rng = random.Random(seed)

@@ -9,7 +9,7 @@ import pytest
 from hand_trees import REACT, hand_tree, reply
 
 from palaestra.agents.env_pool import LocalEnvs
-from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.agents.policy import Completion, Message, Policy, Tools
 from palaestra.agents.trajectory import Trajectory
 from palaestra.evol.examples import turn_examples
 from palaestra.evol.mcts import Node, Tree
@@ -271,6 +271,7 @@ class LeftIsBad(Policy):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        tools: Sequence[Tools | None] | None = None,
     ) -> list[list[Completion]]:
         self.prompts += [list(c) for c in conversations]
         return [

@@ -28,7 +28,7 @@ from view_helpers import off_loop, open_route, screenshot
 
 from palaestra.agents.env_pool import LocalEnvs
 from palaestra.agents.formats import get_format
-from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.agents.policy import Completion, Message, Policy, Tools
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig
 from palaestra.envs.maze import ACTIONS
 from palaestra.evol.data import save_trajectories
@@ -90,6 +90,7 @@ class NoisyMazePolicy(Policy):
         max_tokens: int = 256,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        tools: Sequence[Tools | None] | None = None,
     ) -> list[list[Completion]]:
         rng = random.Random(seed)
         out = []
