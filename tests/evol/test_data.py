@@ -196,6 +196,7 @@ def test_dataset_card():
             "mean score": 0.625,
             "mean turns": 2.0,
             "assistant turns": 3,  # replies 1 and 3 of the first, the only reply of the second
+            "tool calls": 0,
         },
         {
             "env": WORDLE,
@@ -206,6 +207,7 @@ def test_dataset_card():
             "mean score": 0.5,
             "mean turns": 1.0,
             "assistant turns": 1,
+            "tool calls": 0,
         },
         {
             "env": WORDLE,
@@ -216,6 +218,7 @@ def test_dataset_card():
             "mean score": 0.0,
             "mean turns": 2.0,
             "assistant turns": 1,
+            "tool calls": 0,
         },
     ]
     assert dataset_card([]) == []
