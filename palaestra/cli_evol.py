@@ -143,11 +143,12 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
 
 def cmd_evolve_agentevol(args: argparse.Namespace) -> int:
     """Run (or resume) AgentEvol."""
-    from palaestra.cli_agents import rollout_from_args
+    from palaestra.cli_agents import check_format_envs, rollout_from_args
     from palaestra.evol.agentevol import AgentEvolConfig, run_agentevol
     from palaestra.evol.sft import SFTConfig
 
     try:
+        check_format_envs(args.format, args.envs)
         config = AgentEvolConfig(
             envs=tuple(args.envs),
             model=args.model,
@@ -190,6 +191,12 @@ def cmd_evolve_agent_r(args: argparse.Namespace) -> int:
     from palaestra.evol.mcts import MCTSConfig
     from palaestra.evol.sft import SFTConfig
 
+    if args.format == "tools":
+        # The tree search writes its nodes' messages itself, as text turns: it would
+        # neither pass the tools nor record tool calls.
+        return _fail(
+            "agent-r does not support --format tools yet (its tree search plays text turns)"
+        )
     try:
         config = AgentRConfig(
             envs=tuple(args.envs),

@@ -326,3 +326,60 @@ def test_remote_rollout_matches_local(serve):
     [local] = asyncio.run(go(LocalEnvs()))
     assert remote.messages == local.messages and remote.actions == local.actions
     assert remote.tools == local.tools == list(Tally.tools)
+
+
+# --- the command line ---------------------------------------------------------------
+
+
+def cli(*args):
+    from palaestra.cli import main
+
+    return main(list(args))
+
+
+def test_cli_eval_format_tools(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli("eval", "--policy", "expert", "--envs", TALLY, "--format", "tools",
+               "--limit", "2", "--quiet", "--out", str(out)) == 0  # fmt: skip
+    from palaestra.agents.trajectory import read_trajectories
+
+    trajectories = read_trajectories(out / "trajectories.jsonl")
+    assert len(trajectories) == 2 and all(t.success for t in trajectories)
+    assert all(t.tools == list(Tally.tools) for t in trajectories)
+    assert trajectories[0].messages[2]["tool_calls"][0]["id"] == "call_0"
+    assert "tools format" in (out / "results.md").read_text()
+
+
+def test_cli_eval_all_envs_under_tools_means_the_tool_envs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli("eval", "--policy", "expert", "--envs", "all", "--format", "tools",
+               "--limit", "1", "--quiet", "--out", str(out)) == 0  # fmt: skip
+    import json as json_
+
+    envs = json_.loads((out / "results.json").read_text())["config"]["envs"]
+    assert TALLY in envs and "toy/Counter-v0" not in envs and "palaestra/Maze-v0" not in envs
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("eval", "--policy", "expert", "--envs", "toy/Counter-v0", "--format", "tools"),
+         "the tools format needs an env with tools, and toy/Counter-v0 declares none"),
+        (("evolve", "agentevol", "--envs", "toy/Counter-v0", "--format", "tools"),
+         "toy/Counter-v0 declares none"),
+        (("evolve", "agent-r", "--envs", TALLY, "--format", "tools"),
+         "agent-r does not support --format tools"),
+        (("eval", "--policy", "expert", "--envs", TALLY, "--format", "xml"), "unknown --format"),
+    ],
+    ids=["eval", "agentevol", "agent-r", "unknown"],
+)  # fmt: skip
+def test_cli_refuses_the_tools_format_where_it_cannot_play(args, says, tmp_path, capsys):
+    assert cli(*args, "--out", str(tmp_path / "run")) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_help_names_the_tools_format(capsys):
+    with pytest.raises(SystemExit):
+        cli("eval", "--help")
+    assert "tools (native function calling" in " ".join(capsys.readouterr().out.split())
