@@ -383,3 +383,20 @@ def test_cli_help_names_the_tools_format(capsys):
     with pytest.raises(SystemExit):
         cli("eval", "--help")
     assert "tools (native function calling" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_context_count_includes_the_tools():
+    class Counting(TallyCaller):
+        context_length = 10_000
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.counted: list[object] = []
+
+        def count_tokens(self, messages, tools=None):
+            self.counted.append(tools)
+            return len(json.dumps(messages)) // 4 + len(json.dumps(tools)) // 4
+
+    policy = Counting()
+    [t], _ = play(policy, [EpisodeSpec(TALLY, 21, "test")])
+    assert t.success and policy.counted and all(c == list(Tally.tools) for c in policy.counted)
