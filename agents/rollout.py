@@ -482,7 +482,7 @@ class RolloutEngine:
         limit = self.policy.context_length
         while keep >= 0:
             prompt = prompt_window(t.messages, keep, system_prompt=self.config.system_prompt)
-            if limit is None or self.policy.count_tokens(prompt) + self.config.max_tokens <= limit:
+            if limit is None or self._tokens(prompt, t.tools) + self.config.max_tokens <= limit:
                 if keep < turns_before and (
                     self.config.history is None or keep < self.config.history
                 ):
@@ -490,3 +490,10 @@ class RolloutEngine:
                 return prompt
             keep -= 1
         return None
+
+    def _tokens(self, prompt: list[Message], tools: list[dict[str, Any]] | None) -> int:
+        """The prompt's tokens; the tool definitions count too (the template renders them)."""
+        assert isinstance(self.policy, Policy)
+        if tools:
+            return self.policy.count_tokens(prompt, tools=tools)  # type: ignore[call-arg]
+        return self.policy.count_tokens(prompt)  # policies without tools keep their call
