@@ -400,3 +400,13 @@ def test_the_context_count_includes_the_tools():
     policy = Counting()
     [t], _ = play(policy, [EpisodeSpec(TALLY, 21, "test")])
     assert t.success and policy.counted and all(c == list(Tally.tools) for c in policy.counted)
+
+
+def test_the_tiny_corpus_is_built_from_the_text_formats():
+    # The tools format renders tool calls only: the corpus of a text env used to crash
+    # on ToolsFormat.render("inc") once "tools" was among the formats.
+    from palaestra.agents.tiny import build_corpus
+
+    texts = build_corpus(["toy/Counter-v0"], 1, 0)
+    assert "Action: inc" in texts
+    assert not any(ToolsFormat._rules in text for text in texts)

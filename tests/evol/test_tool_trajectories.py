@@ -67,6 +67,7 @@ def test_turn_examples_are_the_prompts_the_engine_sent(history):
             assert example[-1] == {k: v for k, v in reply.items()}  # the call included
             assert all(m["loss"] is False for m in example[:-1])
             examples.append(no_loss(example[:-1]))
+
     # Batched across episodes, the engine's prompts come in another order: compare as sets
     # of exact message lists, and count them.
     def key(prompt):
