@@ -324,3 +324,48 @@ def test_the_tiny_template_trains_the_calls(tokenizer, mixed):
     for span, name in zip(spans, ("add", "add", "finish"), strict=True):
         assert f'"{name}"' in span and span.endswith("<|end|>")
     assert '{"total": 5}' in rest and '{"total": 5}' not in "".join(spans)
+
+
+# --- AgentEvol end to end --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_agentevol_with_tools_end_to_end(tokenizer, tmp_path, capsys):
+    # ~40 s on 2 cores: BC on expert tool calls, evals, one round of exploration.
+    if "tool_calls" not in (tokenizer.chat_template or ""):
+        pytest.skip("this tiny build's chat template renders no tools (tiny v1)")
+    from palaestra.cli import main
+    from palaestra.evol.agentevol import AgentEvolConfig, run_agentevol
+    from palaestra.evol.sft import SFTConfig
+
+    out = tmp_path / "run"
+    config = AgentEvolConfig(
+        envs=(TALLY,),
+        model="tiny",
+        iterations=1,
+        base_tasks=8,
+        explore_tasks=4,
+        samples=2,
+        explore_temperature=1.0,
+        min_score=1.0,
+        sft=SFTConfig(max_steps=12, batch_size=8, learning_rate=3e-3, history=1),
+        iteration_steps=4,
+        eval_tasks=3,
+        baselines=("random",),
+        rollout=RolloutConfig(format="tools", max_tokens=24, history=1),
+        concurrency=8,
+    )
+    result = run_agentevol(config, out, progress=False, log=lambda line: None)
+    assert {"BC", "AgentEvol 1"} <= {row["policy"] for row in result.rows}
+    base = load_trajectories(out / "base" / "data.jsonl")
+    assert base and all(t.tools == list(Tally.tools) and t.success for t in base)
+    explored = load_trajectories(out / "iter-1" / "explore" / "trajectories.jsonl")
+    for t in explored:  # the model's replies: calls, or text with the format's error
+        assert t.tools == list(Tally.tools)
+        for reply, answer in zip(t.messages[2::2], t.messages[3::2], strict=False):
+            assert reply["role"] == "assistant"
+            assert answer["role"] == ("tool" if reply.get("tool_calls") else "user")
+    # The dataset card of the run's data shows the tool messages.
+    assert main(["data", "info", str(out / "base" / "data.jsonl"), "--show", "1"]) == 0
+    shown = capsys.readouterr().out
+    assert "-> add(" in shown and "[tool call_0]" in shown and "tools given: add" in shown
