@@ -96,8 +96,16 @@ class Trajectory:
         return episode_key(self.env_id, self.split, self.task_id, self.sample)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return asdict(self)
+        """A JSON-serialisable dict (``tools`` only when set).
+
+        Without tools the dict, and so a JSONL line, is what it was before trajectories
+        had ``tools``: digests of training data (which decide whether a run resumes)
+        do not change for text episodes.
+        """
+        data = asdict(self)
+        if data["tools"] is None:
+            del data["tools"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Trajectory:

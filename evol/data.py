@@ -101,7 +101,7 @@ def to_dataset(trajectories: Sequence[Trajectory]) -> datasets.Dataset:
     for t in trajectories:
         row = t.to_json()
         for column in _JSON_COLUMNS:
-            row[column] = json.dumps(row[column])
+            row[column] = json.dumps(row.get(column))  # every row has every column
         row["messages"] = [
             {
                 "role": m["role"],

@@ -159,7 +159,7 @@ def test_files_from_before_tools_still_read(tmp_path):
 
     legacy = tmp_path / "old.parquet"
     row = {**t.to_json(), "task_id": "1", "timings": "{}"}
-    del row["tools"]
+    assert "tools" not in row
     datasets.Dataset.from_list([row]).to_parquet(str(legacy))
     assert read_parquet(legacy) == [t]
 
@@ -369,3 +369,13 @@ def test_agentevol_with_tools_end_to_end(tokenizer, tmp_path, capsys):
     assert main(["data", "info", str(out / "base" / "data.jsonl"), "--show", "1"]) == 0
     shown = capsys.readouterr().out
     assert "-> add(" in shown and "[tool call_0]" in shown and "tools given: add" in shown
+
+
+def test_text_trajectories_are_written_as_before(mixed):
+    # No "tools" key without tools: JSONL lines, and the SFT data digest that decides
+    # whether a training run resumes, are those of files written before tools existed.
+    text, tools = mixed[0], mixed[1]
+    assert "tools" not in text.to_json()
+    assert tools.to_json()["tools"] == list(Tally.tools)
+    assert Trajectory.from_json(text.to_json()) == text
+    assert Trajectory.from_json(tools.to_json()) == tools
