@@ -13,6 +13,7 @@ from palaestra.agents.formats import (
     JSONFormat,
     ParsedReply,
     ReActFormat,
+    ToolsFormat,
     get_format,
 )
 from palaestra.agents.heuristics import HeuristicPolicy, UniformPolicy
@@ -67,6 +68,7 @@ __all__ = [
     "RolloutEngine",
     "RolloutStats",
     "TinyConfig",
+    "ToolsFormat",
     "Trajectory",
     "TrajectoryWriter",
     "TransformersPolicy",

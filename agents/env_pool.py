@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,7 +50,8 @@ class EnvSpecInfo:
 
     ``capacity``: the most episodes of it open at once (per server), None = no limit.
     ``capabilities`` holds ``"snapshot"`` where the env forks by snapshot/restore
-    (see :meth:`EnvPool.fork_mode`).
+    (see :meth:`EnvPool.fork_mode`). ``tools``: the env's tool definitions (OpenAI's
+    shape), ``None`` for an env without tools.
     """
 
     env_id: str
@@ -58,6 +59,7 @@ class EnvSpecInfo:
     max_steps: int
     capabilities: frozenset[str]
     capacity: int | None = None
+    tools: tuple[dict[str, Any], ...] | None = None
 
 
 class EpisodeEnv(ABC):
@@ -309,7 +311,11 @@ class LocalEnvs(EnvPool):
     async def spec(self, env_id: str) -> EnvSpecInfo:
         """From the registered class."""
         cls = env_class(env_id)
-        return EnvSpecInfo(env_id, cls.instruction, cls.max_steps, cls.capabilities(), cls.capacity)
+        capabilities = cls.capabilities()
+        tools = tuple(cls.tools) if "tools" in capabilities else None  # as GET /v1/envs
+        return EnvSpecInfo(
+            env_id, cls.instruction, cls.max_steps, capabilities, cls.capacity, tools
+        )
 
     async def tasks(self, env_id: str, split: str) -> list[TaskId]:
         """From the registered class."""
@@ -464,6 +470,7 @@ class RemoteEnvs(EnvPool):
                     e["max_steps"],
                     frozenset(e["capabilities"]),
                     e.get("capacity"),  # absent from servers older than it
+                    tuple(e["tools"]) if e.get("tools") else None,  # likewise
                 )
                 for e in await self._clients[0].envs()
             }

@@ -31,6 +31,7 @@ from typing import Any
 import palaestra
 from palaestra.agents.baselines import EnvPolicy
 from palaestra.agents.env_pool import EnvPool, LocalEnvs, RemoteEnvs
+from palaestra.agents.formats import check_format
 from palaestra.agents.policy import Policy
 from palaestra.agents.rollout import EpisodeSpec, RolloutConfig, RolloutEngine, RolloutStats
 from palaestra.agents.trajectory import Trajectory, TrajectoryWriter, read_trajectories
@@ -352,6 +353,7 @@ async def _run(
     try:
         for env_id in config.envs:
             spec = await pool.spec(env_id)
+            check_format(config.rollout.format, env_id, spec.tools)
             why = (
                 policy.unsupported(env_id, spec.capabilities)
                 if isinstance(policy, EnvPolicy)
@@ -510,7 +512,8 @@ def episode_loops(messages: Sequence[dict[str, Any]], actions: Sequence[str]) ->
     """
     repeated = steps = 0
     seen: set[tuple[str, str]] = set()
-    observations = [m["content"] for m in messages[1:] if m["role"] == "user"]
+    # Observations are user messages, and tool results under the tools format.
+    observations = [m["content"] for m in messages[1:] if m["role"] in ("user", "tool")]
     for observation, action in zip(observations, actions, strict=False):
         repeated += (observation, action) in seen
         seen.add((observation, action))

@@ -43,6 +43,24 @@ really produce. Rules shared by both formats:
   fences and text around it are ignored and noted.
 * ``action`` must be a non-empty one-line string; ``thought`` is optional and
   ignored (noted) when not a string; unknown keys are noted.
+
+``tools`` (:class:`ToolsFormat`): native function calling, for envs that declare
+``tools``. The tool definitions travel to the policy as ``tools`` (never pasted
+in the prompt) and the reply's first call is the action (see the class).
+
+Messages: the rollout engine asks the format for the messages a turn adds to the
+conversation (:meth:`Format.reply_message`, :meth:`Format.observation_messages`).
+The text formats add ``{"role": "assistant", "content": reply}`` and a ``user``
+message with the observation; the tools format adds OpenAI's shapes (an
+assistant message with ``tool_calls``, then a ``tool`` message with
+``tool_call_id``).
+
+Tool envs under a text format: allowed. The action of a tool env is the JSON text
+of a call (``{"name": ..., "arguments": {...}}``), which a ReAct ``Action:`` line
+or a JSON ``"action"`` string can carry; :meth:`Format.system_prompt` then lists
+the tools in the prompt, since nothing else tells the model their names and
+arguments. The tools format on an env without tools is refused
+(:func:`check_format`).
 """
 
 from __future__ import annotations
@@ -50,8 +68,12 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from palaestra.agents.policy import Completion, Message
+from palaestra.envs.tools import ToolCallError, parse_tool_call, tool_call_action
 
 __all__ = [
     "FORMATS",
@@ -59,7 +81,10 @@ __all__ = [
     "JSONFormat",
     "ParsedReply",
     "ReActFormat",
+    "ToolsFormat",
+    "check_format",
     "get_format",
+    "tool_call_id",
 ]
 
 MAX_ACTION_LENGTH = 300
@@ -117,25 +142,64 @@ class Format(ABC):
 
     name: ClassVar[str]
     stop: ClassVar[tuple[str, ...]]
+    uses_tools: ClassVar[bool] = False
+    """Whether the policy is given the env's ``tools`` (native function calling)."""
     # This format's rules for the model, in a few plain sentences.
     _rules: ClassVar[str]
 
-    def system_prompt(self, instruction: str) -> str:
+    def system_prompt(
+        self, instruction: str, tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
         """The system prompt: the env's instruction, then this format's rules and an example.
 
         Args:
             instruction: The env's ``instruction`` (what the task is, which actions exist).
+            tools: The env's tool definitions, if it declares tools: a text format
+                lists them (one JSON line each) and says that an action is a call.
 
         Returns:
-            The instruction, a blank line, the rules, and one example reply made by
-            :meth:`render`.
+            The instruction, a blank line, the tools (if any), the rules, and one
+            example reply made by :meth:`render`.
         """
         example = self.render(_EXAMPLE_ACTION, _EXAMPLE_THOUGHT)
+        listed = f"{_tool_list(tools)}\n\n" if tools else ""
         return (
-            f"{instruction.strip()}\n\n{self._rules}\n"
+            f"{instruction.strip()}\n\n{listed}{self._rules}\n"
             "Example reply (it shows the format only; use the actions of your task):\n"
             f"{example}"
         )
+
+    def reply_message(self, reply: str, parsed: ParsedReply, turn: int, *, loss: bool) -> Message:
+        """The assistant message a reply adds to the conversation.
+
+        Args:
+            reply: The reply as the policy gave it (a :class:`~palaestra.agents.policy.Completion`
+                for model policies).
+            parsed: What :meth:`parse` read out of it.
+            turn: The turn's index in the episode (0 for the first reply).
+            loss: Whether a trainer should learn this reply.
+
+        Returns:
+            ``{"role": "assistant", "content": reply, "loss": loss}`` for text formats.
+        """
+        return {"role": "assistant", "content": str(reply), "loss": loss}
+
+    def observation_messages(
+        self, observation: str, parsed: ParsedReply, turn: int
+    ) -> list[Message]:
+        """The messages that carry an env's answer to a reply back to the model.
+
+        Args:
+            observation: The env's observation after the step.
+            parsed: What :meth:`parse` read out of the reply.
+            turn: The reply's turn index (as given to :meth:`reply_message`).
+
+        Returns:
+            One ``user`` message: :meth:`observation_message` of the observation and the
+            parse error, if any.
+        """
+        text = self.observation_message(observation, parsed.error)
+        return [{"role": "user", "content": text, "loss": False}]
 
     @abstractmethod
     def parse(self, reply: str) -> ParsedReply:
@@ -182,6 +246,28 @@ class Format(ABC):
         if error is None:
             return observation
         return f"Your previous reply could not be used: {error}\n\n{observation}"
+
+
+def _tool_list(tools: Sequence[Mapping[str, Any]]) -> str:
+    """The tools as text formats show them: the action rule, then one JSON line per tool."""
+    lines = [
+        "Tools: each action is a call of one tool, written as the JSON object "
+        '{"name": "<tool>", "arguments": {...}}. The tools (name, description, JSON schema '
+        "of the arguments):"
+    ]
+    for definition in tools:
+        function = definition["function"]
+        lines.append(
+            json.dumps(
+                {
+                    "name": function["name"],
+                    "description": function["description"],
+                    "parameters": function["parameters"],
+                },
+                ensure_ascii=False,
+            )
+        )
+    return "\n".join(lines)
 
 
 def _renderable(action: str) -> str:
@@ -278,8 +364,19 @@ def _unwrap(text: str) -> str:
             return text
     for opener, closer in _BRACKET_PAIRS:
         if text.startswith(opener) and text.endswith(closer) and _closes_at_end(text, opener):
+            if opener == "{" and _is_json_object(text):
+                # A tool env's action is a call's JSON object: its braces are the action.
+                return text
             return text[1:-1]
     return text
+
+
+def _is_json_object(text: str) -> bool:
+    """Whether ``text`` is one JSON object."""
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _closes_at_end(text: str, opener: str) -> bool:
@@ -587,18 +684,291 @@ class JSONFormat(Format):
         return json.dumps(obj, ensure_ascii=False)
 
 
+# --- tools -------------------------------------------------------------------
+
+MAX_TOOL_CALL_LENGTH = 4000
+"""The longest tool-call action (its canonical JSON) the tools format accepts, in characters.
+
+Below the server's default cap on actions (4096), so an accepted call is never a 422."""
+
+# <tool_call> ... </tool_call> (Hermes, Qwen); the closing tag is often missing.
+_TOOL_CALL_TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
+
+
+def tool_call_id(turn: int) -> str:
+    """The id of the tool call made at ``turn`` (0-based): ``call_<turn>``.
+
+    Deterministic, so that the same episode always gives the same prompts (a model's
+    own ids are random and would make every prompt unique).
+    """
+    return f"call_{turn}"
+
+
+def _json_objects(text: str) -> list[tuple[int, int, dict[str, Any]]]:
+    """``(start, end, object)`` of each balanced ``{...}`` in ``text`` that loads as JSON."""
+    out = []
+    for start, end in _object_spans(text):
+        try:
+            obj = json.loads(text[start:end])
+        except ValueError:
+            continue
+        out.append((start, end, obj))
+    return out
+
+
+def _call_of(obj: Any) -> tuple[str, dict[str, Any]] | str:
+    """``(name, arguments)`` of a call object, or why it is not one (an error sentence)."""
+    if not isinstance(obj, Mapping):
+        return "the tool call is not a JSON object"
+    name = obj.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return "the tool call has no name"
+    arguments = obj.get("arguments", obj.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError as error:
+            return f"the arguments of {_one_line(name)} are not valid JSON ({error})"
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        return f"the arguments of {_one_line(name)} are not a JSON object"
+    return name.strip(), arguments
+
+
+class ToolsFormat(Format):
+    """Native function calling: the reply's tool call is the action.
+
+    For envs that declare ``tools``: the rollout engine gives the policy the env's
+    tool definitions (``generate(..., tools=...)``) and the model answers with
+    ``tool_calls`` (:attr:`~palaestra.agents.policy.Completion.tool_calls`).
+
+    * The system prompt is the env's instruction and a short rule (one tool call
+      per turn, end with the tool that finishes the task); the tool definitions are
+      not pasted in it.
+    * :meth:`parse`: the reply's first tool call becomes the canonical action
+      :func:`~palaestra.envs.tool_call_action` (a second call is ignored and noted).
+      ``arguments`` may be a JSON text (the OpenAI API's) or an object; arguments that
+      are not JSON or not an object are an error. A reply without ``tool_calls``
+      (a backend that does not parse calls, a model that wrote one as text) is read
+      as text: the first ``<tool_call>{...}</tool_call>`` block (Hermes/Qwen), else
+      the first JSON object with a ``"name"``; the text around it is the thought. Else
+      the error tells the model to call one of the tools. Which tools exist is the
+      env's business: an unknown tool or arguments that break its schema are an
+      invalid action whose observation says why.
+    * Messages: a reply with a readable call is an assistant message with
+      ``tool_calls`` (one call, id ``call_<turn>``) and its observation a ``tool``
+      message; an unreadable reply is assistant text then a ``user`` message with
+      the error and the observation (as in the text formats).
+    """
+
+    name: ClassVar[str] = "tools"
+    stop: ClassVar[tuple[str, ...]] = ()
+    uses_tools: ClassVar[bool] = True
+
+    _rules: ClassVar[str] = (
+        "Act by calling exactly one of the tools in each reply; its result comes back "
+        "as the tool's answer. When the task is done, call the tool that finishes it."
+    )
+
+    def system_prompt(
+        self, instruction: str, tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
+        """The env's instruction, a blank line and the rule (the tools travel apart).
+
+        Args:
+            instruction: The env's ``instruction``.
+            tools: Ignored: the policy receives them as ``tools``.
+        """
+        return f"{instruction.strip()}\n\n{self._rules}"
+
+    def parse(self, reply: str) -> ParsedReply:
+        """Read the tool call out of a reply (rules in the class docstring).
+
+        Args:
+            reply: The model's reply: a ``Completion`` whose ``tool_calls`` hold the
+                calls, or plain text holding a call.
+
+        Returns:
+            The parsed reply; never raises on any string.
+        """
+        notes: list[str] = []
+        calls = getattr(reply, "tool_calls", None)
+        if calls:
+            if len(calls) > 1:
+                notes.append(f"ignored {len(calls) - 1} later tool call(s): one call per turn")
+            first = calls[0]
+            function = first.get("function") if isinstance(first, Mapping) else None
+            read = _call_of(function) if isinstance(function, Mapping) else _call_of(None)
+            thought = str(reply).strip() or None
+        else:
+            text = _cut_at_end_token(str(reply), notes)
+            found = self._text_call(text, notes)
+            if found is None:
+                error = (
+                    "the reply calls no tool; call exactly one of the tools "
+                    "(the one that finishes the task when it is done)."
+                )
+                return ParsedReply(None, text.strip() or None, error, tuple(notes))
+            read, thought = found
+        if isinstance(read, str):
+            return ParsedReply(
+                None,
+                thought,
+                f"{read}; call one tool, with a JSON object of arguments.",
+                tuple(notes),
+            )
+        name, arguments = read
+        try:
+            action = tool_call_action(name, arguments)
+        except (TypeError, ValueError) as error:  # NaN and the like
+            return ParsedReply(
+                None,
+                thought,
+                f"the arguments of {_one_line(name)} are not plain JSON ({error}).",
+                tuple(notes),
+            )
+        if len(action) > MAX_TOOL_CALL_LENGTH:
+            error = (
+                f"the tool call is {len(action)} characters long, over the limit of "
+                f"{MAX_TOOL_CALL_LENGTH}; call it with shorter arguments."
+            )
+            return ParsedReply(None, thought, error, tuple(notes))
+        return ParsedReply(action, thought, None, tuple(notes))
+
+    @staticmethod
+    def _text_call(
+        text: str, notes: list[str]
+    ) -> tuple[tuple[str, dict[str, Any]] | str, str | None] | None:
+        """A call written as text: ``(call or error, the text around it)``; None if none."""
+        found: list[tuple[int, int, Any]] = []  # (start, end, object) of each call
+        tagged = list(_TOOL_CALL_TAG.finditer(text))
+        for match in tagged:
+            obj = next(iter(_json_objects(match.group(1))), None)
+            if obj is not None:
+                found.append((match.start(), match.end(), obj[2]))
+        if not tagged:
+            found = [span for span in _json_objects(text) if "name" in span[2]]
+        if not found:
+            if tagged:
+                return "the <tool_call> block holds no JSON object", None
+            return None
+        notes.append("read the tool call from the reply's text")
+        if len(found) > 1:
+            notes.append(f"ignored {len(found) - 1} later tool call(s): one call per turn")
+        start, end, obj = found[0]
+        return _call_of(obj), (text[:start] + text[end:]).strip() or None
+
+    def render(self, action: str, thought: str = "") -> str:
+        """The reply a model calling ``action``'s tool gives: no text, one tool call.
+
+        Args:
+            action: A tool call's action string (:func:`~palaestra.envs.tool_call_action`;
+                any JSON ``{"name", "arguments"}`` text is accepted and made canonical).
+            thought: Text besides the call (the reply's content); empty by default.
+
+        Returns:
+            A :class:`~palaestra.agents.policy.Completion` with one call in ``tool_calls``
+            (id ``call_0``; the rollout engine numbers calls by turn) and finish reason
+            ``"tool_calls"``; ``parse`` reads back the canonical action.
+
+        Raises:
+            ValueError: ``action`` is not a tool call.
+        """
+        try:
+            call = parse_tool_call(action)
+        except ToolCallError as error:
+            raise ValueError(f"cannot render action {action!r} as a tool call: {error}") from None
+        content = " ".join(_END_RE.sub(" ", thought).split())
+        return Completion(
+            content,
+            finish_reason="tool_calls",
+            tool_calls=[_call_dict(tool_call_id(0), call.name, call.arguments)],
+        )
+
+    def reply_message(self, reply: str, parsed: ParsedReply, turn: int, *, loss: bool) -> Message:
+        """An assistant message with the call in ``tool_calls`` (id ``call_<turn>``).
+
+        The content is the text besides the call (for a call the model wrote as text,
+        that text without the call). A reply without a readable call is plain text.
+        ``arguments`` keep the model's own JSON text when it gave one.
+        """
+        if parsed.action is None:
+            return {"role": "assistant", "content": str(reply), "loss": loss}
+        call = parse_tool_call(parsed.action)
+        calls = getattr(reply, "tool_calls", None)
+        arguments: str | None = None
+        if calls:
+            content = str(reply)
+            given = calls[0]["function"].get("arguments")
+            arguments = given if isinstance(given, str) and given.strip() else None
+        else:
+            content = parsed.thought or ""
+        message = _call_dict(tool_call_id(turn), call.name, call.arguments)
+        if arguments is not None:
+            message["function"]["arguments"] = arguments
+        return {"role": "assistant", "content": content, "tool_calls": [message], "loss": loss}
+
+    def observation_messages(
+        self, observation: str, parsed: ParsedReply, turn: int
+    ) -> list[Message]:
+        """The call's result as a ``tool`` message; after an unreadable reply, a ``user`` one."""
+        if parsed.action is None:
+            return super().observation_messages(observation, parsed, turn)
+        return [
+            {
+                "role": "tool",
+                "tool_call_id": tool_call_id(turn),
+                "content": observation,
+                "loss": False,
+            }
+        ]
+
+
+def _call_dict(call_id: str, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """One call in OpenAI's shape, ``arguments`` as JSON text."""
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(dict(arguments), ensure_ascii=False)},
+    }
+
+
 FORMATS: dict[str, type[Format]] = {
     ReActFormat.name: ReActFormat,
     JSONFormat.name: JSONFormat,
+    ToolsFormat.name: ToolsFormat,
 }
 """Every format by name; ``react`` is the default."""
+
+
+def check_format(fmt: Format | str, env_id: str, tools: Sequence[Mapping[str, Any]] | None) -> None:
+    """Refuse a format that cannot play an env: ``tools`` on an env that declares no tools.
+
+    A tool env under a text format is allowed (see the module docstring).
+
+    Args:
+        fmt: The format (or its name).
+        env_id: The env, for the message.
+        tools: The env's tool definitions (``None`` or empty: it has none).
+
+    Raises:
+        ValueError: The format needs tools and the env has none.
+    """
+    name = fmt if isinstance(fmt, str) else fmt.name
+    uses_tools = FORMATS[name].uses_tools if name in FORMATS else False
+    if uses_tools and not tools:
+        raise ValueError(
+            f"the {name} format needs an env with tools, and {env_id} declares none "
+            "(use --format react or json for it)"
+        )
 
 
 def get_format(name: str) -> Format:
     """A new instance of the format called ``name``.
 
     Args:
-        name: A key of :data:`FORMATS` (``"react"`` or ``"json"``).
+        name: A key of :data:`FORMATS` (``"react"``, ``"json"`` or ``"tools"``).
 
     Returns:
         The format.

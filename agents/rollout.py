@@ -16,6 +16,12 @@ even the latest observation does not fit, the episode ends with
 
 Unparsable replies are counted and reach the env as the empty action, which
 every env rejects as invalid; the next observation starts with the parse error.
+
+The format decides the messages a turn adds (:meth:`Format.reply_message`,
+:meth:`Format.observation_messages`): a reply and its observation, two messages
+per turn in every format. Under a format that ``uses_tools`` (``tools``), each
+episode's policy call carries its env's tool definitions
+(``generate(..., tools=[...])``), and the trajectory records them in ``tools``.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ import numpy as np
 import palaestra
 from palaestra.agents.baselines import EnvPolicy
 from palaestra.agents.env_pool import EnvPool, EnvSpecInfo
-from palaestra.agents.formats import Format, get_format
-from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.agents.formats import Format, check_format, get_format
+from palaestra.agents.policy import Completion, Message, Policy, Tools
 from palaestra.agents.trajectory import Trajectory, episode_key
 from palaestra.envs import TaskId
 from palaestra.settings import NOT_IDENTITY, identity
@@ -70,7 +76,8 @@ class RolloutConfig:
     """How episodes are played.
 
     Attributes:
-        format: Reply format name (``"react"`` or ``"json"``).
+        format: Reply format name (``"react"``, ``"json"`` or ``"tools"``, which
+            needs envs that declare tools).
         temperature: Sampling temperature (0 = greedy).
         max_tokens: Longest reply, in tokens.
         max_turns: Cap on turns (the env's ``max_steps`` applies anyway).
@@ -149,7 +156,11 @@ def prompt_window(
     then (reply, observation) pairs, ending on an observation. The result holds the
     system prompt, the last ``keep`` turns and the newest observation; when turns
     were dropped, the first kept message starts with :data:`OMITTED_NOTE`. Only
-    ``role`` and ``content`` are kept. Training examples are cut with this same
+    ``role``, ``content`` and the tool-call fields (``tool_calls``,
+    ``tool_call_id``) are kept; ``loss`` is dropped. A ``tool`` message whose call
+    was dropped becomes a ``user`` message: a tool result must follow its call (the
+    OpenAI API refuses it otherwise, and chat templates render it as an answer to
+    nothing). Training examples are cut with this same
     function (:func:`palaestra.evol.examples.turn_examples`), so a model is trained
     on exactly the prompts it is later sampled on.
 
@@ -168,11 +179,17 @@ def prompt_window(
     if system_prompt:
         prompt.append({"role": system["role"], "content": system["content"]})
     for i, message in enumerate(body[len(body) - 1 - 2 * keep :]):
-        content = message["content"]
+        kept = {k: message[k] for k in _PROMPT_KEYS if k in message}
         if i == 0 and keep < turns_before:
-            content = f"{OMITTED_NOTE}\n{content}"
-        prompt.append({"role": message["role"], "content": content})
+            kept["content"] = f"{OMITTED_NOTE}\n{kept['content']}"
+        if i == 0 and kept["role"] == "tool":
+            kept = {"role": "user", "content": kept["content"]}
+        prompt.append(kept)
     return prompt
+
+
+_PROMPT_KEYS = ("role", "content", "tool_calls", "tool_call_id")
+"""The message fields a prompt keeps (``loss`` and any other annotation are dropped)."""
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -183,6 +200,16 @@ def derive_seed(*parts: int | str) -> int:
     )
 
 
+@dataclass
+class _Pending:
+    """A prompt waiting in the batcher for ``n`` replies."""
+
+    prompt: list[Message]
+    n: int
+    future: asyncio.Future[list[Completion]]
+    tools: Tools | None = None
+
+
 class _Batcher:
     """Collects prompts from concurrent episodes into batched ``generate`` calls."""
 
@@ -190,21 +217,29 @@ class _Batcher:
         self, policy: Policy, config: RolloutConfig, stop: Sequence[str], stats: RolloutStats
     ) -> None:
         self.policy, self.config, self.stop, self.stats = policy, config, tuple(stop), stats
+        # Only a tools format passes ``tools``: policies written before tool calling
+        # (and text formats) keep the call they always had.
+        self.uses_tools = get_format(config.format).uses_tools
         self.active = 0  # episodes running (each either waiting here or stepping its env)
-        self._pending: list[tuple[list[Message], int, asyncio.Future[list[Completion]]]] = []
+        self._pending: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
-    async def submit(self, prompt: list[Message]) -> Completion:
-        [reply] = await self.submit_n(prompt, 1)
+    async def submit(self, prompt: list[Message], tools: Tools | None = None) -> Completion:
+        [reply] = await self.submit_n(prompt, 1, tools)
         return reply
 
-    async def submit_n(self, prompt: list[Message], n: int) -> list[Completion]:
-        """``n`` replies to ``prompt`` (tree search asks several); batched with the others."""
+    async def submit_n(
+        self, prompt: list[Message], n: int, tools: Tools | None = None
+    ) -> list[Completion]:
+        """``n`` replies to ``prompt`` (tree search asks several); batched with the others.
+
+        ``tools``: the tool definitions this conversation may call (tools format only).
+        """
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._serve())
         future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
-        self._pending.append((prompt, n, future))
+        self._pending.append(_Pending(prompt, n, future, tools))
         self._wake.set()
         return await future
 
@@ -222,35 +257,35 @@ class _Batcher:
             pending, self._pending = self._pending, []
             self._wake.clear()
             # One call per ``n`` asked (rollouts ask 1; tree search asks k to expand).
-            for n in sorted({n for _, n, _ in pending}):
-                await self._call(n, [(p, f) for p, m, f in pending if m == n])
+            for n in sorted({p.n for p in pending}):
+                await self._call(n, [p for p in pending if p.n == n])
 
-    async def _call(
-        self, n: int, batch: list[tuple[list[Message], asyncio.Future[list[Completion]]]]
-    ) -> None:
+    async def _call(self, n: int, batch: list[_Pending]) -> None:
         seed = derive_seed(self.config.seed, "call", self.stats.calls)
         started = time.perf_counter()
+        extra = {"tools": [p.tools for p in batch]} if self.uses_tools else {}
         try:
             replies = await self.policy.generate(
-                [prompt for prompt, _ in batch],
+                [p.prompt for p in batch],
                 n=n,
                 temperature=self.config.temperature,
                 max_tokens=self.config.max_tokens,
                 stop=self.stop,
                 seed=seed,
+                **extra,
             )
         except Exception as error:  # every waiting episode learns of it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(error)
             return
         finally:
             self.stats.policy_s += time.perf_counter() - started
             self.stats.calls += 1
             self.stats.rows += len(batch)
-        for (_, future), replies_n in zip(batch, replies, strict=True):
-            if not future.done():
-                future.set_result(replies_n)
+        for p, replies_n in zip(batch, replies, strict=True):
+            if not p.future.done():
+                p.future.set_result(replies_n)
 
     def finished(self) -> None:
         """An episode ended: the batch may already be complete without it."""
@@ -357,6 +392,8 @@ class RolloutEngine:
         started = time.perf_counter()
         info = await self.envs.spec(spec.env_id)
         fmt = self.format
+        check_format(fmt, spec.env_id, info.tools)
+        tools = list(info.tools) if fmt.uses_tools and info.tools else None
         t = Trajectory(
             env_id=spec.env_id,
             task_id=spec.task_id,
@@ -365,9 +402,14 @@ class RolloutEngine:
             seed=spec.seed,
             model=self.policy.name,
             env_version=f"{spec.env_id} (palaestra {palaestra.__version__})",
+            tools=tools,
         )
         t.messages = [
-            {"role": "system", "content": fmt.system_prompt(info.instruction), "loss": False}
+            {
+                "role": "system",
+                "content": fmt.system_prompt(info.instruction, info.tools),
+                "loss": False,
+            }
         ]
         env_s = policy_s = 0.0
         clock = time.perf_counter()
@@ -397,12 +439,13 @@ class RolloutEngine:
                     if prompt is None:
                         t.end = "context"
                         break
-                    reply = await batcher.submit(prompt)
+                    reply = await batcher.submit(prompt, tools)
                     t.prompt_tokens += getattr(reply, "prompt_tokens", 0)
                     t.completion_tokens += getattr(reply, "completion_tokens", 0)
                 policy_s += time.perf_counter() - clock
                 parsed = fmt.parse(reply)
-                t.messages.append({"role": "assistant", "content": str(reply), "loss": trained})
+                turn = t.turns
+                t.messages.append(fmt.reply_message(reply, parsed, turn, loss=trained))
                 action = parsed.action if parsed.action is not None else ""
                 t.format_errors += parsed.action is None
                 clock = time.perf_counter()
@@ -417,13 +460,7 @@ class RolloutEngine:
                     t.success = bool(step.info.get("success", False))
                     t.score = float(step.info.get("score", 0.0))
                     break
-                t.messages.append(
-                    {
-                        "role": "user",
-                        "content": fmt.observation_message(step.observation, parsed.error),
-                        "loss": False,
-                    }
-                )
+                t.messages += fmt.observation_messages(step.observation, parsed, turn)
         finally:
             if batcher is not None:
                 batcher.finished()
@@ -445,7 +482,7 @@ class RolloutEngine:
         limit = self.policy.context_length
         while keep >= 0:
             prompt = prompt_window(t.messages, keep, system_prompt=self.config.system_prompt)
-            if limit is None or self.policy.count_tokens(prompt) + self.config.max_tokens <= limit:
+            if limit is None or self._tokens(prompt, t.tools) + self.config.max_tokens <= limit:
                 if keep < turns_before and (
                     self.config.history is None or keep < self.config.history
                 ):
@@ -453,3 +490,10 @@ class RolloutEngine:
                 return prompt
             keep -= 1
         return None
+
+    def _tokens(self, prompt: list[Message], tools: list[dict[str, Any]] | None) -> int:
+        """The prompt's tokens; the tool definitions count too (the template renders them)."""
+        assert isinstance(self.policy, Policy)
+        if tools:
+            return self.policy.count_tokens(prompt, tools=tools)  # type: ignore[call-arg]
+        return self.policy.count_tokens(prompt)  # policies without tools keep their call

@@ -265,7 +265,8 @@ def build_corpus(env_ids: Sequence[str], episodes_per_env: int, seed: int) -> li
     from palaestra.agents.formats import FORMATS, get_format
     from palaestra.envs import list_envs
 
-    formats = [get_format(name) for name in sorted(FORMATS)]
+    # Text formats only: the tools format renders tool calls, not text actions.
+    formats = [get_format(name) for name in sorted(FORMATS) if not FORMATS[name].uses_tools]
     infos = {info.id: info for info in list_envs()}
     texts: list[str] = []
     for fmt in formats:

@@ -37,7 +37,11 @@ class Trajectory:
         sample: Which of the run's samples of this task (0 for the first).
         seed: The env's reset seed (the policy's sampling is seeded from it too).
         messages: The conversation: ``{"role", "content", "loss"}`` dicts; ``loss``
-            is True on the policy's own replies.
+            is True on the policy's own replies. Under the tools format, OpenAI's
+            shapes: an assistant message that called a tool also holds
+            ``tool_calls`` (``[{"id", "type": "function", "function": {"name",
+            "arguments": JSON text}}]``) and its result is a ``{"role": "tool",
+            "tool_call_id", "content"}`` message.
         actions: The actions sent to the env, one per turn.
         rewards: The env's reward per step.
         success: Whether the task was accomplished.
@@ -58,6 +62,9 @@ class Trajectory:
         spliced: Made by joining parts of several episodes (an Agent-R revision
             trajectory), so its actions do not replay in the env; False for every
             played episode and in files from before this field.
+        tools: The tool definitions the policy was given (tools format), so training
+            renders the prompts the model saw; ``None`` otherwise and in files from
+            before this field.
     """
 
     env_id: str
@@ -81,6 +88,7 @@ class Trajectory:
     model: str = ""
     env_version: str = ""
     spliced: bool = False
+    tools: list[dict[str, Any]] | None = None
 
     @property
     def key(self) -> str:
@@ -88,8 +96,16 @@ class Trajectory:
         return episode_key(self.env_id, self.split, self.task_id, self.sample)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return asdict(self)
+        """A JSON-serialisable dict (``tools`` only when set).
+
+        Without tools the dict, and so a JSONL line, is what it was before trajectories
+        had ``tools``: digests of training data (which decide whether a run resumes)
+        do not change for text episodes.
+        """
+        data = asdict(self)
+        if data["tools"] is None:
+            del data["tools"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Trajectory:

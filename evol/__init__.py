@@ -21,6 +21,7 @@ from palaestra.evol.data import (
     read_parquet,
     save_trajectories,
     to_dataset,
+    transcript,
     write_parquet,
 )
 from palaestra.evol.examples import IGNORE_INDEX, tokenize_example, turn_examples
@@ -56,6 +57,7 @@ __all__ = [
     "to_dataset",
     "tokenize_example",
     "train_sft",
+    "transcript",
     "turn_examples",
     "write_parquet",
 ]

@@ -2,9 +2,16 @@
 
 JSONL (one :class:`~palaestra.agents.Trajectory` per line, as ``palaestra eval``
 writes it) is the canonical file. :func:`to_dataset` gives a
-``datasets.Dataset`` (messages as a list of ``{role, content, loss}``), which
-:func:`write_parquet` saves and :func:`read_parquet` reads back, so
-``JSONL -> Dataset -> Parquet -> JSONL`` returns the same trajectories.
+``datasets.Dataset`` (messages as a list of ``{role, content, loss, tool_calls,
+tool_call_id}``), which :func:`write_parquet` saves and :func:`read_parquet` reads
+back, so ``JSONL -> Dataset -> Parquet -> JSONL`` returns the same trajectories.
+
+Tool calls: every message row has the same struct (Arrow needs one type per
+column), so text messages carry ``tool_calls`` and ``tool_call_id`` as nulls,
+dropped again on the way back; a call's ``arguments`` stay a JSON text (as in
+OpenAI's shape), since the argument objects of different tools share no struct
+type. The columns are typed explicitly (:data:`MESSAGE_FEATURES`), so a file of
+text episodes and a file of tool episodes have the same schema and concatenate.
 """
 
 from __future__ import annotations
@@ -31,11 +38,34 @@ __all__ = [
     "read_parquet",
     "save_trajectories",
     "to_dataset",
+    "transcript",
     "write_parquet",
 ]
 
-# task ids may be ints or strings across envs: the Dataset column holds them as JSON text.
-_JSON_COLUMNS = ("task_id", "timings")
+# task ids may be ints or strings across envs, tool definitions are free-form JSON schemas:
+# the Dataset columns hold them as JSON text.
+_JSON_COLUMNS = ("task_id", "timings", "tools")
+# Message fields that only tool messages have: None in the Dataset, absent from the message.
+_TOOL_FIELDS = ("tool_calls", "tool_call_id")
+
+
+def _message_features() -> Any:
+    import datasets
+
+    call = {
+        "id": datasets.Value("string"),
+        "type": datasets.Value("string"),
+        "function": {"name": datasets.Value("string"), "arguments": datasets.Value("string")},
+    }
+    return [
+        {
+            "role": datasets.Value("string"),
+            "content": datasets.Value("string"),
+            "loss": datasets.Value("bool"),
+            "tool_calls": [call],
+            "tool_call_id": datasets.Value("string"),
+        }
+    ]
 
 
 def load_trajectories(paths: str | Path | Sequence[str | Path]) -> list[Trajectory]:
@@ -71,22 +101,63 @@ def to_dataset(trajectories: Sequence[Trajectory]) -> datasets.Dataset:
     for t in trajectories:
         row = t.to_json()
         for column in _JSON_COLUMNS:
-            row[column] = json.dumps(row[column])
+            row[column] = json.dumps(row.get(column))  # every row has every column
         row["messages"] = [
-            {"role": m["role"], "content": m["content"], "loss": bool(m.get("loss", False))}
+            {
+                "role": m["role"],
+                "content": m["content"],
+                "loss": bool(m.get("loss", False)),
+                "tool_calls": [_call_row(c) for c in m["tool_calls"]]
+                if m.get("tool_calls")
+                else None,
+                "tool_call_id": m.get("tool_call_id"),
+            }
             for m in row["messages"]
         ]
         rows.append(row)
-    return datasets.Dataset.from_list(rows)
+    if not rows:
+        return datasets.Dataset.from_list(rows)
+    import pyarrow
+
+    # Inferred types depend on the rows (a column of only nulls, no tool call at all):
+    # fix the messages' type so every dataset of trajectories has the same schema.
+    table = pyarrow.Table.from_pylist(rows)
+    messages = datasets.Features({"messages": _message_features()}).arrow_schema.field("messages")
+    schema = pyarrow.schema([messages if f.name == "messages" else f for f in table.schema])
+    return datasets.Dataset(table.cast(schema))
+
+
+def _call_row(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call as the Dataset stores it: ``arguments`` a JSON text (see the module doc)."""
+    function = call["function"]
+    arguments = function.get("arguments")
+    if not isinstance(arguments, str):  # written by hand as an object: keep it, as text
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    return {
+        "id": call.get("id"),
+        "type": call.get("type", "function"),
+        "function": {"name": function["name"], "arguments": arguments},
+    }
+
+
+def _message_of_row(message: dict[str, Any]) -> dict[str, Any]:
+    """A Dataset message back as a trajectory's: the null tool fields dropped."""
+    out = {k: v for k, v in message.items() if k not in _TOOL_FIELDS}
+    for key in _TOOL_FIELDS:
+        if message.get(key) is not None:
+            out[key] = message[key]
+    return out
 
 
 def from_dataset(dataset: datasets.Dataset) -> list[Trajectory]:
-    """Inverse of :func:`to_dataset`."""
+    """Inverse of :func:`to_dataset` (also reads datasets made before tool calls)."""
     out = []
     for row in dataset:
         row = dict(row)
         for column in _JSON_COLUMNS:
-            row[column] = json.loads(row[column])
+            if column in row:  # files from before "tools" lack it
+                row[column] = json.loads(row[column])
+        row["messages"] = [_message_of_row(m) for m in row["messages"]]
         out.append(Trajectory.from_json(row))
     return out
 
@@ -193,7 +264,11 @@ def merge(*groups: Iterable[Trajectory]) -> list[Trajectory]:
 
 
 def dataset_card(trajectories: Sequence[Trajectory]) -> list[dict[str, Any]]:
-    """Per (env, split): trajectories, distinct tasks, success rate, mean score and turns."""
+    """Per (env, split): trajectories, distinct tasks, success rate, mean score and turns.
+
+    Also the trained assistant turns and the tool calls made (assistant messages with
+    ``tool_calls``: episodes of the tools format); :func:`transcript` shows an episode.
+    """
     groups: dict[tuple[str, str], list[Trajectory]] = defaultdict(list)
     for t in trajectories:
         groups[(t.env_id, str(t.split))].append(t)
@@ -211,6 +286,42 @@ def dataset_card(trajectories: Sequence[Trajectory]) -> list[dict[str, Any]]:
                 "assistant turns": sum(
                     1 for t in ts for m in t.messages if m["role"] == "assistant" and m.get("loss")
                 ),
+                "tool calls": sum(len(m.get("tool_calls") or ()) for t in ts for m in t.messages),
             }
         )
     return rows
+
+
+def transcript(trajectory: Trajectory, *, width: int = 300) -> str:
+    """An episode as readable text: a heading, then one block per message.
+
+    Each message is headed by its role (``assistant*`` when trained on); a tool call
+    shows as ``-> name({arguments})`` with its id, a tool result as
+    ``[tool call_3] <result>``. Long contents are cut at ``width`` characters.
+    """
+    t = trajectory
+    outcome = "success" if t.success else "failure"
+    lines = [
+        f"== {t.env_id} {t.split} task {t.task_id} sample {t.sample}: {outcome}, "
+        f"score {t.score:.2f}, {t.turns} turns, ended {t.end or '?'}"
+    ]
+    if t.tools:
+        names = ", ".join(str(d.get("function", {}).get("name")) for d in t.tools)
+        lines.append(f"   tools given: {names}")
+    for m in t.messages:
+        role = m["role"] + ("*" if m.get("loss") else "")
+        if m["role"] == "tool":
+            role = f"tool {m.get('tool_call_id', '?')}"
+        content = _cut(str(m.get("content") or ""), width)
+        body = [content] if content else []
+        for call in m.get("tool_calls") or ():
+            function = call.get("function", {})
+            arguments = _cut(str(function.get("arguments", "")), width)
+            body.append(f"-> {function.get('name')}({arguments})  [{call.get('id')}]")
+        lines.append(f"[{role}] " + ("\n    ".join(body) if body else "(empty)"))
+    return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    text = text.strip().replace("\n", "\n    ")
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -12,18 +12,25 @@ messages whose ``loss`` flag is true (their end-of-turn token included). It uses
 the template's ``{% generation %}`` marks where the template has them, and
 otherwise the difference between the rendered prefixes before and after each
 assistant message.
+
+Tool calls (the tools format): an assistant message's ``tool_calls`` are part of
+its reply, so trained with it; ``tool`` results are never trained. Messages reach
+the template in OpenAI's shapes, except that each call's ``arguments`` are given
+as a dict (templates write them with ``tojson``), and the trajectory's tool
+definitions go in as ``tools=``, as the policy rendered them when it was sampled.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from palaestra.agents.policy import Message
+from palaestra.agents.policy import Message, Tools
 from palaestra.agents.rollout import prompt_window
 from palaestra.agents.trajectory import Trajectory
 
-__all__ = ["IGNORE_INDEX", "tokenize_example", "turn_examples"]
+__all__ = ["IGNORE_INDEX", "template_messages", "tokenize_example", "turn_examples"]
 
 IGNORE_INDEX = -100
 """The label PyTorch's cross-entropy (and so ``transformers``) skips."""
@@ -52,16 +59,52 @@ def turn_examples(
         if message["role"] != "assistant" or not message.get("loss", False):
             continue
         prompt = prompt_window(messages[:index], history, system_prompt=system_prompt)
-        examples.append(
-            [{**m, "loss": False} for m in prompt]
-            + [{"role": "assistant", "content": message["content"], "loss": True}]
-        )
+        reply = {"role": "assistant", "content": message["content"], "loss": True}
+        if message.get("tool_calls"):
+            reply["tool_calls"] = message["tool_calls"]
+        examples.append([{**m, "loss": False} for m in prompt] + [reply])
     return examples
 
 
-def _render(tokenizer: Any, messages: Sequence[Message], **kwargs: Any) -> dict[str, Any]:
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return tokenizer.apply_chat_template(plain, tokenize=True, return_dict=True, **kwargs)
+def template_messages(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` as chat templates take them: no ``loss``, tool-call arguments as dicts.
+
+    Stored and sent over the OpenAI API, a call's ``arguments`` are a JSON text; Hugging
+    Face chat templates write them with ``tojson`` and so need the dict. Arguments that
+    are not a JSON object stay text.
+    """
+    out = []
+    for m in messages:
+        plain: Message = {"role": m["role"], "content": m["content"]}
+        if m.get("tool_calls"):
+            plain["tool_calls"] = [_with_dict_arguments(c) for c in m["tool_calls"]]
+        if m.get("tool_call_id") is not None:
+            plain["tool_call_id"] = m["tool_call_id"]
+        out.append(plain)
+    return out
+
+
+def _with_dict_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    function = dict(call["function"])
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            loaded = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            function["arguments"] = loaded
+    return {**call, "function": function}
+
+
+def _render(
+    tokenizer: Any, messages: Sequence[Message], tools: Tools | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    if tools:
+        kwargs["tools"] = [dict(t) for t in tools]
+    return tokenizer.apply_chat_template(
+        template_messages(messages), tokenize=True, return_dict=True, **kwargs
+    )
 
 
 def _has_generation_marks(tokenizer: Any) -> bool:
@@ -70,16 +113,23 @@ def _has_generation_marks(tokenizer: Any) -> bool:
 
 
 def tokenize_example(
-    tokenizer: Any, messages: Sequence[Message], max_length: int | None = None
+    tokenizer: Any,
+    messages: Sequence[Message],
+    max_length: int | None = None,
+    *,
+    tools: Tools | None = None,
 ) -> dict[str, list[int]] | None:
     """``input_ids`` and ``labels`` of one conversation (see the module doc).
 
     Args:
         tokenizer: A Hugging Face tokenizer with a chat template.
-        messages: The conversation; assistant messages with a true ``loss`` are trained.
+        messages: The conversation; assistant messages with a true ``loss`` are trained
+            (their ``tool_calls`` included).
         max_length: Longest example kept; a longer one gives ``None`` (it is
             dropped rather than cut, since cutting would train on a prompt the
             model never sees).
+        tools: The tool definitions the policy was given (``Trajectory.tools``),
+            rendered by the template as at sampling time; ``None`` for none.
 
     Returns:
         The token ids and labels, or ``None`` when over ``max_length`` or when no
@@ -91,7 +141,7 @@ def tokenize_example(
     """
     trained = [m["role"] == "assistant" and bool(m.get("loss", False)) for m in messages]
     if _has_generation_marks(tokenizer):
-        encoded = _render(tokenizer, messages, return_assistant_tokens_mask=True)
+        encoded = _render(tokenizer, messages, tools, return_assistant_tokens_mask=True)
         ids, mask = list(encoded["input_ids"]), list(encoded["assistant_masks"])
         spans = _runs(mask)
         assistants = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
@@ -110,9 +160,9 @@ def tokenize_example(
             if messages[index]["role"] != "assistant":
                 continue
             before = list(
-                _render(tokenizer, messages[:index], add_generation_prompt=True)["input_ids"]
+                _render(tokenizer, messages[:index], tools, add_generation_prompt=True)["input_ids"]
             )
-            after = list(_render(tokenizer, messages[: index + 1])["input_ids"])
+            after = list(_render(tokenizer, messages[: index + 1], tools)["input_ids"])
             if after[: len(before)] != before or ids != before[: len(ids)]:
                 raise ValueError("the chat template does not render conversations prefix by prefix")
             labels += [IGNORE_INDEX] * (len(before) - len(ids))

@@ -136,7 +136,7 @@ def build_examples(
     examples, dropped = [], 0
     for t in trajectories:
         for conversation in turn_examples(t, config.history, system_prompt=config.system_prompt):
-            encoded = tokenize_example(tokenizer, conversation, config.max_length)
+            encoded = tokenize_example(tokenizer, conversation, config.max_length, tools=t.tools)
             if encoded is None:
                 dropped += 1
             else:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from palaestra.servers.protocol import TOKEN_ENV
 
-__all__ = ["add_agent_commands", "add_rollout_flags", "rollout_from_args"]
+__all__ = ["add_agent_commands", "add_rollout_flags", "check_format_envs", "rollout_from_args"]
 
 EVAL_EPILOG = """\
 policies (--policy):
@@ -69,7 +70,10 @@ def add_rollout_flags(parser: argparse.ArgumentParser, defaults: Any = None) -> 
 
     d = defaults if defaults is not None else RolloutConfig()
     parser.add_argument(
-        "--format", default=d.format, help=f"reply format: react or json (default {d.format})"
+        "--format",
+        default=d.format,
+        help="reply format: react, json, or tools (native function calling; envs that "
+        f"declare tools only) (default {d.format})",
     )
     parser.add_argument(
         "--max-tokens", type=_positive, default=d.max_tokens,
@@ -118,9 +122,31 @@ def rollout_from_args(args: argparse.Namespace, **settings: Any) -> Any:
     )
 
 
+def check_format_envs(format_name: str, env_ids: Sequence[str]) -> None:
+    """Refuse a format that cannot play one of the (registered) envs, before any work.
+
+    ``tools`` needs envs that declare tools; a tool env under ``react`` or ``json`` is
+    allowed (the call travels as the action's JSON text; see
+    :mod:`palaestra.agents.formats`). Unknown ids are left to the command's own check.
+
+    Raises:
+        ValueError: The first env the format cannot play, and why.
+    """
+    from palaestra.agents.formats import check_format
+    from palaestra.envs import env_class
+
+    for env_id in env_ids:
+        try:
+            cls = env_class(env_id)
+        except KeyError:
+            continue
+        check_format(format_name, env_id, cls.tools if "tools" in cls.capabilities() else None)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a policy; print and save the table."""
     from palaestra.agents.evaluate import EvalConfig, run_eval
+    from palaestra.agents.formats import get_format
     from palaestra.envs import list_envs
 
     if args.token:
@@ -133,10 +159,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     infos = {info.id: info for info in list_envs()}
     available = sorted(i for i, info in infos.items() if info.unavailable is None)
     if args.envs == ["all"]:
+        tools_only = get_format(rollout.format).uses_tools  # all the envs it can play
         if args.url:
-            env_ids = _served_envs(args.url[0])
+            env_ids = _served_envs(args.url[0], tools_only=tools_only)
         else:
-            env_ids = available
+            env_ids = [i for i in available if not tools_only or "tools" in infos[i].capabilities]
     else:
         env_ids = args.envs
         for env_id in env_ids:
@@ -149,6 +176,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 print(
                     f"error: {env_id} is unavailable: {infos[env_id].unavailable}", file=sys.stderr
                 )
+                return 2
+        if not args.url:  # a server's envs are checked by run_eval, from GET /v1/envs
+            try:
+                check_format_envs(rollout.format, env_ids)
+            except ValueError as error:
+                print(f"error: {error}", file=sys.stderr)
                 return 2
     config = EvalConfig(
         policy=args.policy,
@@ -190,15 +223,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if result.lost else 0
 
 
-def _served_envs(url: str) -> list[str]:
-    """The env ids a palaestra server serves (its errors are palaestra's: ServerError...)."""
+def _served_envs(url: str, *, tools_only: bool = False) -> list[str]:
+    """The env ids a palaestra server serves (its errors are palaestra's: ServerError...).
+
+    ``tools_only``: only those that declare tools.
+    """
     import asyncio
 
     from palaestra.servers import AsyncEnvClient
 
     async def ask() -> list[str]:
         async with AsyncEnvClient(url) as client:
-            return [e["id"] for e in await client.envs()]
+            return [e["id"] for e in await client.envs() if e.get("tools") or not tools_only]
 
     return asyncio.run(ask())
 

@@ -20,7 +20,7 @@ def _fail(message: str) -> int:
 
 def cmd_data_info(args: argparse.Namespace) -> int:
     """Print the dataset card of trajectory files."""
-    from palaestra.evol.data import dataset_card, load_trajectories
+    from palaestra.evol.data import dataset_card, load_trajectories, transcript
     from palaestra.tables import format_table
 
     try:
@@ -32,7 +32,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     headers = ["env", "split", "trajectories", "tasks", "success", "mean score", "mean turns"]
-    headers.append("assistant turns")
+    headers += ["assistant turns", "tool calls"]
     table = [
         [
             r["env"],
@@ -43,11 +43,18 @@ def cmd_data_info(args: argparse.Namespace) -> int:
             f"{r['mean score']:.3f}",
             f"{r['mean turns']:.1f}",
             r["assistant turns"],
+            r["tool calls"],
         ]
         for r in rows
     ]
     print(format_table(headers, table))
     print(f"\n{len(trajectories)} trajectories in {len(args.paths)} file(s)")
+    if args.show:
+        shown: dict[str, int] = {}
+        for t in trajectories:  # the first --show episodes of each env
+            if shown.get(t.env_id, 0) < args.show:
+                shown[t.env_id] = shown.get(t.env_id, 0) + 1
+                print(f"\n{transcript(t)}")
     return 0
 
 
@@ -136,11 +143,12 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
 
 def cmd_evolve_agentevol(args: argparse.Namespace) -> int:
     """Run (or resume) AgentEvol."""
-    from palaestra.cli_agents import rollout_from_args
+    from palaestra.cli_agents import check_format_envs, rollout_from_args
     from palaestra.evol.agentevol import AgentEvolConfig, run_agentevol
     from palaestra.evol.sft import SFTConfig
 
     try:
+        check_format_envs(args.format, args.envs)
         config = AgentEvolConfig(
             envs=tuple(args.envs),
             model=args.model,
@@ -183,6 +191,12 @@ def cmd_evolve_agent_r(args: argparse.Namespace) -> int:
     from palaestra.evol.mcts import MCTSConfig
     from palaestra.evol.sft import SFTConfig
 
+    if args.format == "tools":
+        # The tree search writes its nodes' messages itself, as text turns: it would
+        # neither pass the tools nor record tool calls.
+        return _fail(
+            "agent-r does not support --format tools yet (its tree search plays text turns)"
+        )
     try:
         config = AgentRConfig(
             envs=tuple(args.envs),
@@ -311,6 +325,11 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="trajectories .jsonl or .parquet")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--show", type=int, default=0, metavar="N",
+        help="also print the first N episodes of each env as transcripts (tool calls "
+        "as name(arguments), tool results with their call id; * marks trained turns)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_data_info)
     p = data_sub.add_parser(
         "filter", help="merge files, drop duplicates, filter; write .jsonl or .parquet"

@@ -128,6 +128,7 @@ def test_agents_exports():
         "RolloutEngine",
         "RolloutStats",
         "TinyConfig",
+        "ToolsFormat",
         "Trajectory",
         "TrajectoryWriter",
         "TransformersPolicy",
@@ -182,6 +183,7 @@ def test_evol_exports():
         "to_dataset",
         "tokenize_example",
         "train_sft",
+        "transcript",
         "turn_examples",
         "write_parquet",
     ]

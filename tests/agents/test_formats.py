@@ -474,7 +474,7 @@ def test_observation_message(fmt):
 
 
 def test_get_format():
-    assert set(FORMATS) == {"react", "json"}
+    assert set(FORMATS) == {"react", "json", "tools"}
     for name, cls in FORMATS.items():
         fmt = get_format(name)
         assert type(fmt) is cls

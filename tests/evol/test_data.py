@@ -92,6 +92,9 @@ def test_round_trip_jsonl_dataset_parquet_jsonl(tmp_path):
         "role": "assistant",
         "content": "Action: move up",
         "loss": True,
+        # One struct for every message (Arrow): the tool fields are null on text messages.
+        "tool_calls": None,
+        "tool_call_id": None,
     }
     assert dumps(from_dataset(dataset)) == dumps(original)
 
@@ -196,6 +199,7 @@ def test_dataset_card():
             "mean score": 0.625,
             "mean turns": 2.0,
             "assistant turns": 3,  # replies 1 and 3 of the first, the only reply of the second
+            "tool calls": 0,
         },
         {
             "env": WORDLE,
@@ -206,6 +210,7 @@ def test_dataset_card():
             "mean score": 0.5,
             "mean turns": 1.0,
             "assistant turns": 1,
+            "tool calls": 0,
         },
         {
             "env": WORDLE,
@@ -216,6 +221,7 @@ def test_dataset_card():
             "mean score": 0.0,
             "mean turns": 2.0,
             "assistant turns": 1,
+            "tool calls": 0,
         },
     ]
     assert dataset_card([]) == []
