@@ -311,7 +311,10 @@ def test_each_tool_on_a_known_sheet():
         (call("update_cell", {"cell": "E2", "value": "S\u00e3o Paulo"}), "ASCII"),
         (call("update_cell", {"cell": "E2", "value": "x" * 81}), "at most 80"),
         (call("update_cell", {"cell": "E2", "value": 1e300}), "finite and below 1e15"),
-        ('{"name": "update_cell", "arguments": {"cell": "E2", "value": NaN}}', "NaN is not a JSON number"),
+        (
+            '{"name": "update_cell", "arguments": {"cell": "E2", "value": NaN}}',
+            "NaN is not a JSON number",
+        ),
         (call("update_range", {"start": "Z60", "values": [[1, 2]]}), "goes past"),
         (call("update_range", {"start": "E1", "values": [[1], ["=SUM("]]}), "does not parse"),
         (call("update_range", {"start": "E1", "values": []}), "should be non-empty"),
