@@ -177,7 +177,7 @@ def test_rollout_messages_have_openai_tool_shapes():
             "tool_calls": [call("add", {"n": 4}, "call_0")],
             "loss": True,
         },
-        {"role": "tool", "tool_call_id": "call_0", "content": '{"total": 4}', "loss": False},
+        {"role": "tool", "tool_call_id": "call_0", "content": '{"total":4}', "loss": False},
         {
             "role": "assistant",
             "content": "",
@@ -280,9 +280,9 @@ def test_prompt_window_turns_an_orphan_tool_result_into_a_user_message():
     before_last = t.messages[:-1]  # system, obs, call_0, result_0, call_1, result_1
     window = prompt_window(before_last, 1)
     assert [m["role"] for m in window] == ["system", "user", "assistant", "tool"]
-    assert window[1] == {"role": "user", "content": f'{OMITTED_NOTE}\n{{"total": 5}}'}
+    assert window[1] == {"role": "user", "content": f'{OMITTED_NOTE}\n{{"total":5}}'}
     latest = prompt_window(before_last, 0, system_prompt=False)
-    assert latest == [{"role": "user", "content": f'{OMITTED_NOTE}\n{{"total": 7}}'}]
+    assert latest == [{"role": "user", "content": f'{OMITTED_NOTE}\n{{"total":7}}'}]
 
 
 def test_history_limits_the_prompts_sent():

@@ -171,7 +171,7 @@ def test_transcript_and_card_show_the_calls(mixed):
     text = transcript(mixed[1])
     assert "tools given: add, total, finish" in text
     assert '-> add({"n": 4})  [call_1]' in text
-    assert '[tool call_1] {"total": 4}' in text
+    assert '[tool call_1] {"total":4}' in text
     assert "[assistant*] I would rather chat." in text  # the unreadable reply, as text
     card = {(row["env"], row["split"]): row for row in dataset_card(mixed)}
     assert card[(TALLY, "test")]["tool calls"] == 2
@@ -272,7 +272,7 @@ def test_loss_is_on_the_assistant_calls_only(tool_tokenizer, mixed):
     # Everything else is prompt: the tools, the system and user turns, the tool result,
     # the untrained reply.
     assert '"name": "add", "description": "Add a number (1 to 5) to the total."' in rest
-    assert '<|tool|>{"total": 4}<|end|>' in rest
+    assert '<|tool|>{"total":4}<|end|>' in rest
     assert "I would rather chat." in rest and "Target: 4. The total is 0." in rest
     # The ids are the chat template's rendering, arguments as a dict.
     rendered = tool_tokenizer.apply_chat_template(
@@ -299,7 +299,7 @@ def test_template_messages_give_templates_dict_arguments(mixed):
     assert all("loss" not in m for m in messages)
     assert messages[2]["tool_calls"][0]["function"]["arguments"] == {"n": 5}
     assert mixed[2].messages[2]["tool_calls"][0]["function"]["arguments"] == '{"n": 5}'
-    assert messages[3] == {"role": "tool", "content": '{"total": 5}', "tool_call_id": "call_0"}
+    assert messages[3] == {"role": "tool", "content": '{"total":5}', "tool_call_id": "call_0"}
 
 
 def test_build_examples_render_the_trajectory_tools(tokenizer, mixed):
@@ -323,7 +323,7 @@ def test_the_tiny_template_trains_the_calls(tokenizer, mixed):
     assert len(spans) == 3
     for span, name in zip(spans, ("add", "add", "finish"), strict=True):
         assert f'"{name}"' in span and span.endswith("<|end|>")
-    assert '{"total": 5}' in rest and '{"total": 5}' not in "".join(spans)
+    assert '{"total":5}' in rest and '{"total":5}' not in "".join(spans)
 
 
 # --- AgentEvol end to end --------------------------------------------------------------
