@@ -36,6 +36,7 @@ __all__ = [
     "load_trajectories",
     "merge",
     "read_parquet",
+    "record_of_row",
     "save_trajectories",
     "to_dataset",
     "transcript",
@@ -149,17 +150,27 @@ def _message_of_row(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def record_of_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of :func:`to_dataset` (or of its Parquet file) as a trajectory's JSON record.
+
+    Decodes the columns stored as JSON text and drops the null tool fields that
+    every message carries in the Dataset's one schema. Readers of Parquet files
+    that do not go through ``datasets`` (e.g. ``palaestra view``) use this too.
+    """
+    row = dict(row)
+    for column in _JSON_COLUMNS:
+        if isinstance(row.get(column), str):  # files from before "tools" lack it
+            row[column] = json.loads(row[column])
+    if "messages" in row:
+        row["messages"] = [_message_of_row(m) for m in row["messages"]]
+    if row.get("tools") is None:
+        row.pop("tools", None)
+    return row
+
+
 def from_dataset(dataset: datasets.Dataset) -> list[Trajectory]:
     """Inverse of :func:`to_dataset` (also reads datasets made before tool calls)."""
-    out = []
-    for row in dataset:
-        row = dict(row)
-        for column in _JSON_COLUMNS:
-            if column in row:  # files from before "tools" lack it
-                row[column] = json.loads(row[column])
-        row["messages"] = [_message_of_row(m) for m in row["messages"]]
-        out.append(Trajectory.from_json(row))
-    return out
+    return [Trajectory.from_json(record_of_row(row)) for row in dataset]
 
 
 def write_parquet(trajectories: Sequence[Trajectory], path: str | Path) -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 import orjson
 
 from palaestra.agents.evaluate import episode_loops
+from palaestra.evol.data import record_of_row
 from palaestra.files import atomic_path, cache_root
 
 __all__ = ["CHUNK_BYTES", "SUMMARY", "FileIndex", "IndexRegistry", "index_cache_dir"]
@@ -400,9 +401,6 @@ class FileIndex:
 
 # -- Parquet ------------------------------------------------------------------------------
 
-# write_parquet stores these as JSON text (task ids are ints or strings across envs).
-_PARQUET_JSON_COLUMNS = ("task_id", "timings")
-
 
 def _pyarrow_parquet() -> Any:
     try:
@@ -416,12 +414,8 @@ def _pyarrow_parquet() -> Any:
 
 
 def _parquet_rows(table: Any) -> list[dict[str, Any]]:
-    rows = table.to_pylist()
-    for row in rows:
-        for column in _PARQUET_JSON_COLUMNS:
-            if isinstance(row.get(column), str):
-                row[column] = json.loads(row[column])
-    return rows
+    # write_parquet's JSON-text columns decoded, the Dataset's null tool fields dropped.
+    return [record_of_row(row) for row in table.to_pylist()]
 
 
 def _scan_parquet(path: Path) -> Iterator[_Block]:

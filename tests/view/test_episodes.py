@@ -406,3 +406,35 @@ def test_the_pager_walks_the_list_fifty_at_a_time(
         page.wait_for_selector("body[data-ready='episode'] #chat")
         page.click("#episode-nav a:text('back to the list')")
         page.wait_for_selector("#episodes tbody tr[data-index='100']")
+
+
+def test_a_tools_episode_shows_its_calls_and_results(tmp_path: Path, view: View, page: Any) -> None:
+    out = tmp_path / "todo-tools"
+    argv = ["eval", "--policy", "expert", "--envs", "palaestra/Todo-v0", "--format", "tools"]
+    assert cli([*argv, "--limit", "2", "--out", str(out), "--quiet"]) == 0
+    record = records(out / "trajectories.jsonl")[0]
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    with view([out]) as url:
+        open_route(page, url, f"episode?file={file_id(url)}&index=0")
+        page.wait_for_selector("body[data-ready='episode'] #chat")
+        messages = page.locator("#chat .msg")
+        assert messages.count() == len(record["messages"])
+        for i, message in enumerate(record["messages"]):
+            node = messages.nth(i)
+            assert node.get_attribute("data-role") == message["role"], i
+            if message["role"] == "tool":
+                label = f"tool result {message['tool_call_id']}"
+                assert node.locator(".who b").inner_text() == label
+            calls = node.locator("pre.tool-calls")
+            if message.get("tool_calls"):
+                (call,) = message["tool_calls"]
+                function = call["function"]
+                shown = f"-> {function['name']}({function['arguments']})  [{call['id']}]"
+                assert calls.inner_text() == shown, i
+            else:
+                assert calls.count() == 0, i
+        actions = page.locator("#chat .turn-line code.action")
+        assert [actions.nth(i).inner_text() for i in range(actions.count())] == record["actions"]
+        screenshot(page, "episode-tools")
+    assert errors == []

@@ -154,19 +154,28 @@ function turnLine(turn) {
   return el("div", { class: "turn-line" }, parts);
 }
 
+// An assistant's tool calls as `-> name({...})  [id]`, one a line (as `palaestra data info --show`).
+function toolCalls(calls) {
+  return calls.map((c) => `-> ${c.function?.name ?? "?"}(${c.function?.arguments ?? ""})  [${c.id ?? ""}]`).join("\n");
+}
+
 function chat(e) {
   const turns = new Map(e.turns.map((t) => [t.message, t]));
   const messages = e.record.messages || [];
   let observation = 0;
   return el("div", { id: "chat" }, messages.map((m, i) => {
     const turn = turns.get(i);
-    const label = m.role === "system" ? "system prompt" : m.role === "user" ? (observation++ === 0 ? "first observation" : "observation") : `reply, turn ${turn ? turn.turn : "?"}`;
+    const label = m.role === "system" ? "system prompt"
+      : m.role === "user" ? (observation++ === 0 ? "first observation" : "observation")
+      : m.role === "tool" ? (observation++, `tool result ${m.tool_call_id || ""}`)
+      : `reply, turn ${turn ? turn.turn : "?"}`;
     return el("div", {
       class: `msg ${m.role}${m.loss ? " loss" : ""}`, dataset: { index: i, role: m.role, loss: Boolean(m.loss) },
     },
     el("div", { class: "who" }, el("b", {}, label),
       m.loss ? el("span", { class: "badge loss", title: "SFT trains on this message" }, "loss") : el("span", { class: "badge", title: "SFT does not train on this message" }, "no loss")),
     el("pre", { class: "content" }, m.content),
+    m.tool_calls ? el("pre", { class: "tool-calls" }, toolCalls(m.tool_calls)) : null,
     m.role === "assistant" ? turnLine(turn) : null);
   }), el("p", { class: "muted end-line" }, `The episode ended: ${e.record.end || "?"}; success ${e.record.success ? "yes" : "no"}, score ${fmt(e.record.score)}` +
     (e.record.end === "terminated" || e.record.end === "truncated" ? " (the final observation is not recorded)." : ".")));
