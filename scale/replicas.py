@@ -7,8 +7,8 @@ process, so Ray's restart policy (``max_restarts``) is the server's: a killed
 replica is started again, on a new port and perhaps another node, and registers
 its new URL. A subprocess server would instead outlive a killed actor.
 
-The registry is one more named actor (no CPU) in the :data:`NAMESPACE`
-namespace, holding the token, the envs and each replica's current URL; clients
+The registry is one more named actor (no CPU, on the driver's node) in the
+:data:`NAMESPACE` namespace, holding the token, the envs and each replica's current URL; clients
 ask it (:func:`palaestra.scale.discover`). All of them are owned by the driver
 that started them (``palaestra serve --ray``): they stop when it stops, even
 when it is killed, instead of lingering as detached actors would.
@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from palaestra.scale.resources import replica_options
 from palaestra.servers.limits import ConnectionLimits
@@ -178,7 +179,13 @@ class ServerReplicas:
         """
         try:
             self._registry = _Registry.options(
-                name=registry_name(self.name), namespace=NAMESPACE
+                name=registry_name(self.name),
+                namespace=NAMESPACE,
+                # On this driver's node: it goes only when its owner goes anyway, and a
+                # registry lost with another node would forget every replica's URL.
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=False
+                ),
             ).remote(self.env_ids, self.settings.token, self.replicas)
             ray.get(self._registry.describe.remote())
         except ValueError as error:
