@@ -403,11 +403,9 @@ class _RemoteEpisode(EpisodeEnv):
     def _lost(self, error: ServerUnavailableError) -> ReplicaLostError:
         """Mark the server dead; the error that tells the engine to replay the episode."""
         self._pool._mark_dead(self._server)
-        lost = ReplicaLostError(
+        return ReplicaLostError(
             f"{error.detail} (the episode's server {self._server.url} is gone)", status=0
         )
-        lost.__cause__ = error
-        return lost
 
     async def step(self, action: str) -> Step:
         try:
@@ -676,8 +674,7 @@ class RemoteEnvs(EnvPool):
             }
         if env_id not in self._specs:
             raise KeyError(
-                f"the servers ({self.where}) do not serve {env_id!r} "
-                f"(they serve {sorted(self._specs)})"
+                f"{self.where} does not serve {env_id!r} (it serves {sorted(self._specs)})"
             )
         return self._specs[env_id]
 
