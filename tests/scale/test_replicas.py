@@ -185,6 +185,19 @@ def test_an_eval_over_three_replicas_gives_the_in_process_trajectories(replicas,
         assert created >= 10, metrics
 
 
+def test_a_second_set_of_the_same_name_is_refused(replicas):
+    with pytest.raises(ValueError, match="'evals' already run"):
+        ServerReplicas([MAZE], 1, name="evals").start()
+    assert len(discover("evals").replicas) == 3  # the running set is untouched
+
+
+def test_replicas_the_cluster_has_no_room_for_are_reported_with_what_they_ask(cluster):
+    servers = ServerReplicas([MAZE], 1, name="too-big", replica_cpus=4)
+    with servers:
+        with pytest.raises(TimeoutError, match=r"0 of 1 replicas up.*'num_cpus': 4\.0"):
+            servers.wait(timeout=3)
+
+
 def test_a_replica_killed_mid_eval_costs_no_episode_and_changes_no_trajectory(replicas, in_process):
     envs = remote_envs("evals")
     victim = ray.get_actor(replica_name("evals", 0), namespace=NAMESPACE)
