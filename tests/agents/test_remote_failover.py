@@ -127,7 +127,6 @@ def test_a_finished_episode_survives_its_server_dying_before_the_close():
     assert trajectory.success and stats.errors == 0 and stats.restarted == 0
 
 
-@pytest.mark.slow  # two server processes, one killed mid-run: ~10 s
 def test_a_server_killed_mid_run_costs_no_episode_and_changes_no_trajectory(monkeypatch):
     monkeypatch.delenv("PALAESTRA_TOKEN", raising=False)  # the servers inherit our env
     episodes = specs(60)
