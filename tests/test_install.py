@@ -13,6 +13,7 @@ ROOT = Path(__file__).parents[1]
 
 PROBE = (
     "import palaestra, palaestra.envs, palaestra.servers, palaestra.agents, palaestra.evol, "
+    "palaestra.scale, "
     "palaestra.envs.maze, palaestra.envs.wordle\n"
     "print(palaestra.envs.__file__)\n"
     "env = palaestra.make('palaestra/Wordle-v0'); env.reset(options={'task_id': 0})\n"
