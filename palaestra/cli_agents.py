@@ -200,8 +200,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if result.lost else 0
 
 
-def add_ray_flags(p: argparse.ArgumentParser, what: str = "the episodes") -> None:
-    """Add ``--ray [ADDRESS]``, ``--ray-workers`` and ``--ray-worker-cpus``."""
+def add_ray_flags(
+    p: argparse.ArgumentParser, what: str = "the episodes", *, worker_cpus: bool = True
+) -> None:
+    """Add ``--ray [ADDRESS]``, ``--ray-workers`` and (optionally) ``--ray-worker-cpus``."""
     p.add_argument(
         "--ray",
         nargs="?",
@@ -217,12 +219,13 @@ def add_ray_flags(p: argparse.ArgumentParser, what: str = "the episodes") -> Non
         default=None,
         help="rollout workers (default: one per node); each plays --concurrency episodes at once",
     )
-    p.add_argument(
-        "--ray-worker-cpus",
-        type=float,
-        default=1.0,
-        help="CPUs Ray reserves per rollout worker (default 1)",
-    )
+    if worker_cpus:
+        p.add_argument(
+            "--ray-worker-cpus",
+            type=float,
+            default=1.0,
+            help="CPUs Ray reserves per rollout worker (default 1)",
+        )
 
 
 def ray_runner(args: argparse.Namespace, policy: str, **policy_options: Any) -> Any:
@@ -241,7 +244,7 @@ def ray_runner(args: argparse.Namespace, policy: str, **policy_options: Any) -> 
         policy,
         address=args.ray or None,
         workers=args.ray_workers,
-        worker_cpus=args.ray_worker_cpus,
+        worker_cpus=getattr(args, "ray_worker_cpus", 1.0),
         policy_options=policy_options,
     )
 

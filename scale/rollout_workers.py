@@ -92,6 +92,9 @@ class RolloutWorker:
         token: Bearer token for ``urls``.
         rollout: How episodes are played.
         concurrency: Episodes at once per :meth:`play` call.
+        cwd: The driver's working folder: relative paths (a model folder in
+            ``policy``) mean there what they mean on the driver, where it exists
+            (one machine, or a cluster with a shared filesystem).
     """
 
     def __init__(
@@ -102,9 +105,12 @@ class RolloutWorker:
         token: str | None,
         rollout: RolloutConfig,
         concurrency: int,
+        cwd: str | None = None,
     ) -> None:
         from palaestra.agents.policy_spec import make_policy
 
+        if cwd is not None and os.path.isdir(cwd):
+            os.chdir(cwd)  # this process is the worker's own: nothing else shares its cwd
         self.policy = make_policy(policy, **policy_options)
         self.urls = tuple(urls)
         self.token = token
@@ -173,7 +179,9 @@ class RayEpisodes:
     """An :class:`~palaestra.agents.evaluate.EpisodeRunner` that plays on Ray workers.
 
     Args:
-        policy: The ``--policy`` string every worker builds its policy from.
+        policy: The ``--policy`` string every worker builds its policy from (the
+            run's ``EvalConfig.policy`` is only recorded: AgentEvol names a stage's
+            model ``iter-1`` there).
         address: The Ray cluster (see :func:`connect`); ignored when this process is
             already connected.
         workers: Rollout workers (default: one per alive node with CPUs).
@@ -247,12 +255,13 @@ class RayEpisodes:
         )
         self.workers = [
             actor.remote(
-                config.policy,
+                self.policy,
                 self.policy_options,
                 config.urls,
                 token,
                 config.rollout,
                 config.concurrency,
+                os.getcwd(),
             )
             for _ in range(count)
         ]
