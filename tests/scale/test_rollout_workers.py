@@ -183,3 +183,40 @@ def test_a_node_removed_midway_loses_no_finished_episode(cluster, tmp_path):
     assert report["worker_failures"] >= 1 and report["retried_episodes"] >= 1
     reference = without_ray(config, tmp_path / "plain")
     assert records(with_ray.trajectories) == records(reference.trajectories)
+
+
+def test_evolve_stages_with_ray_give_the_data_of_the_stages_without(cluster, tmp_path):
+    """AgentEvol's eval and explore stages on rollout workers, from the same BC model."""
+    pytest.importorskip("torch")
+    import shutil
+
+    from palaestra.demo import DEMO_PRESETS, demo_config
+    from palaestra.evol.agentevol import run_agentevol
+
+    config = demo_config(DEMO_PRESETS["quick"], envs=(MAZE,))
+    config = replace(
+        config, iterations=1, eval_tasks=2, explore_tasks=3, eval_temperatures=(0.0,),
+        explore_temperature=0.0, rollout=replace(config.rollout, max_turns=30), concurrency=1,
+    )  # fmt: skip
+    plain, on_ray = tmp_path / "plain", tmp_path / "ray"
+    run_agentevol(config, plain, progress=False, log=lambda _: None, stop_after="bc")
+    shutil.copytree(plain, on_ray)  # one BC model for both: training is not what is compared
+    for out, ray_address in ((plain, None), (on_ray, cluster.address)):
+        run_agentevol(
+            replace(config, ray=ray_address, ray_workers=2), out, resume=True, progress=False,
+            log=lambda _: None, stop_after="explore-1",
+        )  # fmt: skip
+
+    def data(out: Path, name: str) -> list[str]:
+        # The model is named by its folder, which is the only difference of the copies.
+        return [r.replace(str(out), "RUN") for r in records(read_trajectories(out / name))]
+
+    for name in (
+        "iter-0/eval/t0/trajectories.jsonl",
+        "iter-1/explore/trajectories.jsonl",
+        "iter-1/data.jsonl",
+    ):
+        assert data(on_ray, name) == data(plain, name), name
+    assert len(read_trajectories(on_ray / "iter-1/explore/trajectories.jsonl")) == 3 * 2
+    runner = json.loads((on_ray / "iter-1/explore/results.json").read_text())["this_invocation"]
+    assert runner["runner"]["workers"] == 2
