@@ -91,6 +91,26 @@ def test_eval_with_ray_gives_the_trajectories_of_the_eval_without(cluster, tmp_p
     assert "| palaestra/Maze-v0" in capsys.readouterr().out
 
 
+def test_workers_play_on_the_servers_of_url_with_their_token(cluster, tmp_path, serve, monkeypatch):
+    monkeypatch.delenv("PALAESTRA_TOKEN", raising=False)  # cmd_eval sets it from --token
+    args = ["eval", "--policy", "expert:0.3", "--envs", MAZE, "--limit", "20", "--seeds", "2"]
+    args += ["--seed", "4", "--concurrency", "2", "--quiet", "--token", "s3cret"]
+    with serve([MAZE], token="s3cret") as url, serve([MAZE], token="s3cret") as url2:
+        out = tmp_path / "ray"
+        status = main([*args, "--url", url, "--url", url2, "--out", str(out), "--ray", "auto"])
+    assert status == 0
+    reference = without_ray(replace(NOISY, limit=20), tmp_path / "plain")
+    assert records(read_trajectories(out / "trajectories.jsonl")) == records(reference.trajectories)
+
+
+def test_a_policy_no_worker_can_build_is_one_error_line(cluster, tmp_path, capsys):
+    args = ["eval", "--policy", str(tmp_path / "no-model"), "--envs", MAZE, "--limit", "2"]
+    status = main([*args, "--quiet", "--out", str(tmp_path / "run"), "--ray", cluster.address])
+    err = capsys.readouterr().err
+    assert status == 2 and "the rollout workers could not start" in err and "no model" in err
+    assert not (tmp_path / "run" / "trajectories.jsonl").exists()
+
+
 def test_a_model_policy_is_built_in_each_worker_and_plays_the_same(cluster, tmp_path):
     config = EvalConfig(
         "tiny", (MAZE,), limit=3,
