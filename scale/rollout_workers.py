@@ -15,9 +15,11 @@ works the same. Only the playing moves:
   the env servers of ``--url``, or in-process envs when none are given.
 - The driver deals the episodes out in chunks that shrink as the queue empties
   (guided self-scheduling: big chunks keep a worker's batches full, small ones at
-  the end keep every worker busy until the last episode), two chunks in flight
-  per worker so a worker never idles between them. A worker streams each
-  trajectory back as it finishes (a Ray generator), not at the chunk's end.
+  the end keep every worker busy until the last episode), one chunk in flight
+  per worker, so a worker plays ``concurrency`` episodes at once in one batcher
+  (``prefetch=2`` overlaps a chunk's tail with the next chunk, at up to twice
+  the episodes and two smaller batches). A worker streams each trajectory back
+  as it finishes (a Ray generator), not at the chunk's end.
 - A worker that dies (killed, its node gone) is restarted by Ray (``max_restarts``)
   where there is room; the episodes it had not sent back go back to the queue and
   are played by whichever worker is free. Episodes it did send back were already
@@ -191,7 +193,8 @@ class RayEpisodes:
         max_restarts: Times Ray restarts a worker that died.
         max_attempts: Times an episode may be lost with its worker before it is
             reported lost.
-        prefetch: Chunks in flight per worker.
+        prefetch: Chunks in flight per worker (each a ``RolloutEngine`` run of
+            ``concurrency`` episodes at once).
 
     Example::
 
@@ -210,7 +213,7 @@ class RayEpisodes:
         token: str | None = None,
         max_restarts: int = 2,
         max_attempts: int = 3,
-        prefetch: int = 2,
+        prefetch: int = 1,
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
