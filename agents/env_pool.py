@@ -4,7 +4,8 @@ Both pools hand out :class:`EpisodeEnv` handles with the same async surface, so
 the engine does not care where an env lives. ``LocalEnvs`` keeps finished envs
 for reuse (a fresh ScienceWorld or TextWorld env is costly to make) and steps
 them on the event loop's thread; ``RemoteEnvs`` spreads sessions over one or
-more server URLs with :class:`~palaestra.servers.AsyncEnvClient`.
+more server URLs with :class:`~palaestra.servers.AsyncEnvClient`, by load, and
+moves episodes off a server that dies (see :class:`RemoteEnvs`).
 
 Both keep at most an env's declared ``capacity`` of its episodes open at once
 (per server for ``RemoteEnvs``, as ``GET /v1/envs`` advertises it): an episode
@@ -23,22 +24,30 @@ at once and the caller decides (close something, or stop expanding).
 from __future__ import annotations
 
 import asyncio
+import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
 import palaestra
 from palaestra.envs import TaskId, TextEnv, env_class
 from palaestra.envs.core import EnvSnapshot
-from palaestra.errors import CapacityError, EpisodeOverError
+from palaestra.errors import (
+    CapacityError,
+    EpisodeOverError,
+    ReplicaLostError,
+    ServerUnavailableError,
+)
 from palaestra.servers import AsyncEnvClient, AsyncSession
 from palaestra.servers.protocol import Step
 
 __all__ = ["EnvPool", "EnvSpecInfo", "EpisodeEnv", "ForkMode", "LocalEnvs", "RemoteEnvs"]
+
+T = TypeVar("T")
 
 ForkMode = Literal["snapshot", "replay"]
 """How a fork copies an episode: snapshot/restore, or replay from reset."""
@@ -347,11 +356,36 @@ class LocalEnvs(EnvPool):
 # -- remote ---------------------------------------------------------------------------
 
 
+class _Server:
+    """One server of a :class:`RemoteEnvs` pool: its client, its load, whether it died.
+
+    Attributes:
+        url: The base URL.
+        client: Its client.
+        open: Sessions of this pool open on it now (episodes and forks): the load
+            that :meth:`RemoteEnvs.open` spreads.
+        dead: A call found it gone (refused, reset, socket closed); no episode opens
+            on it until it answers again.
+        listed: Whether the latest discovery listed it (always, without discovery).
+    """
+
+    def __init__(self, url: str, client: AsyncEnvClient) -> None:
+        self.url, self.client = url, client
+        self.open = 0
+        self.dead = False
+        self.listed = True
+
+
+def _gone(error: BaseException) -> bool:
+    """Whether ``error`` means the server is gone (no answer at all), not a refusal."""
+    return isinstance(error, ServerUnavailableError) and error.status == 0
+
+
 class _RemoteEpisode(EpisodeEnv):
     def __init__(
         self,
         pool: RemoteEnvs,
-        server: int,
+        server: _Server,
         session: AsyncSession,
         slot: asyncio.Semaphore | None,
         task_id: TaskId,
@@ -364,29 +398,50 @@ class _RemoteEpisode(EpisodeEnv):
         self._slot = slot
         self.task_id, self.seed = task_id, seed
         self.actions = actions if actions is not None else []
+        self._open = True  # its server's ``open`` counts it (made so by the opener)
+
+    def _lost(self, error: ServerUnavailableError) -> ReplicaLostError:
+        """Mark the server dead; the error that tells the engine to replay the episode."""
+        self._pool._mark_dead(self._server)
+        return ReplicaLostError(
+            f"{error.detail} (the episode's server {self._server.url} is gone)", status=0
+        )
 
     async def step(self, action: str) -> Step:
-        result = await self._session.step(action)
+        try:
+            result = await self._session.step(action)
+        except ServerUnavailableError as error:
+            if _gone(error):
+                raise self._lost(error) from error
+            raise
         self.actions.append(action)
         self.observation, self.info = result.observation, result.info
         return result
 
     async def expert_action(self) -> str:
-        return await self._session.expert_action()
+        try:
+            return await self._session.expert_action()
+        except ServerUnavailableError as error:
+            if _gone(error):
+                raise self._lost(error) from error
+            raise
 
     async def random_action(self, seed: int) -> str:
-        return await self._session.random_action(seed)
+        try:
+            return await self._session.random_action(seed)
+        except ServerUnavailableError as error:
+            if _gone(error):
+                raise self._lost(error) from error
+            raise
 
     async def fork(self) -> EpisodeEnv:
-        pool = self._pool
+        pool, server = self._pool, self._server
         capacity = (await pool.spec(self.env_id)).capacity
-        slot = await pool._slots.take_now((self._server, self.env_id), capacity, self.env_id)
+        slot = await pool._slots.take_now((server.url, self.env_id), capacity, self.env_id)
         try:
             if pool._fork == "replay":
                 # Client-side replay: what a client without the fork route would do.
-                twin = await pool._clients[self._server].create(
-                    self.env_id, task_id=self.task_id, seed=self.seed
-                )
+                twin = await server.client.create(self.env_id, task_id=self.task_id, seed=self.seed)
                 try:
                     for action in self.actions:
                         await twin.step(action)
@@ -396,26 +451,40 @@ class _RemoteEpisode(EpisodeEnv):
             else:
                 # The server restores a snapshot, or replays where the env has none.
                 twin = await self._session.fork()
-        except BaseException:
+        except BaseException as error:
             if slot is not None:
                 slot.release()
+            if isinstance(error, ServerUnavailableError) and _gone(error):
+                raise self._lost(error) from error
             raise
         twin.observation, twin.info = self.observation, dict(self.info)
-        return _RemoteEpisode(
-            pool, self._server, twin, slot, self.task_id, self.seed, list(self.actions)
-        )
+        server.open += 1
+        return _RemoteEpisode(pool, server, twin, slot, self.task_id, self.seed, list(self.actions))
 
     async def close(self) -> None:
+        """Close the session; a server found gone meanwhile took it along (no error).
+
+        Never raising for a gone server matters: the engine closes an episode after
+        its last step, and a server dying in between must not lose the finished one.
+        """
+        if not self._open:
+            return
+        self._open = False
         try:
             await self._session.close()
+        except ServerUnavailableError as error:
+            if not _gone(error):
+                raise
+            self._pool._mark_dead(self._server)
         finally:
+            self._server.open -= 1
             if self._slot is not None:
                 slot, self._slot = self._slot, None
                 slot.release()
 
 
 class RemoteEnvs(EnvPool):
-    """Sessions on palaestra servers; episode ``index`` goes to ``urls[index % len(urls)]``.
+    """Sessions on palaestra servers, spread by load, moved off servers that die.
 
     Each episode's session runs on its own WebSocket (``/v1/ws``), several times
     faster than one HTTP request per step; ``transport="http"`` uses plain requests.
@@ -423,40 +492,176 @@ class RemoteEnvs(EnvPool):
     once; further episodes wait for a slot (and a 429 that still comes, e.g. while
     another client fills the server, is waited out by the client).
 
+    **Load.** A new episode opens on the live server with the fewest sessions of
+    this pool open (ties go round-robin by the episode's ``index``, so a fixed set
+    of servers gets episode ``i`` on ``urls[i % len(urls)]`` while all are equally
+    busy).
+
+    **Dead servers.** A call that finds its server gone (connection refused or
+    reset, the socket closed: :class:`~palaestra.errors.ServerUnavailableError`
+    with status 0) marks the server dead and raises
+    :class:`~palaestra.errors.ReplicaLostError`; the rollout engine then plays the
+    episode again from the start on another server (see
+    :class:`~palaestra.agents.rollout.RolloutStats` ``restarted``). No episode opens
+    on a dead server, except as a last try when no other is left (it may be back on
+    the same URL). Episodes that finished are never touched.
+
+    **Discovery.** ``discover``, when given, returns the current server URLs (e.g.
+    :func:`palaestra.scale.remote_envs` asks the Ray registry of ``palaestra serve
+    --ray``). The pool calls it (in a thread: it may block) when it has no URLs
+    yet, and after a server died, about once a second while the discovered list
+    still names a dead server, until a replacement is listed. While no server is
+    live it waits up to ``failover_timeout`` seconds for one to appear. Without
+    ``discover`` the URL list is fixed and a pool whose servers are all dead fails
+    at once.
+
     A fork is a session on the same server as its parent, made by the server's
     fork route (``POST /v1/sessions/{id}/fork``, or the ``fork`` op on the socket):
     the server restores a snapshot, or replays the session's actions where the
     env has none.
 
     Args:
-        urls: Base URLs of servers that all serve the envs of the run.
+        urls: Base URLs of servers that all serve the envs of the run (may be empty
+            when ``discover`` is given).
         token: Bearer token (default: the ``PALAESTRA_TOKEN`` env variable).
         transport: ``"websocket"`` (default) or ``"http"``.
         fork: ``"auto"``: forks use the server's fork route; ``"replay"``: forks
             open a new session on the same task and seed and step the parent's
             actions again from this client (to compare).
+        discover: Returns the current server URLs; called from a worker thread.
+        failover_timeout: Seconds to wait for a live server (with ``discover``).
     """
 
     def __init__(
         self,
-        urls: Sequence[str],
+        urls: Sequence[str] = (),
         token: str | None = None,
         transport: Literal["http", "websocket"] = "websocket",
         fork: Literal["auto", "replay"] = "auto",
+        *,
+        discover: Callable[[], Sequence[str]] | None = None,
+        failover_timeout: float = 120.0,
     ) -> None:
-        if not urls:
-            raise ValueError("RemoteEnvs needs at least one server URL")
+        if not urls and discover is None:
+            raise ValueError("RemoteEnvs needs at least one server URL, or discover")
         if fork not in ("auto", "replay"):
             raise ValueError(f"fork is 'auto' or 'replay', not {fork!r}")
         self._fork = fork
-        self.urls = list(urls)
-        self._clients = [AsyncEnvClient(url, token=token, transport=transport) for url in self.urls]
+        self._token, self._transport = token, transport
+        self._discover = discover
+        self._failover_timeout = failover_timeout
+        self._servers: dict[str, _Server] = {}
+        for url in urls:
+            self._add(url)
         self._specs: dict[str, EnvSpecInfo] | None = None
         self._slots = _Slots()
+        self._refresh_lock: asyncio.Lock | None = None
+        self._refreshed_at = -math.inf
+        self._discover_error: str | None = None
+
+    # -- servers --------------------------------------------------------------------
+
+    def _add(self, url: str) -> _Server:
+        server = self._servers.get(url)
+        if server is None:
+            client = AsyncEnvClient(url, token=self._token, transport=self._transport)
+            server = self._servers[url] = _Server(url, client)
+        return server
+
+    @property
+    def urls(self) -> list[str]:
+        """The URLs of the servers not known dead, in the order they were added."""
+        return [s.url for s in self._servers.values() if not s.dead]
+
+    def _mark_dead(self, server: _Server) -> None:
+        server.dead = True
+
+    def _stale(self) -> bool:
+        """Whether discovery still lists a dead server (its replacement is awaited)."""
+        return self._discover is not None and any(
+            s.dead and s.listed for s in self._servers.values()
+        )
+
+    async def _refresh(self, *, every: float = 1.0) -> None:
+        """Ask ``discover`` for the current URLs (at most once per ``every`` seconds)."""
+        if self._discover is None:
+            return
+        if self._refresh_lock is None:
+            self._refresh_lock = asyncio.Lock()
+        async with self._refresh_lock:
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._refreshed_at < every:
+                return
+            try:
+                found = list(await asyncio.to_thread(self._discover))
+            except Exception as error:  # the registry may be restarting: try again later
+                self._discover_error = f"{type(error).__name__}: {error}"
+                found = None
+            self._refreshed_at = loop.time()
+            if found is None:
+                return
+            self._discover_error = None
+            for server in self._servers.values():
+                server.listed = server.url in found
+            for url in found:
+                self._add(url).listed = True
+
+    async def _live(self) -> list[_Server]:
+        """The live servers, after discovery when there are none yet or a death is unsettled."""
+        if not self._servers or self._stale():
+            await self._refresh(every=0.0 if not self._servers else 1.0)
+        live = [s for s in self._servers.values() if not s.dead]
+        if live or self._discover is None:
+            return live
+        deadline = asyncio.get_running_loop().time() + self._failover_timeout
+        while not live and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            await self._refresh(every=0.5)
+            live = [s for s in self._servers.values() if not s.dead]
+        return live
+
+    async def _pick(self, index: int, tried: set[str]) -> _Server | None:
+        """The least-loaded live server not ``tried``; else a dead one to try; else None."""
+        live = [s for s in await self._live() if s.url not in tried]
+        if not live:
+            # Last resort: a server found dead may be back on the same URL.
+            live = [s for s in self._servers.values() if s.url not in tried]
+        if not live:
+            return None
+        order = {url: i for i, url in enumerate(self._servers)}
+        n = len(order)
+        return min(live, key=lambda s: (s.open, (order[s.url] - index) % n))
+
+    async def _ask(self, what: str, call: Callable[[AsyncEnvClient], Awaitable[T]]) -> T:
+        """``call`` on a live server (another one when a server is found gone)."""
+        tried: set[str] = set()
+        error: BaseException | None = None
+        while (server := await self._pick(0, tried)) is not None:
+            try:
+                result = await call(server.client)
+            except ServerUnavailableError as failure:
+                if not _gone(failure):
+                    raise
+                self._mark_dead(server)
+                tried.add(server.url)
+                error = failure
+                continue
+            server.dead = False
+            return result
+        raise self._no_server(what, error)
+
+    def _no_server(self, what: str, error: BaseException | None) -> ServerUnavailableError:
+        if isinstance(error, ServerUnavailableError):
+            return error
+        why = f" (discovery failed: {self._discover_error})" if self._discover_error else ""
+        return ServerUnavailableError(f"no live server for {what}{why}", status=0)
+
+    # -- the pool ---------------------------------------------------------------------
 
     async def spec(self, env_id: str) -> EnvSpecInfo:
-        """From the first server's ``GET /v1/envs``."""
+        """From a server's ``GET /v1/envs`` (asked once)."""
         if self._specs is None:
+            envs = await self._ask("GET /v1/envs", lambda client: client.envs())
             self._specs = {
                 e["id"]: EnvSpecInfo(
                     e["id"],
@@ -465,38 +670,66 @@ class RemoteEnvs(EnvPool):
                     frozenset(e["capabilities"]),
                     e.get("capacity"),  # absent from servers older than it
                 )
-                for e in await self._clients[0].envs()
+                for e in envs
             }
         if env_id not in self._specs:
             raise KeyError(
-                f"{self.urls[0]} does not serve {env_id!r} (it serves {sorted(self._specs)})"
+                f"{self.where} does not serve {env_id!r} (it serves {sorted(self._specs)})"
             )
         return self._specs[env_id]
 
     async def tasks(self, env_id: str, split: str) -> list[TaskId]:
-        """From the first server's ``GET /v1/tasks``."""
-        return await self._clients[0].tasks(env_id, split)
+        """From a server's ``GET /v1/tasks``."""
+        return await self._ask("GET /v1/tasks", lambda client: client.tasks(env_id, split))
 
     async def open(self, env_id: str, task_id: TaskId, seed: int, index: int) -> EpisodeEnv:
-        """A new session on server ``index % len(urls)``, once it has room for one."""
-        server = index % len(self._clients)
-        client = self._clients[server]
+        """A new session on the least-loaded live server, once it has room for one.
+
+        A server found gone while opening is marked dead and the next one is tried.
+
+        Raises:
+            ServerUnavailableError: No server could be reached (with ``discover``:
+                none appeared within ``failover_timeout``).
+        """
         capacity = (await self.spec(env_id)).capacity
-        slot = await self._slots.take((server, env_id), capacity)
-        try:
-            session = await client.create(env_id, task_id=task_id, seed=seed)
-        except BaseException:
-            if slot is not None:
-                slot.release()
-            raise
-        return _RemoteEpisode(self, server, session, slot, task_id, seed)
+        tried: set[str] = set()
+        error: BaseException | None = None
+        while (server := await self._pick(index, tried)) is not None:
+            # Counted from now, not once created: the episodes opening at the same
+            # moment must see each other's choice to spread.
+            server.open += 1
+            try:
+                slot = await self._slots.take((server.url, env_id), capacity)
+            except BaseException:
+                server.open -= 1
+                raise
+            try:
+                session = await server.client.create(env_id, task_id=task_id, seed=seed)
+            except ServerUnavailableError as failure:
+                server.open -= 1
+                if slot is not None:
+                    slot.release()
+                if not _gone(failure):
+                    raise
+                self._mark_dead(server)
+                tried.add(server.url)
+                error = failure
+                continue
+            except BaseException:
+                server.open -= 1
+                if slot is not None:
+                    slot.release()
+                raise
+            server.dead = False  # it answered (a last try on a dead one may revive it)
+            return _RemoteEpisode(self, server, session, slot, task_id, seed)
+        raise self._no_server(f"a {env_id} session", error)
 
     async def aclose(self) -> None:
         """Close the clients (their sessions are closed by their episodes)."""
-        for client in self._clients:
-            await client.aclose()
+        for server in self._servers.values():
+            await server.client.aclose()
 
     @property
     def where(self) -> str:
-        """The server URLs."""
-        return ", ".join(self.urls)
+        """The live server URLs."""
+        return ", ".join(self.urls) or "no live server"

@@ -481,6 +481,7 @@ async def _run(
         "this_invocation": {
             "episodes": stats.episodes,
             "errors": stats.errors,
+            "restarted": stats.restarted,
             "wall_s": round(stats.wall_s, 3),
             "policy_s": round(stats.policy_s, 3),
             "policy_calls": stats.calls,

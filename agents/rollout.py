@@ -36,6 +36,7 @@ from palaestra.agents.formats import Format, get_format
 from palaestra.agents.policy import Completion, Message, Policy
 from palaestra.agents.trajectory import Trajectory, episode_key
 from palaestra.envs import TaskId
+from palaestra.errors import ReplicaLostError
 from palaestra.settings import NOT_IDENTITY, identity
 
 __all__ = ["EpisodeSpec", "RolloutConfig", "RolloutEngine", "RolloutStats", "prompt_window"]
@@ -115,7 +116,11 @@ class RolloutStats:
         rows: Prompts answered (``rows / calls`` is the mean batch size).
         episodes: Episodes finished.
         errors: Episodes lost to an error.
-        steps: Env steps taken.
+        steps: Env steps taken (of finished episodes).
+        restarted: Episodes played again from the start because their server died
+            mid-episode (:class:`~palaestra.errors.ReplicaLostError`); each restart
+            counts once, and the restarted episode's trajectory is the one a healthy
+            server would have given (the same task, seed and policy seeds).
     """
 
     wall_s: float = 0.0
@@ -125,6 +130,7 @@ class RolloutStats:
     episodes: int = 0
     errors: int = 0
     steps: int = 0
+    restarted: int = 0
     error_messages: list[str] = field(default_factory=list)
 
     @property
@@ -277,6 +283,15 @@ class RolloutEngine:
             ``RemoteEnvs``).
         config: Format, sampling and limits.
         concurrency: Episodes running at once.
+        max_restarts: How many times one episode is played again from the start
+            after its server died under it (a :class:`~palaestra.errors.ReplicaLostError`
+            from the env pool, e.g. ``RemoteEnvs`` over Ray replicas); beyond that
+            it is lost like any failed episode.
+
+    An episode is replayed from its start, never resumed: the dead server took its
+    state along, and a replay with the same task, env seed and policy seeds (env
+    policies derive theirs from the episode and the turn; greedy model policies
+    need none) gives exactly the trajectory a healthy server would have given.
 
     Example::
 
@@ -291,9 +306,13 @@ class RolloutEngine:
         config: RolloutConfig | None = None,
         *,
         concurrency: int = 8,
+        max_restarts: int = 3,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+        if max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0, not {max_restarts}")
+        self.max_restarts = max_restarts
         self.policy = policy
         self.envs = envs
         self.config = config or RolloutConfig()
@@ -328,11 +347,23 @@ class RolloutEngine:
 
         async def one(index: int, spec: EpisodeSpec) -> None:
             async with gate:
-                try:
-                    trajectory = await self._episode(spec, index, batcher)
-                except Exception as error:
+                restarts = 0
+                while True:
+                    try:
+                        trajectory = await self._episode(spec, index, batcher)
+                        break
+                    except ReplicaLostError as error:
+                        if restarts >= self.max_restarts:
+                            failure: Exception = error
+                        else:
+                            # From the start, on another server (the pool moved off it).
+                            restarts += 1
+                            self.stats.restarted += 1
+                            continue
+                    except Exception as error:
+                        failure = error
                     self.stats.errors += 1
-                    message = f"{type(error).__name__}: {error}"
+                    message = f"{type(failure).__name__}: {failure}"
                     self.stats.error_messages.append(f"{spec.key}: {message}")
                     if on_error is not None:
                         on_error(spec, message)

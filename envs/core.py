@@ -146,6 +146,11 @@ class TextEnv(gymnasium.Env[str, str]):
         tools: Function definitions in the OpenAI chat API's shape, for envs whose
             actions are tool calls (see :mod:`palaestra.envs.tools`); empty for
             text envs.
+        resources: What one server process needs to host this env, beyond a plain
+            Python process, in Ray's resource names: ``"num_cpus"`` (CPUs) and
+            ``"memory"`` (bytes), e.g. ScienceWorld's JVM pool or WebShop's
+            search index. ``palaestra serve --ray`` reserves them for each replica
+            (:mod:`palaestra.scale`); empty: nothing beyond the default.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
@@ -155,6 +160,7 @@ class TextEnv(gymnasium.Env[str, str]):
     capacity: ClassVar[int | None] = None
     splits: ClassVar[Mapping[str, Sequence[TaskId]]] = {}
     tools: ClassVar[Sequence[Mapping[str, Any]]] = ()
+    resources: ClassVar[Mapping[str, float]] = {}
 
     def __init__(self, render_mode: str | None = None) -> None:
         reason = type(self).unavailable_reason()

@@ -28,6 +28,7 @@ examples:
   palaestra envs                          list installed envs and their splits
   palaestra check palaestra/Maze-v0       run the contract (in-process and over HTTP)
   palaestra serve --port 8000             serve every installed env on 127.0.0.1:8000
+  palaestra serve --ray --replicas 3 palaestra/Maze-v0   three servers as Ray actors
   palaestra play palaestra/Wordle-v0      play an env yourself in the terminal
   palaestra prepare palaestra/TextWorld-v0 --split test   generate its games now
   palaestra tour                          serve Maze and Wordle; their experts play
@@ -135,7 +136,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    if not is_loopback(args.host) and not args.token and not args.insecure:
+    if args.ray is None and (args.replicas is not None or args.replica_cpus is not None):
+        print("error: --replicas and --replica-cpus need --ray", file=sys.stderr)
+        return 2
+    if args.ray is not None and "/" in args.ray and "://" not in args.ray:
+        # `serve --ray ENV...`: argparse gave --ray the first env id (an address has
+        # no "/" but after a scheme).
+        args.env_ids, args.ray = [args.ray, *args.env_ids], ""
+    if args.ray is not None and args.workers != 1:
+        print("error: --workers does not apply to --ray: use --replicas", file=sys.stderr)
+        return 2
+    if args.ray is None and not is_loopback(args.host) and not args.token and not args.insecure:
         print(
             f"error: refusing to bind {args.host} without a token; pass --token "
             f"(or set {TOKEN_ENV}), or --insecure to serve an open API on the network",
@@ -166,6 +177,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.ray is not None:
+        try:
+            from palaestra.scale import serve_replicas
+        except ImportError as error:
+            raise ImportError(
+                f"--ray needs the ray extra (pip install 'palaestra[ray]'): {error}"
+            ) from None
+        return serve_replicas(
+            env_ids,
+            args.replicas if args.replicas is not None else 1,
+            address=args.ray or None,
+            name=args.name,
+            replica_cpus=args.replica_cpus if args.replica_cpus is not None else 1.0,
+            settings=settings,
+            insecure=args.insecure,
+            limits=limits,
+        )
     auth = "token required" if args.token else "no token"
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
@@ -435,6 +463,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="server processes, one port each from --port up (default 1); a session stays on "
         "the worker that made it, so clients get every URL (eval --url ... --url ...)",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the servers as Ray actors on the cluster at ADDRESS (default: $RAY_ADDRESS, "
+        "else the one started on this machine, else a new local one): --replicas of them, "
+        "each on its node's IP and a free port (--host/--port do not apply), restarted by Ray "
+        "when killed, found by clients through Ray (palaestra.scale.remote_envs); a token is "
+        "generated unless --token or --insecure; needs the ray extra",
+    )
+    p.add_argument(
+        "--replicas", type=int, help="with --ray: server replicas across the cluster (default 1)"
+    )
+    p.add_argument(
+        "--replica-cpus",
+        type=float,
+        metavar="C",
+        help="with --ray: CPUs each replica reserves, at least (default 1; an env may declare "
+        "more, and memory: TextEnv.resources)",
+    )
+    p.add_argument(
+        "--name",
+        default="palaestra",
+        help="with --ray: the replicas' name on the cluster, by which clients find them "
+        "(default palaestra)",
     )
     from palaestra.cli_agents import add_connection_flags
 

@@ -190,6 +190,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{stats.episodes} episodes, {stats.steps} steps in {stats.wall_s:.1f}s "
             f"({stats.episodes / stats.wall_s * 60:.1f} episodes/min{where})"
         )
+    if stats.restarted:
+        print(f"{stats.restarted} episodes played again from the start: their server died")
     if result.lost:
         print(
             f"{len(result.lost)} episodes lost to errors (see {out}/errors.jsonl); "

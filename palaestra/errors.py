@@ -31,6 +31,7 @@ class in-process and over HTTP or the WebSocket::
         │   └── EnvBusyError                429     env_busy         no room for another env
         ├── EnvFailedError                  500     env_error        the env raised in the server
         ├── ServerUnavailableError          503     unavailable      unreachable after retries
+        │   └── ReplicaLostError            0       replica_lost     an episode's server died
         └── StepTimeoutError                504     step_timeout     env call over the timeout
 
 Errors below 500 are the caller's: the session they concern is unchanged. An env
@@ -66,6 +67,7 @@ __all__ = [
     "PolicyConnectionError",
     "PolicyRequestError",
     "PolicyTimeoutError",
+    "ReplicaLostError",
     "RequestTimeoutError",
     "ServerError",
     "ServerUnavailableError",
@@ -314,6 +316,21 @@ class ServerUnavailableError(ServerError, ConnectionError):
 
     status = 503
     code = "unavailable"
+
+
+class ReplicaLostError(ServerUnavailableError):
+    """The server an episode ran on died or dropped its connection (status 0: no answer).
+
+    Raised by the rollout engine's remote env pool
+    (:class:`~palaestra.agents.RemoteEnvs`) for a call of an open episode that
+    failed as :class:`ServerUnavailableError` (connection refused or reset, the
+    socket closed). The episode's state went with the server: the engine plays it
+    again from the start on another server (``RolloutStats.restarted``), which
+    gives the same trajectory for a seeded policy. Never answered by a server.
+    """
+
+    status = 0
+    code = "replica_lost"
 
 
 class StepTimeoutError(ServerError, TimeoutError):

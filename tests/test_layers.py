@@ -14,16 +14,22 @@ import pytest
 
 SERVER_STACK = ("fastapi", "starlette", "uvicorn", "aiohttp", "httpx", "prometheus_client")
 ML_STACK = ("torch", "transformers", "datasets", "accelerate", "peft", "trl", "vllm")
+# Ray is loaded only where the [ray] extra is used: palaestra.scale, or lazily.
+RAY = ("ray",)
 
 # module -> (heavy modules it must not load, heavy modules it does load)
 LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "palaestra.errors": (SERVER_STACK + ML_STACK + ("pydantic",), ()),
-    "palaestra.envs": (SERVER_STACK + ML_STACK + ("pydantic",), ("gymnasium",)),
-    "palaestra": (SERVER_STACK + ML_STACK + ("pydantic",), ("gymnasium",)),
-    "palaestra.servers": (ML_STACK, ("fastapi", "aiohttp", "httpx")),
-    "palaestra.agents": (ML_STACK, ("fastapi", "aiohttp")),
-    "palaestra.evol": (ML_STACK, ("fastapi", "aiohttp")),
-    "palaestra.view": (ML_STACK, ("fastapi",)),
+    "palaestra.errors": (SERVER_STACK + ML_STACK + RAY + ("pydantic",), ()),
+    "palaestra.envs": (SERVER_STACK + ML_STACK + RAY + ("pydantic",), ("gymnasium",)),
+    "palaestra": (SERVER_STACK + ML_STACK + RAY + ("pydantic",), ("gymnasium",)),
+    "palaestra.servers": (ML_STACK + RAY, ("fastapi", "aiohttp", "httpx")),
+    "palaestra.agents": (ML_STACK + RAY, ("fastapi", "aiohttp")),
+    # Beside agents: it imports envs, servers and agents, and Ray.
+    "palaestra.scale": (ML_STACK, ("ray", "fastapi", "aiohttp")),
+    "palaestra.evol": (ML_STACK + RAY, ("fastapi", "aiohttp")),
+    "palaestra.view": (ML_STACK + RAY, ("fastapi",)),
+    # Every command without --ray: the parser and the serve path load no Ray.
+    "palaestra.cli": (ML_STACK + RAY, ()),
 }
 
 

@@ -54,6 +54,7 @@ def test_errors_exports():
         "PolicyConnectionError",
         "PolicyRequestError",
         "PolicyTimeoutError",
+        "ReplicaLostError",
         "RequestTimeoutError",
         "ServerError",
         "ServerUnavailableError",

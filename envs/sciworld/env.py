@@ -13,6 +13,7 @@ from palaestra.envs.core import CHARSET, MAX_TEXT_LENGTH, Outcome, TaskId, TextE
 from palaestra.envs.sciworld.pool import (
     Game,
     JvmPool,
+    PoolSettings,
     default_capacity,
     default_pool,
     find_java,
@@ -115,6 +116,17 @@ class _PoolCapacity:
 
     def __get__(self, obj: object, owner: type | None = None) -> int:
         return default_capacity()
+
+
+class _PoolResources:
+    """``SciWorldEnv.resources``: the memory of the process-wide pool's JVMs, read when asked.
+
+    A descriptor for the same reason as :class:`_PoolCapacity`: the pool's size and
+    heap come from variables a server's process may set after import.
+    """
+
+    def __get__(self, obj: object, owner: type | None = None) -> dict[str, float]:
+        return {"memory": float(PoolSettings.from_env().memory_budget)}
 
 
 class SciWorldEnv(TextEnv):
@@ -240,6 +252,8 @@ class SciWorldEnv(TextEnv):
     max_steps: ClassVar[int] = MAX_STEPS
     splits: ClassVar[dict[str, range]] = SPLITS
     capacity: ClassVar[int | None] = _PoolCapacity()  # type: ignore[assignment]
+    # The JVMs' heaps and their non-heap budget (2 x (512 MiB + 192 MiB) by default).
+    resources: ClassVar[dict[str, float]] = _PoolResources()  # type: ignore[assignment]
 
     def __init__(self, render_mode: str | None = None, pool: JvmPool | None = None) -> None:
         """Take a game slot from ``pool`` (default: the process-wide pool).
