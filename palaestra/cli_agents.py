@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from palaestra.servers.protocol import TOKEN_ENV
@@ -170,11 +171,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = args.out or f"runs/eval-{_slug(args.policy)}-{args.split}"
     try:
         runner = _ray_runner(args, args.policy)
+        if args.ray_servers is not None:
+            config = replace(config, urls=_discovered_urls(args))
         policy = _make_policy(args) if runner is None else None
         result = run_eval(
             config, out, policy=policy, resume=args.resume, progress=not args.quiet, runner=runner
         )
-    except (FileExistsError, FileNotFoundError, ValueError, ImportError) as error:
+    except (FileExistsError, FileNotFoundError, ValueError, ImportError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"\n{result.table}\n")
@@ -221,6 +224,14 @@ def add_ray_flags(
         default=None,
         help="rollout workers (default: one per node); each plays --concurrency episodes at once",
     )
+    p.add_argument(
+        "--ray-servers",
+        metavar="NAME",
+        default=None,
+        help="with --ray: play on the env server replicas `palaestra serve --ray --name NAME` "
+        "runs on the cluster (found through Ray; an episode whose replica dies is played "
+        "again on another); default: the --url servers, else envs inside each worker",
+    )
     if worker_cpus:
         p.add_argument(
             "--ray-worker-cpus",
@@ -248,7 +259,26 @@ def ray_runner(args: argparse.Namespace, policy: str, **policy_options: Any) -> 
         workers=args.ray_workers,
         worker_cpus=getattr(args, "ray_worker_cpus", 1.0),
         policy_options=policy_options,
+        servers=args.ray_servers,
     )
+
+
+def _discovered_urls(args: argparse.Namespace) -> tuple[str, ...]:
+    """The current URLs of ``--ray-servers`` replicas (the driver plans the run on them).
+
+    Raises:
+        ValueError: ``--ray-servers`` without ``--ray``, or with ``--url``.
+        LookupError: No replicas of that name on the cluster.
+    """
+    if args.ray is None or args.url:
+        raise ValueError("--ray-servers needs --ray, and replaces --url")
+    from palaestra.scale import connect, discover
+
+    connect(args.ray or None)
+    found = discover(args.ray_servers)
+    if found.token:
+        os.environ[TOKEN_ENV] = found.token  # read by the driver's env client, as --token is
+    return tuple(found.urls)
 
 
 def _ray_runner(args: argparse.Namespace, policy: str) -> Any:

@@ -12,7 +12,10 @@ works the same. Only the playing moves:
   the worker from the ``--policy`` string (the string travels, not the model: an
   ``openai:URL`` endpoint such as vLLM's server or ``palaestra serve-policy`` that
   every worker shares, or a ``TransformersPolicy`` per worker on CPU), against
-  the env servers of ``--url``, or in-process envs when none are given.
+  the env server replicas of ``palaestra serve --ray`` (``--ray-servers NAME``,
+  found through Ray, episodes moved off a replica that dies: see
+  :func:`palaestra.scale.remote_envs`), the servers of ``--url``, or in-process
+  envs when neither is given.
 - The driver deals the episodes out in chunks that shrink as the queue empties
   (guided self-scheduling: big chunks keep a worker's batches full, small ones at
   the end keep every worker busy until the last episode), one chunk in flight
@@ -97,6 +100,8 @@ class RolloutWorker:
         cwd: The driver's working folder: relative paths (a model folder in
             ``policy``) mean there what they mean on the driver, where it exists
             (one machine, or a cluster with a shared filesystem).
+        servers: The name of env server replicas on the cluster to play on
+            (instead of ``urls``).
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class RolloutWorker:
         rollout: RolloutConfig,
         concurrency: int,
         cwd: str | None = None,
+        servers: str | None = None,
     ) -> None:
         from palaestra.agents.policy_spec import make_policy
 
@@ -118,12 +124,20 @@ class RolloutWorker:
         self.token = token
         self.rollout = rollout
         self.concurrency = concurrency
+        self.servers = servers
         self._pool: EnvPool | None = None
 
     def _envs(self) -> EnvPool:
         # Made on first use, on the actor's event loop (the env clients bind to it).
         if self._pool is None:
-            self._pool = RemoteEnvs(self.urls, token=self.token) if self.urls else LocalEnvs()
+            if self.servers is not None:
+                from palaestra.scale.discovery import remote_envs
+
+                self._pool = remote_envs(self.servers)
+            elif self.urls:
+                self._pool = RemoteEnvs(self.urls, token=self.token)
+            else:
+                self._pool = LocalEnvs()
         return self._pool
 
     async def ready(self) -> bool:
@@ -189,7 +203,9 @@ class RayEpisodes:
         workers: Rollout workers (default: one per alive node with CPUs).
         worker_cpus: CPUs Ray reserves for each worker.
         policy_options: Keyword arguments of ``make_policy`` in the workers.
-        token: Bearer token of the run's servers (default ``$PALAESTRA_TOKEN``).
+        token: Bearer token of the run's ``--url`` servers (default ``$PALAESTRA_TOKEN``).
+        servers: Play on the env server replicas of this name (``palaestra serve
+            --ray --name NAME``), found through Ray, instead of the run's ``urls``.
         max_restarts: Times Ray restarts a worker that died.
         max_attempts: Times an episode may be lost with its worker before it is
             reported lost.
@@ -211,6 +227,7 @@ class RayEpisodes:
         worker_cpus: float = 1.0,
         policy_options: dict[str, Any] | None = None,
         token: str | None = None,
+        servers: str | None = None,
         max_restarts: int = 2,
         max_attempts: int = 3,
         prefetch: int = 1,
@@ -226,6 +243,7 @@ class RayEpisodes:
         self.worker_cpus = worker_cpus
         self.policy_options = dict(policy_options or {})
         self.token = token
+        self.servers = servers
         self.max_restarts = max_restarts
         self.max_attempts = max_attempts
         self.prefetch = prefetch
@@ -265,6 +283,7 @@ class RayEpisodes:
                 config.rollout,
                 config.concurrency,
                 os.getcwd(),
+                self.servers,
             )
             for _ in range(count)
         ]

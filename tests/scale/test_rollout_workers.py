@@ -103,6 +103,23 @@ def test_workers_play_on_the_servers_of_url_with_their_token(cluster, tmp_path, 
     assert records(read_trajectories(out / "trajectories.jsonl")) == records(reference.trajectories)
 
 
+def test_workers_play_on_env_server_replicas_found_through_ray(cluster, tmp_path, monkeypatch):
+    from palaestra.scale import ServerReplicas
+
+    monkeypatch.delenv("PALAESTRA_TOKEN", raising=False)  # set from the replicas' token
+    args = ["eval", "--policy", "expert:0.3", "--envs", MAZE, "--limit", "20", "--seeds", "2"]
+    args += ["--seed", "4", "--concurrency", "2", "--quiet", "--ray", cluster.address]
+    args += ["--ray-servers", "rollouts", "--ray-workers", "2", "--ray-worker-cpus", "0.5"]
+    with ServerReplicas([MAZE], 2, name="rollouts", replica_cpus=0.5) as servers:
+        servers.wait(timeout=180)
+        assert main([*args, "--out", str(tmp_path / "ray")]) == 0
+    reference = without_ray(replace(NOISY, limit=20), tmp_path / "plain")
+    played = read_trajectories(tmp_path / "ray" / "trajectories.jsonl")
+    assert records(played) == records(reference.trajectories)
+    run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert len(run["config"]["urls"]) == 2  # the replicas the driver planned on
+
+
 def test_a_policy_no_worker_can_build_is_one_error_line(cluster, tmp_path, capsys):
     args = ["eval", "--policy", str(tmp_path / "no-model"), "--envs", MAZE, "--limit", "2"]
     status = main([*args, "--quiet", "--out", str(tmp_path / "run"), "--ray", cluster.address])
