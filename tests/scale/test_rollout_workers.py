@@ -162,6 +162,28 @@ def test_a_killed_worker_loses_no_finished_episode_and_the_run_completes(cluster
     assert records(with_ray.trajectories) == records(reference.trajectories)
 
 
+def test_episodes_left_when_no_worker_is_are_lost_and_resume_plays_them(cluster, tmp_path):
+    config = replace(NOISY, limit=100, samples=3)
+    runner = RayEpisodes("expert:0.3", workers=2, max_restarts=0)
+
+    def kill_every_worker(ended: int, planned: int) -> None:
+        if ended == 30:
+            for worker in runner.workers:
+                ray.kill(worker, no_restart=True)
+
+    out = tmp_path / "ray"
+    first = run_eval(config, out, progress=False, runner=runner, on_progress=kill_every_worker)
+    assert first.lost and len(first.trajectories) + len(first.lost) == 300
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert {e["error"] for e in errors} == {"no rollout worker left to play it"}
+    resumed = run_eval(config, out, progress=False, resume=True, runner=RayEpisodes("expert:0.3"))
+    assert not resumed.lost
+    keys = [t.key for t in read_trajectories(out / "trajectories.jsonl")]
+    assert len(keys) == len(set(keys)) == 300
+    reference = without_ray(config, tmp_path / "plain")
+    assert records(resumed.trajectories) == records(reference.trajectories)
+
+
 def test_a_driver_killed_midway_resumes_to_the_same_set(cluster, tmp_path):
     out = tmp_path / "killed"
     args = ["eval", "--policy", "expert:0.3", "--envs", MAZE, "--limit", "150", "--seeds", "2"]
