@@ -211,6 +211,9 @@ class RayEpisodes:
             reported lost.
         prefetch: Chunks in flight per worker (each a ``RolloutEngine`` run of
             ``concurrency`` episodes at once).
+        start_timeout: Seconds to wait for the workers to come up (Ray keeps a
+            worker waiting while the cluster has no room for it); those still
+            waiting then are stopped and the run goes on with the others.
 
     Example::
 
@@ -231,6 +234,7 @@ class RayEpisodes:
         max_restarts: int = 2,
         max_attempts: int = 3,
         prefetch: int = 1,
+        start_timeout: float = 300.0,
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
@@ -247,6 +251,7 @@ class RayEpisodes:
         self.max_restarts = max_restarts
         self.max_attempts = max_attempts
         self.prefetch = prefetch
+        self.start_timeout = start_timeout
         self.stats = RolloutStats()
         self.workers: list[Any] = []
         self.placement: list[dict[str, Any]] = []
@@ -262,11 +267,19 @@ class RayEpisodes:
         """Connect, start the workers (each builds the policy) and wait until they are up.
 
         Raises:
-            ValueError: A worker could not start (a bad ``--policy``, say): the
-                worker's own error is in the message.
+            ValueError: The workers ask more CPUs than the cluster has, a worker
+                could not start (a bad ``--policy``, say: the worker's own error is
+                in the message), or none came up within ``start_timeout``.
         """
         self._connected = connect(self.address)
         count = self.requested_workers or _alive_nodes()
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if count * self.worker_cpus > cpus:
+            raise ValueError(
+                f"{count} rollout workers of {self.worker_cpus:g} CPUs each need "
+                f"{count * self.worker_cpus:g} CPUs; the Ray cluster has {cpus:g} "
+                "(lower --ray-workers or --ray-worker-cpus)"
+            )
         token = self.token if self.token is not None else os.environ.get(TOKEN_ENV)
         actor = ray.remote(RolloutWorker).options(
             num_cpus=self.worker_cpus,
@@ -274,7 +287,7 @@ class RayEpisodes:
             max_task_retries=0,  # the driver re-deals a dead worker's episodes itself
             scheduling_strategy="SPREAD",
         )
-        self.workers = [
+        workers = [
             actor.remote(
                 self.policy,
                 self.policy_options,
@@ -287,12 +300,27 @@ class RayEpisodes:
             )
             for _ in range(count)
         ]
-        try:
-            self.placement = list(
-                await asyncio.gather(*(w.check.remote(config.envs) for w in self.workers))
+        self.workers = workers  # aclose stops them whatever happens next
+        checks = [asyncio.ensure_future(w.check.remote(config.envs)) for w in workers]
+        await asyncio.wait(checks, timeout=self.start_timeout, return_when=asyncio.FIRST_EXCEPTION)
+        for check in checks:
+            failed = check.exception() if check.done() else None
+            if failed is not None:
+                for pending in checks:
+                    pending.cancel()
+                raise ValueError(f"the rollout workers could not start: {_cause(failed)}")
+        up = [i for i, check in enumerate(checks) if check.done()]
+        for i, check in enumerate(checks):
+            if not check.done():  # no room on the cluster: go on without it
+                check.cancel()
+                ray.kill(workers[i], no_restart=True)
+        if not up:
+            raise ValueError(
+                f"no rollout worker came up within {self.start_timeout:g} s "
+                "(is the cluster busy? see `ray status`)"
             )
-        except RayError as error:
-            raise ValueError(f"the rollout workers could not start: {_cause(error)}") from None
+        self.workers = [workers[i] for i in up]
+        self.placement = [checks[i].result() for i in up]
         self._info = self.placement[0]
         self.name = self._info["name"]
 

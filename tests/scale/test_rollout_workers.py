@@ -128,6 +128,30 @@ def test_a_policy_no_worker_can_build_is_one_error_line(cluster, tmp_path, capsy
     assert not (tmp_path / "run" / "trajectories.jsonl").exists()
 
 
+def test_more_workers_than_the_cluster_has_room_for(cluster, tmp_path, capsys):
+    args = ["eval", "--policy", "expert", "--envs", MAZE, "--limit", "2", "--quiet"]
+    args += ["--out", str(tmp_path / "run"), "--ray", cluster.address, "--ray-workers", "4"]
+    assert main(args) == 2
+    assert "4 rollout workers of 1 CPUs each need 4 CPUs; the Ray cluster has 3" in (
+        capsys.readouterr().err
+    )
+    # room for two only (the others' CPUs are taken): the run goes on with those two
+    hog = ray.remote(num_cpus=1)(lambda: time.sleep(600)).remote()  # holds one node's CPU
+    try:
+        runner = RayEpisodes("expert", workers=3, start_timeout=20)
+        result = run_eval(replace(NOISY, policy="expert", limit=10), tmp_path / "two",
+                          progress=False, runner=runner)  # fmt: skip
+    finally:
+        ray.cancel(hog, force=True)
+    assert len(result.trajectories) == 20 and not result.lost
+    assert (
+        json.loads((tmp_path / "two" / "results.json").read_text())["this_invocation"]["runner"][
+            "workers"
+        ]
+        == 2
+    )
+
+
 def test_a_model_policy_is_built_in_each_worker_and_plays_the_same(cluster, tmp_path):
     config = EvalConfig(
         "tiny", (MAZE,), limit=3,
