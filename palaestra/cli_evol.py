@@ -221,9 +221,11 @@ def cmd_evolve_agent_r(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             seed=args.seed,
             threads=args.threads,
+            ray=args.ray,
+            ray_workers=args.ray_workers,
         )
         result = run_agent_r(config, args.out, resume=args.resume, progress=not args.quiet)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
+    except (FileExistsError, FileNotFoundError, ValueError, ImportError) as error:
         return _fail(str(error))
     print()
     print(result.table)
@@ -487,6 +489,7 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="run seed: derives every random choice")
     p.add_argument("--threads", type=int, default=None)
+    add_ray_flags(p, "the expert, baseline and eval episodes (not the searches)", worker_cpus=False)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evolve_agent_r)
 

@@ -41,5 +41,14 @@ def test_ray_flags_without_ray_installed_say_what_to_install(tmp_path):
 def test_the_ray_flags_are_documented():
     result = run_cli("eval", "--help")
     assert "--ray [ADDRESS]" in result.stdout and "--ray-workers" in result.stdout
-    result = run_cli("evolve", "agentevol", "--help")
-    assert "--ray [ADDRESS]" in result.stdout and "--ray-workers" in result.stdout
+    for method in ("agentevol", "agent-r"):
+        result = run_cli("evolve", method, "--help")
+        assert "--ray [ADDRESS]" in result.stdout and "--ray-workers" in result.stdout
+
+
+def test_agent_r_hands_its_ray_settings_to_the_stages_it_shares_with_agentevol():
+    from palaestra.evol.agent_r import AgentRConfig
+
+    evol = AgentRConfig(ray="10.0.0.1:6379", ray_workers=3).evol()
+    assert (evol.ray, evol.ray_workers) == ("10.0.0.1:6379", 3)
+    assert AgentRConfig().evol().ray is None
