@@ -195,6 +195,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     if stats.restarted:
         print(f"{stats.restarted} episodes played again from the start: their server died")
+    if runner is not None:
+        ray_run = runner.report()
+        retried = (
+            f"; {ray_run['retried_episodes']} episodes dealt again after "
+            f"{ray_run['worker_failures']} worker failures"
+            if ray_run["worker_failures"]
+            else ""
+        )
+        where = f"{ray_run['workers']} Ray rollout workers on {ray_run['nodes']} nodes"
+        print(f"played on {where}{retried}")
     if result.lost:
         print(
             f"{len(result.lost)} episodes lost to errors (see {out}/errors.jsonl); "

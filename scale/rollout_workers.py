@@ -30,6 +30,10 @@ works the same. Only the playing moves:
   worker ``max_attempts`` times is reported as lost (``errors.jsonl``; ``--resume``
   plays it), as are the episodes left when no worker is left.
 
+On a real cluster every node needs palaestra (the same version) installed, as
+the workers import it there; a model folder named in ``--policy`` must be at
+the same path on every node (or serve the model once, ``--policy openai:URL``).
+
 Episodes are reproducible wherever they run, since everything random in one
 derives from its spec (env seed) and the run's seed: a seeded env policy
 (``expert:0.3``, ``random``) or a greedy model gives the same trajectory on any

@@ -88,7 +88,8 @@ def test_eval_with_ray_gives_the_trajectories_of_the_eval_without(cluster, tmp_p
     assert run["provenance"]["policy"] == {
         "name": "expert:0.3", "backend": "NoisyExpertPolicy", "noise": 0.3,
     }  # fmt: skip
-    assert "| palaestra/Maze-v0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| palaestra/Maze-v0" in out and "played on 3 Ray rollout workers on 3 nodes" in out
 
 
 def test_workers_play_on_the_servers_of_url_with_their_token(cluster, tmp_path, serve, monkeypatch):
