@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import palaestra
 from palaestra.agents.baselines import EnvPolicy
@@ -41,6 +41,7 @@ from palaestra.settings import NOT_IDENTITY, identity, identity_differences
 from palaestra.tables import format_table
 
 __all__ = [
+    "EpisodeRunner",
     "EvalConfig",
     "EvalResult",
     "env_packages",
@@ -118,6 +119,48 @@ class EvalResult:
     trajectories: list[Trajectory]
     lost: list[str] = field(default_factory=list)
     stats: RolloutStats = field(default_factory=RolloutStats)
+
+
+@runtime_checkable
+class EpisodeRunner(Protocol):
+    """Plays a run's episodes somewhere other than a :class:`RolloutEngine` in this process.
+
+    :func:`run_eval` plans the episodes, writes each trajectory as it comes back and
+    makes the table; a runner only plays (e.g. on Ray workers:
+    :class:`palaestra.scale.rollout_workers.RayEpisodes`). It builds the policy
+    itself, wherever it plays, so it answers for it here.
+
+    Attributes:
+        name: The policy's name.
+        stats: Timing of the episodes it played (summed over where they ran).
+    """
+
+    name: str
+    stats: RolloutStats
+
+    async def open(self, config: EvalConfig) -> None:
+        """Get ready to play episodes of ``config`` (start workers, build the policy)."""
+
+    def describe(self) -> dict[str, Any]:
+        """The policy's provenance (:meth:`Policy.describe`), once open."""
+
+    def unsupported(self, env_id: str) -> str | None:
+        """Why the policy cannot play ``env_id`` (see :meth:`EnvPolicy.unsupported`), or None."""
+
+    async def run(
+        self,
+        specs: Sequence[EpisodeSpec],
+        *,
+        on_trajectory: Callable[[Trajectory], None],
+        on_error: Callable[[EpisodeSpec, str], None],
+    ) -> None:
+        """Play ``specs``: each ends in exactly one call of ``on_trajectory`` or ``on_error``."""
+
+    def report(self) -> dict[str, Any]:
+        """What results.json records of where and how the episodes ran."""
+
+    async def aclose(self) -> None:
+        """Stop what :meth:`open` started."""
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -254,7 +297,7 @@ def env_packages(env_ids: Sequence[str]) -> dict[str, dict[str, str] | None]:
     return found
 
 
-def provenance(policy: Policy | EnvPolicy, config: EvalConfig) -> dict[str, Any]:
+def provenance(policy: Policy | EnvPolicy | EpisodeRunner, config: EvalConfig) -> dict[str, Any]:
     """Versions, model, sampling and git commit: what a reader needs to reproduce a table."""
     packages = {}
     for name in ("gymnasium", "minigrid", "scienceworld", "textworld", "torch", "transformers"):
@@ -302,6 +345,7 @@ def run_eval(
     resume: bool = False,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    runner: EpisodeRunner | None = None,
 ) -> EvalResult:
     """Evaluate; write the run directory ``out``; return the table.
 
@@ -315,6 +359,10 @@ def run_eval(
         on_progress: Called with (episodes ended, episodes planned) once the
             episodes are planned and after each one ends (a caller's own progress
             display, e.g. one line per stage of AgentEvol).
+        runner: Play the episodes with this runner (e.g. on Ray workers, which
+            build the policy from ``config.policy``) instead of a
+            ``RolloutEngine`` here; the run directory is the same either way. It
+            is opened and closed here; ``policy`` must then be None.
 
     Raises:
         FileExistsError: ``out`` holds a run and ``resume`` is False.
@@ -329,6 +377,10 @@ def run_eval(
         raise FileExistsError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
+    if runner is not None:
+        if policy is not None:
+            raise ValueError("give run_eval a policy or a runner (which builds its own), not both")
+        return asyncio.run(_run(config, out, runner, progress, on_progress, close_policy=True))
     owned = policy is None
     if policy is None:
         from palaestra.agents.policy_spec import make_policy
@@ -340,7 +392,7 @@ def run_eval(
 async def _run(
     config: EvalConfig,
     out: Path,
-    policy: Policy | EnvPolicy,
+    policy: Policy | EnvPolicy | EpisodeRunner,
     progress: bool,
     on_progress: Callable[[int, int], None] | None,
     *,
@@ -350,15 +402,19 @@ async def _run(
     traj_path = out / "trajectories.jsonl"
     done = read_trajectories(traj_path, repair=True)
     pool: EnvPool = RemoteEnvs(config.urls) if config.urls else LocalEnvs()
+    runner = policy if isinstance(policy, EpisodeRunner) else None
     try:
+        if runner is not None:
+            await runner.open(config)
         for env_id in config.envs:
             spec = await pool.spec(env_id)
             check_format(config.rollout.format, env_id, spec.tools)
-            why = (
-                policy.unsupported(env_id, spec.capabilities)
-                if isinstance(policy, EnvPolicy)
-                else None
-            )
+            if runner is not None:
+                why = runner.unsupported(env_id)
+            elif isinstance(policy, EnvPolicy):
+                why = policy.unsupported(env_id, spec.capabilities)
+            else:
+                why = None
             if why is not None:
                 raise ValueError(f"{why}: the {policy.name} policy cannot play it")
         specs = await plan_episodes(pool, config)
@@ -368,7 +424,12 @@ async def _run(
         todo = [s for s in specs if s.key not in finished]
         record = {"config": asdict(config), "provenance": provenance(policy, config)}
         write_json(out / "run.json", record)
-        engine = RolloutEngine(policy, pool, config.rollout, concurrency=config.concurrency)
+        engine = runner or RolloutEngine(
+            policy,  # type: ignore[arg-type]  # not a runner here
+            pool,
+            config.rollout,
+            concurrency=config.concurrency,
+        )
         lost: list[str] = []
 
         def report() -> None:
@@ -429,6 +490,8 @@ async def _run(
             "mean_batch": round(stats.rows / stats.calls, 2) if stats.calls else None,
         },
     }
+    if runner is not None:
+        summary["this_invocation"]["runner"] = runner.report()
     write_json(out / "results.json", summary)
     header = (
         f"policy `{config.policy}` on split `{config.split}` "

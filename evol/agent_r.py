@@ -112,6 +112,10 @@ class AgentRConfig:
         tasks: Explicit ``{env: {"train": [...], "test": [...]}}`` task pools.
         concurrency: Episodes at once (speed only).
         threads: torch CPU threads (speed only).
+        ray: Play the expert, baseline and evaluation episodes on Ray rollout
+            workers (see :class:`~palaestra.evol.agentevol.AgentEvolConfig`; the
+            tree searches stay in this process).
+        ray_workers: Rollout workers with ``ray`` (default: one per node).
     """
 
     envs: tuple[str, ...] = ("palaestra/Maze-v0",)
@@ -139,6 +143,8 @@ class AgentRConfig:
     tasks: dict[str, dict[str, list[TaskId]]] | None = None
     concurrency: int = field(default=32, metadata=NOT_IDENTITY)
     threads: int | None = field(default=None, metadata=NOT_IDENTITY)
+    ray: str | None = field(default=None, metadata=NOT_IDENTITY)
+    ray_workers: int | None = field(default=None, metadata=NOT_IDENTITY)
 
     def __post_init__(self) -> None:
         if self.judge not in ("actor", "expert"):
@@ -183,6 +189,8 @@ class AgentRConfig:
             tasks=self.tasks,
             concurrency=self.concurrency,
             threads=self.threads,
+            ray=self.ray,
+            ray_workers=self.ray_workers,
         )
 
 

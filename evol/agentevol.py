@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from palaestra.agents.evaluate import (
+    EpisodeRunner,
     EvalConfig,
     EvalResult,
     env_packages,
@@ -116,6 +117,10 @@ class AgentEvolConfig:
             (default: each env's splits); see :func:`plan_tasks`.
         concurrency: Episodes at once (speed only: a resumed run may change it).
         threads: torch CPU threads for generation and training (speed only).
+        ray: Play every stage's episodes on Ray rollout workers
+            (:class:`palaestra.scale.rollout_workers.RayEpisodes`): the cluster's
+            address, ``""`` for Ray's default, ``None`` (default) for no Ray.
+        ray_workers: Rollout workers with ``ray`` (default: one per node).
     """
 
     envs: tuple[str, ...] = ("palaestra/Maze-v0", "palaestra/Wordle-v0")
@@ -140,6 +145,8 @@ class AgentEvolConfig:
     tasks: dict[str, dict[str, list[TaskId]]] | None = None
     concurrency: int = field(default=32, metadata=NOT_IDENTITY)
     threads: int | None = field(default=None, metadata=NOT_IDENTITY)
+    ray: str | None = field(default=None, metadata=NOT_IDENTITY)
+    ray_workers: int | None = field(default=None, metadata=NOT_IDENTITY)
 
     def __post_init__(self) -> None:
         if self.explore_from not in ("rest", "all"):
@@ -315,6 +322,19 @@ class _Run:
 
         return TransformersPolicy(str(model_dir), threads=self.config.threads)
 
+    def _runner(self, policy: str) -> EpisodeRunner | None:
+        """Ray rollout workers that build ``policy`` (a ``--policy`` string), with ``ray``."""
+        if self.config.ray is None:
+            return None
+        from palaestra.scale.rollout_workers import RayEpisodes
+
+        return RayEpisodes(
+            policy,
+            address=self.config.ray or None,
+            workers=self.config.ray_workers,
+            policy_options={"threads": self.config.threads},
+        )
+
     def _test(
         self, line: StageLine, label: str, folder: Path, policy_name: str, model_dir: Path | None
     ) -> dict[str, Any]:
@@ -327,12 +347,13 @@ class _Run:
         for temperature in temperatures:
             rollout = replace(config.rollout, temperature=temperature, seed=seed)
             eval_config = self._eval_config(policy_name, envs, "test", "test", rollout)
-            policy = self._policy(model_dir) if model_dir is not None else None
+            runner = self._runner(str(model_dir) if model_dir is not None else policy_name)
+            policy = self._policy(model_dir) if model_dir is not None and not runner else None
             try:
                 what = "episodes" + (" (greedy)" if temperature == 0 else f" (t={temperature:g})")
                 result = run_eval(
                     eval_config, folder / f"t{temperature:g}", policy=policy, resume=True,
-                    progress=False, on_progress=line.episodes(what),
+                    progress=False, on_progress=line.episodes(what), runner=runner,
                 )  # fmt: skip
             finally:
                 if policy is not None:
@@ -359,7 +380,7 @@ class _Run:
         eval_config = self._eval_config(expert, config.envs, "train", "base", rollout)
         result = run_eval(
             eval_config, self.out / "base" / "expert", resume=True, progress=False,
-            on_progress=line.episodes("episodes"),
+            on_progress=line.episodes("episodes"), runner=self._runner(expert),
         )  # fmt: skip
         kept = filter_trajectories(result.trajectories, success=True)
         _require_base_data(config, result.trajectories, kept)
@@ -374,14 +395,16 @@ class _Run:
         rollout = replace(config.rollout, temperature=config.explore_temperature, seed=seed)
         eval_config = self._eval_config(f"iter-{i - 1}", config.envs, "train", "explore", rollout)
         eval_config = replace(eval_config, samples=config.samples)
-        policy = self._policy(current)
+        runner = self._runner(str(current))
+        policy = self._policy(current) if runner is None else None
         try:
             result = run_eval(
                 eval_config, folder / "explore", policy=policy, resume=True,
-                progress=False, on_progress=line.episodes("episodes"),
+                progress=False, on_progress=line.episodes("episodes"), runner=runner,
             )  # fmt: skip
         finally:
-            asyncio.run(policy.aclose())
+            if policy is not None:
+                asyncio.run(policy.aclose())
         kept = filter_trajectories(result.trajectories, success=True, min_score=config.min_score)
         if config.keep == "best":
             kept = best_per_task(kept)

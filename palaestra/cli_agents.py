@@ -6,11 +6,19 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from palaestra.servers.protocol import TOKEN_ENV
 
-__all__ = ["add_agent_commands", "add_rollout_flags", "check_format_envs", "rollout_from_args"]
+__all__ = [
+    "add_agent_commands",
+    "add_ray_flags",
+    "add_rollout_flags",
+    "check_format_envs",
+    "ray_runner",
+    "rollout_from_args",
+]
 
 EVAL_EPILOG = """\
 policies (--policy):
@@ -32,6 +40,7 @@ examples:
   palaestra eval --policy random --envs palaestra/Maze-v0 --seeds 3 --out runs/maze-random
   palaestra eval --policy openai:http://127.0.0.1:8100#tiny --envs palaestra/Wordle-v0
   palaestra eval --policy tiny --envs all --url http://127.0.0.1:8000 --resume --out runs/x
+  palaestra eval --policy expert:0.3 --envs palaestra/Maze-v0 --ray HEAD:6379 --ray-workers 3
 
 The run directory (--out) gets run.json (settings, provenance), trajectories.jsonl
 (one line per finished episode, written as it finishes), errors.jsonl (episodes
@@ -195,9 +204,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     out = args.out or f"runs/eval-{_slug(args.policy)}-{args.split}"
     try:
-        policy = _make_policy(args)
-        result = run_eval(config, out, policy=policy, resume=args.resume, progress=not args.quiet)
-    except (FileExistsError, FileNotFoundError, ValueError, ImportError) as error:
+        runner = _ray_runner(args, args.policy)
+        if args.ray_servers is not None:
+            config = replace(config, urls=_discovered_urls(args))
+        policy = _make_policy(args) if runner is None else None
+        result = run_eval(
+            config, out, policy=policy, resume=args.resume, progress=not args.quiet, runner=runner
+        )
+    except (FileExistsError, FileNotFoundError, ValueError, ImportError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"\n{result.table}\n")
@@ -215,6 +229,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     if stats.restarted:
         print(f"{stats.restarted} episodes played again from the start: their server died")
+    if runner is not None:
+        ray_run = runner.report()
+        retried = (
+            f"; {ray_run['retried_episodes']} episodes dealt again after "
+            f"{ray_run['worker_failures']} worker failures"
+            if ray_run["worker_failures"]
+            else ""
+        )
+        where = f"{ray_run['workers']} Ray rollout workers on {ray_run['nodes']} nodes"
+        print(f"played on {where}{retried}")
     if result.lost:
         print(
             f"{len(result.lost)} episodes lost to errors (see {out}/errors.jsonl); "
@@ -223,6 +247,88 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     print(f"written: {out}/results.md, {out}/results.json, {out}/trajectories.jsonl")
     return 1 if result.lost else 0
+
+
+def add_ray_flags(
+    p: argparse.ArgumentParser, what: str = "the episodes", *, worker_cpus: bool = True
+) -> None:
+    """Add ``--ray [ADDRESS]``, ``--ray-workers`` and (optionally) ``--ray-worker-cpus``."""
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help=f"play {what} on rollout workers of a Ray cluster (HOST:PORT, or auto; "
+        "alone: $RAY_ADDRESS, else a local Ray); needs pip install 'palaestra[ray]'",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=_positive,
+        default=None,
+        help="rollout workers (default: one per node); each plays --concurrency episodes at once",
+    )
+    p.add_argument(
+        "--ray-servers",
+        metavar="NAME",
+        default=None,
+        help="with --ray: play on the env server replicas `palaestra serve --ray --name NAME` "
+        "runs on the cluster (found through Ray; an episode whose replica dies is played "
+        "again on another); default: the --url servers, else envs inside each worker",
+    )
+    if worker_cpus:
+        p.add_argument(
+            "--ray-worker-cpus",
+            type=float,
+            default=1.0,
+            help="CPUs Ray reserves per rollout worker (default 1)",
+        )
+
+
+def ray_runner(args: argparse.Namespace, policy: str, **policy_options: Any) -> Any:
+    """The ``RayEpisodes`` runner of the flags of :func:`add_ray_flags`, or None without --ray.
+
+    Raises:
+        ImportError: ``--ray`` without the ``[ray]`` extra (the message says what to install).
+    """
+    if getattr(args, "ray", None) is None:
+        return None
+    try:
+        from palaestra.scale.rollout_workers import RayEpisodes
+    except ImportError as error:
+        raise ImportError(f"--ray needs Ray: pip install 'palaestra[ray]' ({error})") from None
+    return RayEpisodes(
+        policy,
+        address=args.ray or None,
+        workers=args.ray_workers,
+        worker_cpus=getattr(args, "ray_worker_cpus", 1.0),
+        policy_options=policy_options,
+        servers=args.ray_servers,
+    )
+
+
+def _discovered_urls(args: argparse.Namespace) -> tuple[str, ...]:
+    """The current URLs of ``--ray-servers`` replicas (the driver plans the run on them).
+
+    Raises:
+        ValueError: ``--ray-servers`` without ``--ray``, or with ``--url``.
+        LookupError: No replicas of that name on the cluster.
+    """
+    if args.ray is None or args.url:
+        raise ValueError("--ray-servers needs --ray, and replaces --url")
+    from palaestra.scale import connect, discover
+
+    connect(args.ray or None)
+    found = discover(args.ray_servers)
+    if found.token:
+        os.environ[TOKEN_ENV] = found.token  # read by the driver's env client, as --token is
+    return tuple(found.urls)
+
+
+def _ray_runner(args: argparse.Namespace, policy: str) -> Any:
+    return ray_runner(
+        args, policy, device=args.device, max_batch_size=args.max_batch_size, threads=args.threads
+    )
 
 
 def _served_envs(url: str, *, tools_only: bool = False) -> list[str]:
@@ -366,6 +472,7 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)"
     )
+    add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 

@@ -174,9 +174,11 @@ def cmd_evolve_agentevol(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             seed=args.seed,
             threads=args.threads,
+            ray=args.ray,
+            ray_workers=args.ray_workers,
         )
         result = run_agentevol(config, args.out, resume=args.resume, progress=not args.quiet)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
+    except (FileExistsError, FileNotFoundError, ValueError, ImportError) as error:
         return _fail(str(error))
     print()
     print(result.table)
@@ -233,9 +235,11 @@ def cmd_evolve_agent_r(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             seed=args.seed,
             threads=args.threads,
+            ray=args.ray,
+            ray_workers=args.ray_workers,
         )
         result = run_agent_r(config, args.out, resume=args.resume, progress=not args.quiet)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
+    except (FileExistsError, FileNotFoundError, ValueError, ImportError) as error:
         return _fail(str(error))
     print()
     print(result.table)
@@ -314,7 +318,7 @@ run.log (what the libraries logged) and agent-r/ (Agent-R's run and its trees).
 
 def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``data``, ``train``, ``evolve`` and ``demo`` to the ``palaestra`` parser."""
-    from palaestra.cli_agents import add_rollout_flags
+    from palaestra.cli_agents import add_ray_flags, add_rollout_flags
     from palaestra.evol.agentevol import DEFAULT_ROLLOUT
 
     # data
@@ -432,6 +436,7 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         help="run seed: derives the tiny model's init, training, sampling and env seeds",
     )
     p.add_argument("--threads", type=int, default=None)
+    add_ray_flags(p, "the episodes of every stage (expert, explore, eval)", worker_cpus=False)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evolve_agentevol)
 
@@ -503,6 +508,7 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="run seed: derives every random choice")
     p.add_argument("--threads", type=int, default=None)
+    add_ray_flags(p, "the expert, baseline and eval episodes (not the searches)", worker_cpus=False)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evolve_agent_r)
 

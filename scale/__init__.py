@@ -11,6 +11,9 @@ palaestra imports this package, so ``import palaestra`` never loads Ray.
   sessions by load and moves episodes off a replica that dies.
 - :func:`replica_options`: the CPUs and memory a replica reserves, from the
   envs' declared :attr:`~palaestra.envs.TextEnv.resources`.
+- :class:`RayEpisodes`: an eval's (or an AgentEvol stage's) episodes played by
+  :class:`RolloutWorker` actors (``palaestra eval --ray``), on the replicas, on
+  ``--url`` servers or on in-process envs; the driver writes the run folder.
 
 Example::
 
@@ -29,12 +32,15 @@ from palaestra.scale.replicas import (
     replica_name,
 )
 from palaestra.scale.resources import replica_options
+from palaestra.scale.rollout_workers import RayEpisodes, RolloutWorker
 from palaestra.scale.serve import serve_replicas
 
 __all__ = [
     "NAMESPACE",
     "Discovered",
+    "RayEpisodes",
     "ReplicaInfo",
+    "RolloutWorker",
     "ServerReplicas",
     "connect",
     "discover",
