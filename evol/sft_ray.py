@@ -153,9 +153,7 @@ def _worker_error(error: Exception) -> Exception:
     Ray Train wraps what a worker raised; a caller (the CLI) maps the original one
     to its message and exit status.
     """
-    failures = getattr(error, "worker_failures", None)
-    if not failures:
-        return error
-    causes = [getattr(f, "cause", None) or f for f in failures.values()]
-    kinds = {type(c) for c in causes}
-    return causes[0] if len(kinds) == 1 and isinstance(causes[0], Exception) else error
+    failures = list(getattr(error, "worker_failures", {}).values())  # ray.train.WorkerGroupError
+    if failures and len({type(f) for f in failures}) == 1 and isinstance(failures[0], Exception):
+        return failures[0]
+    return error
