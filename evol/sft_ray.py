@@ -9,7 +9,8 @@ batch of a step is split over the workers, the data order and loss curve are tho
 of one process, and the main worker writes the run folder (model, ``sft.json``,
 ``train_log.jsonl``, ``run.log``), the same folder a run without Ray makes.
 
-The run folder must be at the same path for every worker: one machine, or a file
+The run folder (and a model given as a folder, relative to the caller's working
+folder) must be at the same path for every worker: one machine, or a file
 system the nodes share (NFS...), which is also what Ray Train asks of its own
 ``storage_path`` on a multi-node cluster; Ray's records go to ``OUT/ray``. The
 trajectories travel through Ray's object store. A worker that dies is replaced
@@ -29,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,7 @@ def train_sft_ray(
                 "data": ray.put(list(trajectories)),
                 "out": str(out),
                 "config": config,
+                "cwd": str(Path.cwd()),
             },
             scaling_config=ScalingConfig(
                 num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
@@ -140,6 +143,9 @@ def _train_worker(setup: dict[str, Any]) -> None:
     from palaestra.evol.progress import quiet_libraries
     from palaestra.evol.sft import train_sft
 
+    # Ray Train starts workers in its own folder; a model given as a relative path
+    # (``--model runs/bc/model``) means the caller's folder, as without Ray.
+    os.chdir(setup["cwd"])
     out = Path(setup["out"])
     # The object ref arrives inside the config dict, so Ray does not resolve it for us.
     trajectories = ray.get(setup["data"])

@@ -93,6 +93,8 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
     from palaestra.evol.progress import quiet_libraries
     from palaestra.evol.sft import SFTConfig, is_main_process, train_sft
 
+    if args.ray is None and (args.ray_workers != 1 or args.ray_cpus != 1 or args.ray_gpu):
+        return _fail("--ray-workers, --ray-cpus and --ray-gpu shape a --ray run: add --ray")
     try:
         data = load_trajectories(args.data)
     except (FileNotFoundError, ValueError) as error:

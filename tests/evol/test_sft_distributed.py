@@ -95,6 +95,11 @@ def test_the_rank_comes_from_the_launcher_env(monkeypatch) -> None:
     assert distributed_world() == (1, 2) and not is_main_process()
 
 
+def test_ray_worker_flags_need_ray(tmp_path) -> None:
+    done = run_cli("train", "sft", "--data", "x", "--out", str(tmp_path), "--ray-workers", "2")
+    assert done.returncode == 2 and "add --ray" in done.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # two trainings on a shared 2-core machine
 def test_accelerate_launch_with_two_processes_trains_as_one_process(
@@ -167,26 +172,34 @@ def cluster():
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_ray_train_with_two_workers_trains_as_one_process(
-    tmp_path, data_file, single, cluster
+    tmp_path, data_file, single, cluster, monkeypatch
 ) -> None:
+    import shutil
+
+    from palaestra.agents.models import resolve_model
     from palaestra.evol.data import load_trajectories
     from palaestra.evol.sft import SFTConfig
     from palaestra.evol.sft_ray import train_sft_ray
 
+    # Relative paths, as a user types them: workers start in Ray's own folder.
+    shutil.copytree(resolve_model("tiny").path, tmp_path / "base")
     out = tmp_path / "ray"
     done = run_cli(
         "train",
         "sft",
+        "--model",
+        "base",
         "--data",
         str(data_file),
         "--out",
-        str(out),
+        "ray",
         *TRAIN,
         "--ray",
         cluster.address,
         "--ray-workers",
         "2",
         timeout=900,
+        cwd=str(tmp_path),
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert_same_curve(out, single)
@@ -195,16 +208,17 @@ def test_ray_train_with_two_workers_trains_as_one_process(
     assert sorted(p.name for p in out.iterdir()) == sorted([*RUN_FILES, "ray"])
 
     # Asked again, the finished run is found on the driver: no worker starts.
+    monkeypatch.chdir(tmp_path)
     data = load_trajectories(data_file)
     config = SFTConfig(max_steps=12, batch_size=8, history=0, logging_steps=1)
-    again = train_sft_ray("tiny", data, out, config, workers=2)
+    again = train_sft_ray("base", data, out, config, workers=2)
     assert (
         again.reused
         and again.processes == 2
         and again.losses == [tuple(x) for x in json.loads((out / "sft.json").read_text())["losses"]]
     )
     with pytest.raises(FileExistsError, match="learning_rate"):
-        train_sft_ray("tiny", data, out, replace(config, learning_rate=1e-3), workers=2)
+        train_sft_ray("base", data, out, replace(config, learning_rate=1e-3), workers=2)
     with pytest.raises(ValueError, match="does not split over 2 processes"):
         train_sft_ray("tiny", data, tmp_path / "odd", replace(config, batch_size=7), workers=2)
     # What the workers raise reaches the caller as itself, not wrapped by Ray Train.
