@@ -93,8 +93,9 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
     from palaestra.evol.progress import quiet_libraries
     from palaestra.evol.sft import SFTConfig, is_main_process, train_sft
 
-    if args.ray is None and (args.ray_workers != 1 or args.ray_cpus != 1 or args.ray_gpu):
-        return _fail("--ray-workers, --ray-cpus and --ray-gpu shape a --ray run: add --ray")
+    shaped = args.ray_workers != 1 or args.ray_cpus != 1 or args.ray_gpu or args.ray_max_failures
+    if args.ray is None and shaped:
+        return _fail("--ray-workers, --ray-cpus, --ray-gpu and --ray-max-failures need --ray")
     try:
         data = load_trajectories(args.data)
     except (FileNotFoundError, ValueError) as error:
@@ -130,6 +131,7 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
             address=args.ray or None,
             use_gpu=args.ray_gpu,
             cpus_per_worker=args.ray_cpus,
+            max_failures=args.ray_max_failures,
         )
     else:
         # Under accelerate launch / torchrun every process runs this command; the
@@ -172,6 +174,13 @@ def add_ray_train_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ray-cpus", type=float, default=1, help="CPUs per worker (default 1)")
     p.add_argument("--ray-gpu", action="store_true", help="one GPU per worker (nccl)")
+    p.add_argument(
+        "--ray-max-failures",
+        type=int,
+        default=0,
+        metavar="N",
+        help="restart a failed worker group N times, from the newest checkpoint (default 0)",
+    )
 
 
 # -- evolve ---------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_the_rank_comes_from_the_launcher_env(monkeypatch) -> None:
 
 def test_ray_worker_flags_need_ray(tmp_path) -> None:
     done = run_cli("train", "sft", "--data", "x", "--out", str(tmp_path), "--ray-workers", "2")
-    assert done.returncode == 2 and "add --ray" in done.stderr
+    assert done.returncode == 2 and "need --ray" in done.stderr
 
 
 @pytest.mark.slow
@@ -225,3 +225,57 @@ def test_ray_train_with_two_workers_trains_as_one_process(
     untrained = [replace(t, messages=[{**m, "loss": False} for m in t.messages]) for t in data[:2]]
     with pytest.raises(ValueError, match="no training example"):
         train_sft_ray("tiny", untrained, tmp_path / "none", config, workers=2)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_lost_node_is_replaced_and_training_resumes_from_the_checkpoint(
+    tmp_path, data_file, single, cluster
+) -> None:
+    import threading
+    import time
+
+    from palaestra.evol.data import load_trajectories
+    from palaestra.evol.sft import SFTConfig
+    from palaestra.evol.sft_ray import train_sft_ray
+
+    out = tmp_path / "lost"
+    config = SFTConfig(max_steps=12, batch_size=8, history=0, logging_steps=1, save_steps=4)
+    outcome: dict = {}
+
+    def train() -> None:
+        try:
+            outcome["result"] = train_sft_ray(
+                "tiny", load_trajectories(data_file), out, config, workers=2, max_failures=1
+            )
+        except BaseException as error:  # reported by the main thread
+            outcome["error"] = error
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    # The checkpoint of step 4 is complete once its trainer state is written.
+    saved = out / "checkpoints" / "checkpoint-4" / "trainer_state.json"
+    deadline = time.monotonic() + 900
+    while not saved.exists() and trainer.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert saved.exists(), outcome
+    # The second node dies with its worker (one CPU each: one worker per node); a new
+    # node joins, and Ray Train restarts the group on it.
+    lost = next(node for node in cluster.worker_nodes)
+    cluster.remove_node(lost)
+    cluster.add_node(num_cpus=1, object_store_memory=150 * 2**20)
+    trainer.join(timeout=900)
+    assert not trainer.is_alive() and "error" not in outcome, outcome
+    result = outcome["result"]
+    assert result.steps == 12
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [e["step"] for e in log if "loss" in e]
+    assert set(steps) == set(range(1, 13)) and steps[-1] == 12
+    # Steps done after the checkpoint and lost with the node are done again from it,
+    # never from the start.
+    again = [steps[i] for i in range(1, len(steps)) if steps[i] <= steps[i - 1]]
+    assert again in ([], [5]), steps
+    # The resumed run is the uninterrupted one: the same loss at every step.
+    reference = dict(losses(single))
+    for step, loss in result.losses:
+        assert loss == pytest.approx(reference[step], rel=1e-3), f"step {step}"
