@@ -4,7 +4,8 @@ Every row is the same run as a user starts it (one ``palaestra train sft`` comma
 a fresh run folder): the tiny model on expert Maze trajectories, ``--batch-size``
 examples per step whatever the number of processes, the same steps and seed.
 
-- ``1 process``: ``python -m palaestra train sft``;
+- ``1 process``: ``python -m palaestra train sft`` (torch's threads: one per core),
+  and the same with ``--threads 1``, as each process of the other rows runs;
 - ``accelerate launch``: ``accelerate launch --config_file
   examples/accelerate/cpu-2-processes.yaml -m palaestra train sft`` (gloo);
 - ``Ray Train``: ``... --ray ADDRESS --ray-workers N`` on a local
@@ -118,6 +119,9 @@ def main() -> None:
         ]  # fmt: skip
         launchers: list[tuple[str, list[str]]] = [
             ("1 process", [*cli, *train]),
+            # torch's default is a thread per core; the other rows run a thread per
+            # process (torchrun's and Ray's OMP_NUM_THREADS=1)
+            ("1 process, --threads 1", [*cli, *train, "--threads", "1"]),
             (
                 "accelerate launch, 2 processes",
                 [*accelerate, "--main_process_port", str(free_port()), "-m", "palaestra", *train],

@@ -287,6 +287,10 @@ def train_sft(
 ) -> SFTResult:
     """Fine-tune ``model`` on ``trajectories``; resumes a run left unfinished in ``out``.
 
+    Under ``accelerate launch`` / ``torchrun`` / Ray Train every process calls it with
+    the same arguments; each trains on its share of every step's batch, the main
+    process writes ``out``, and all return the same result once ``out`` is complete.
+
     Args:
         model: Anything :func:`palaestra.agents.resolve_model` accepts (``"tiny"``,
             a folder, ``smollm2``...).
@@ -303,7 +307,8 @@ def train_sft(
     Raises:
         FileExistsError: ``out`` holds a run (finished or not) of another model,
             other data or other settings.
-        ValueError: No trainable example (no assistant message with ``loss``).
+        ValueError: No trainable example (no assistant message with ``loss``), or
+            ``batch_size`` does not split over the processes.
     """
     import torch
     from transformers import Trainer, set_seed
