@@ -110,16 +110,22 @@ class StageLines:
 
 
 @contextmanager
-def quiet_libraries(log_file: Path) -> Iterator[None]:
+def quiet_libraries(log_file: Path | None) -> Iterator[None]:
     """Send library chatter (bars, log records, warnings) to ``log_file`` while the block runs.
 
     Restores the libraries' settings afterwards, so a caller's own use is unaffected.
+    ``None`` drops the chatter: the other processes of a distributed training, whose
+    main process keeps the log.
     """
     import datasets
     import transformers
 
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler: logging.Handler
+    if log_file is None:
+        handler = logging.NullHandler()
+    else:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     hf_logger = transformers.utils.logging.get_logger()
     loggers = [logging.getLogger(), hf_logger, logging.getLogger("datasets")]

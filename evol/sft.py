@@ -3,8 +3,11 @@
 Only assistant messages whose ``loss`` flag is true are trained
 (:func:`palaestra.evol.examples.tokenize_example`). Training is budgeted in
 optimizer steps (``max_steps``), so runs are comparable whatever the machine.
-Because it is a plain ``Trainer``, ``accelerate launch`` / ``torchrun`` run it on
-several GPUs unchanged. Checkpoints go to ``OUT/checkpoints``; a second call with
+Because it is a plain ``Trainer``, ``accelerate launch`` / ``torchrun`` (and Ray
+Train, :mod:`palaestra.evol.sft_ray`) run it in several processes unchanged: the
+batch of a step (``batch_size``) is split over them, so the data order and the loss
+curve are those of one process, and only the main process writes the run folder
+(``docs/distributed-training.md``). Checkpoints go to ``OUT/checkpoints``; a second call with
 the same ``OUT`` resumes from the newest one; the final model (LoRA adapters
 merged) is saved as a normal Hugging Face folder in ``OUT/model`` together with
 ``OUT/sft.json`` (settings, data sizes, loss curve, tokens/s). What defines the
@@ -28,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -46,6 +50,9 @@ __all__ = [
     "SFTConfig",
     "SFTResult",
     "build_examples",
+    "distributed_world",
+    "is_main_process",
+    "per_process_batch",
     "train_sft",
     "training_arguments",
 ]
@@ -57,7 +64,9 @@ class SFTConfig:
 
     Attributes:
         max_steps: Optimizer steps (the budget).
-        batch_size: Examples per device per step (before accumulation).
+        batch_size: Examples per optimizer step (before accumulation), split evenly
+            over the processes of a distributed run (``accelerate launch``,
+            ``torchrun``, Ray Train): the same run on one process or several.
         grad_accum: Gradient accumulation steps.
         learning_rate: Peak learning rate (cosine decay after a linear warm-up).
         warmup_ratio: Share of steps spent warming up.
@@ -115,6 +124,7 @@ class SFTResult:
         tokens_per_s: ``train_tokens`` over the training time.
         losses: ``(step, loss)`` pairs.
         seconds: Training wall time.
+        processes: Training processes (1; more under ``accelerate launch``, Ray Train).
         reused: True when ``out`` already held this very run and nothing was trained.
     """
 
@@ -126,6 +136,7 @@ class SFTResult:
     tokens_per_s: float
     losses: list[tuple[int, float]] = field(default_factory=list)
     seconds: float = 0.0
+    processes: int = 1
     reused: bool = False
 
 
@@ -201,11 +212,42 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
 
-def training_arguments(config: SFTConfig, output_dir: Path, *, progress: bool) -> Any:
+def distributed_world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process, as its launcher set them (``(0, 1)`` alone).
+
+    ``torchrun``, ``accelerate launch`` (multi-process) and Ray Train's torch workers
+    all set ``RANK`` and ``WORLD_SIZE`` before the training code runs; reading them
+    needs no torch, so a command can tell whether it is the main process up front.
+    """
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Whether this process is the main one (rank 0): the one that writes and prints."""
+    return distributed_world()[0] == 0
+
+
+def per_process_batch(batch_size: int, processes: int) -> int:
+    """Examples per process and step when ``processes`` share a step of ``batch_size``.
+
+    Raises:
+        ValueError: ``batch_size`` does not split evenly over ``processes``.
+    """
+    if batch_size % processes:
+        raise ValueError(
+            f"batch_size {batch_size} does not split over {processes} processes: "
+            f"use a multiple of {processes}"
+        )
+    return batch_size // processes
+
+
+def training_arguments(
+    config: SFTConfig, output_dir: Path, *, progress: bool, processes: int = 1
+) -> Any:
     """The ``transformers.TrainingArguments`` of a run: ``config``, checkpoints in ``output_dir``.
 
     ``train_sft`` uses them; ``bench/sft_speed.py`` gives the same ones to a stock
-    ``Trainer`` for its comparison.
+    ``Trainer`` for its comparison. ``processes`` share each step's ``batch_size``.
     """
     import torch
     from transformers import TrainingArguments
@@ -213,7 +255,7 @@ def training_arguments(config: SFTConfig, output_dir: Path, *, progress: bool) -
     return TrainingArguments(
         output_dir=str(output_dir),
         max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_process_batch(config.batch_size, processes),
         gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.learning_rate,
         lr_scheduler_type="cosine",
@@ -228,6 +270,9 @@ def training_arguments(config: SFTConfig, output_dir: Path, *, progress: bool) -
         remove_unused_columns=False,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
+        # Every parameter gets a gradient in a causal LM; the search for unused ones
+        # costs an extra pass over the autograd graph per step under DDP.
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -241,6 +286,10 @@ def train_sft(
     callbacks: Sequence[Any] = (),
 ) -> SFTResult:
     """Fine-tune ``model`` on ``trajectories``; resumes a run left unfinished in ``out``.
+
+    Under ``accelerate launch`` / ``torchrun`` / Ray Train every process calls it with
+    the same arguments; each trains on its share of every step's batch, the main
+    process writes ``out``, and all return the same result once ``out`` is complete.
 
     Args:
         model: Anything :func:`palaestra.agents.resolve_model` accepts (``"tiny"``,
@@ -258,7 +307,8 @@ def train_sft(
     Raises:
         FileExistsError: ``out`` holds a run (finished or not) of another model,
             other data or other settings.
-        ValueError: No trainable example (no assistant message with ``loss``).
+        ValueError: No trainable example (no assistant message with ``loss``), or
+            ``batch_size`` does not split over the processes.
     """
     import torch
     from transformers import Trainer, set_seed
@@ -269,9 +319,9 @@ def train_sft(
     out = Path(out)
     summary_path = out / "sft.json"
     wanted = _run_identity(model, trajectories, config)
-    if summary_path.exists():
-        return _finished_run(out, json.loads(summary_path.read_text()), wanted)
-    _check_unfinished(out, wanted)
+    done = _recorded_run(out, wanted)
+    if done is not None:
+        return done
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     set_seed(config.seed)
@@ -298,7 +348,8 @@ def train_sft(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     collator = SFTCollator(pad)
     checkpoints = out / "checkpoints"
-    args = training_arguments(config, checkpoints, progress=progress)
+    processes = distributed_world()[1]
+    args = training_arguments(config, checkpoints, progress=progress, processes=processes)
     trainer = Trainer(
         model=net,
         args=args,
@@ -306,8 +357,12 @@ def train_sft(
         data_collator=collator,
         callbacks=list(callbacks),
     )
-    _own_callbacks(trainer, out / "train_log.jsonl", progress=progress)
-    write_json(out / IDENTITY_FILE, wanted, indent=2)
+    # Under several processes (accelerate launch, torchrun, Ray Train) every one runs
+    # this function; only the main one writes the run folder, the others wait for it.
+    main = trainer.is_world_process_zero()
+    _own_callbacks(trainer, out / "train_log.jsonl", progress=progress and main)
+    if main:
+        write_json(out / IDENTITY_FILE, wanted, indent=2)
     started = time.perf_counter()
     resume = _latest_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -317,31 +372,57 @@ def train_sft(
         for entry in trainer.state.log_history
         if "loss" in entry
     ]
-    final = trainer.model
-    if config.lora:
-        final = final.merge_and_unload()
+    # Each process counted the tokens of its share of the batches.
+    tokens = int(
+        trainer.accelerator.reduce(
+            torch.tensor(collator.tokens, device=trainer.args.device), reduction="sum"
+        ).item()
+    )
     staging = out / "model.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    final.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    shutil.rmtree(out / "model", ignore_errors=True)
-    staging.replace(out / "model")
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+    _save_model(trainer, tokenizer, staging, lora=config.lora, main=main)
     result = SFTResult(
         model_dir=out / "model",
         steps=trainer.state.global_step,
         examples=len(examples),
         dropped=dropped,
-        train_tokens=collator.tokens,
-        tokens_per_s=collator.tokens / seconds if seconds > 0 else 0.0,
+        train_tokens=tokens,
+        tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
         losses=losses,
         seconds=seconds,
+        processes=processes,
     )
-    summary = {**wanted, **asdict(result)}
-    summary["model_dir"] = "model"
-    del summary["reused"]
-    write_json(summary_path, summary, indent=2)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    if main:
+        shutil.rmtree(out / "model", ignore_errors=True)
+        staging.replace(out / "model")
+        summary = {**wanted, **asdict(result)}
+        summary["model_dir"] = "model"
+        del summary["reused"]
+        write_json(summary_path, summary, indent=2)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    # No process returns before the run folder is complete.
+    trainer.accelerator.wait_for_everyone()
     return result
+
+
+def _save_model(trainer: Any, tokenizer: Any, folder: Path, *, lora: bool, main: bool) -> None:
+    """Save the trained model (LoRA adapters merged) and its tokenizer to ``folder``.
+
+    Every process calls it: ``Trainer.save_model`` gathers sharded weights (DeepSpeed
+    ZeRO-3, FSDP) collectively and writes on the main process only.
+    """
+    trainer.accelerator.wait_for_everyone()  # the main process has cleared ``folder``
+    if lora:
+        merged = trainer.model.merge_and_unload()
+        if main:
+            merged.save_pretrained(folder)
+    else:
+        trainer.save_model(str(folder))
+    if main:
+        tokenizer.save_pretrained(folder)
+        # Trainer.save_model adds its pickled arguments; the model folder keeps the model.
+        (folder / "training_args.bin").unlink(missing_ok=True)
 
 
 def _own_callbacks(trainer: Any, log_path: Path, *, progress: bool) -> None:
@@ -383,7 +464,8 @@ def _own_callbacks(trainer: Any, log_path: Path, *, progress: bool) -> None:
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if trainer.is_world_process_zero():
+        log_path.parent.mkdir(parents=True, exist_ok=True)
     trainer.add_callback(LogFile())
     if progress:
         trainer.add_callback(Bar())
@@ -421,6 +503,19 @@ def _differences(saved: dict[str, Any], mine: dict[str, Any]) -> list[str]:
     for key, then_value, now_value in identity_differences(saved.get("config", {}), mine["config"]):
         differ.append(f"{key} {then_value!r} then, {now_value!r} now")
     return differ
+
+
+def _recorded_run(out: Path, wanted: dict[str, Any]) -> SFTResult | None:
+    """The finished run ``wanted`` if ``out`` holds it; None if there is one to (re)start.
+
+    Raises:
+        FileExistsError: ``out`` holds another run, finished or not.
+    """
+    summary_path = out / "sft.json"
+    if summary_path.exists():
+        return _finished_run(out, json.loads(summary_path.read_text()), wanted)
+    _check_unfinished(out, wanted)
+    return None
 
 
 def _finished_run(out: Path, summary: dict[str, Any], wanted: dict[str, Any]) -> SFTResult:
@@ -468,4 +563,5 @@ def _result_from_json(out: Path, summary: dict[str, Any]) -> SFTResult:
         tokens_per_s=summary["tokens_per_s"],
         losses=[tuple(x) for x in summary["losses"]],
         seconds=summary["seconds"],
+        processes=summary.get("processes", 1),  # runs recorded before it was kept: one
     )

@@ -95,11 +95,14 @@ def cmd_data_filter(args: argparse.Namespace) -> int:
 
 
 def cmd_train_sft(args: argparse.Namespace) -> int:
-    """Fine-tune a model on trajectory files."""
+    """Fine-tune a model on trajectory files (in this process, its launcher's, or on Ray)."""
     from palaestra.evol.data import filter_trajectories, load_trajectories
     from palaestra.evol.progress import quiet_libraries
-    from palaestra.evol.sft import SFTConfig, train_sft
+    from palaestra.evol.sft import SFTConfig, is_main_process, train_sft
 
+    shaped = args.ray_workers != 1 or args.ray_cpus != 1 or args.ray_gpu or args.ray_max_failures
+    if args.ray is None and shaped:
+        return _fail("--ray-workers, --ray-cpus, --ray-gpu and --ray-max-failures need --ray")
     try:
         data = load_trajectories(args.data)
     except (FileNotFoundError, ValueError) as error:
@@ -119,9 +122,32 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
         seed=args.seed,
         save_steps=args.save_steps,
         threads=args.threads,
+        logging_steps=args.logging_steps,
     )
-    with quiet_libraries(Path(args.out) / "run.log"):
-        result = train_sft(args.model, data, args.out, config, progress=not args.quiet)
+    if args.ray is not None:
+        from palaestra.evol.sft_ray import train_sft_ray
+
+        if not args.quiet:
+            print(f"training on {args.ray_workers} Ray Train worker(s)", file=sys.stderr)
+        result = train_sft_ray(
+            args.model,
+            data,
+            args.out,
+            config,
+            workers=args.ray_workers,
+            address=args.ray or None,
+            use_gpu=args.ray_gpu,
+            cpus_per_worker=args.ray_cpus,
+            max_failures=args.ray_max_failures,
+        )
+    else:
+        # Under accelerate launch / torchrun every process runs this command; the
+        # main one keeps the log and prints, the others only train.
+        main = is_main_process()
+        with quiet_libraries(Path(args.out) / "run.log" if main else None):
+            result = train_sft(args.model, data, args.out, config, progress=not args.quiet)
+        if not main:
+            return 0
     if result.reused:
         print(
             f"{args.out} already holds this training run (same model, data and settings): "
@@ -129,13 +155,39 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
         )
         print(f"model: {result.model_dir}")
         return 0
+    processes = f" in {result.processes} processes" if result.processes > 1 else ""
     print(
-        f"trained {result.steps} steps on {result.examples} examples "
+        f"trained {result.steps} steps on {result.examples} examples{processes} "
         f"({result.dropped} dropped as too long); {result.tokens_per_s:.0f} tokens/s; "
         f"final loss {result.losses[-1][1] if result.losses else float('nan'):.4f}"
     )
     print(f"model: {result.model_dir}  (try: palaestra eval --policy {result.model_dir} ...)")
     return 0
+
+
+def add_ray_train_flags(p: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]`` and the shape of the Ray Train worker group."""
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="train with Ray Train workers on a Ray cluster (ADDRESS, else RAY_ADDRESS or "
+        "the local one; needs the [ray] extra and OUT on a file system the workers share)",
+    )
+    p.add_argument(
+        "--ray-workers", type=int, default=1, metavar="N", help="Ray Train workers (default 1)"
+    )
+    p.add_argument("--ray-cpus", type=float, default=1, help="CPUs per worker (default 1)")
+    p.add_argument("--ray-gpu", action="store_true", help="one GPU per worker (nccl)")
+    p.add_argument(
+        "--ray-max-failures",
+        type=int,
+        default=0,
+        metavar="N",
+        help="restart a failed worker group N times, from the newest checkpoint (default 0)",
+    )
 
 
 # -- evolve ---------------------------------------------------------------------------
@@ -358,14 +410,21 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
         description="Fine-tune on the assistant messages of trajectories whose loss flag "
         "is true. Resumes from OUT/checkpoints when run again with the same --out, model, "
         "data and settings (others are refused); the model lands in OUT/model, a summary in "
-        "OUT/sft.json. Multi-GPU: run it under "
-        "accelerate launch or torchrun.",
+        "OUT/sft.json. Several processes or GPUs: run it under accelerate launch or torchrun "
+        "(python -m palaestra train sft ...), or on a Ray cluster with --ray; --batch-size is "
+        "then split over the processes, which train as one process would "
+        "(docs/distributed-training.md).",
     )
     p.add_argument("--data", nargs="+", required=True, help="trajectory files (.jsonl/.parquet)")
     p.add_argument("--model", default="tiny", help="base model: tiny, a folder, smollm2...")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
-    p.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="examples per step, split over the processes (default 16)",
+    )
     p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation (default 1)")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     p.add_argument(
@@ -380,9 +439,13 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
     p.add_argument("--success-only", action="store_true", help="train on successes only")
     p.add_argument("--save-steps", type=int, default=100, help="checkpoint interval")
+    p.add_argument(
+        "--logging-steps", type=int, default=10, help="record the loss every N steps (default 10)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_train_flags(p)
     p.set_defaults(func=cmd_train_sft)
 
     # evolve
