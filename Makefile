@@ -38,7 +38,7 @@ lint: install  ## ruff lint and format check
 test: lint  ## lint, then every test (slow ones included)
 	PALAESTRA_REQUIRE_BROWSER=1 $(BIN)/pytest -m "" -q
 
-bench: install  ## the benchmark tables: server and client throughput, sessions, per-env speed and cost, fork vs replay
+bench: install  ## the benchmark tables: server and client throughput, sessions, per-env speed and cost, fork vs replay, tools, Ray, distributed SFT
 	$(BIN)/python bench/server_throughput.py
 	$(BIN)/python bench/server_sessions.py
 	$(BIN)/python bench/client_throughput.py
@@ -46,6 +46,10 @@ bench: install  ## the benchmark tables: server and client throughput, sessions,
 	$(BIN)/python bench/rollout_speed.py
 	$(BIN)/python bench/mcts_speed.py
 	$(BIN)/python bench/sft_speed.py
+	$(BIN)/python bench/tool_overhead.py
+	$(BIN)/python bench/ray_scale.py
+	$(BIN)/python bench/ray_eval.py
+	$(BIN)/python bench/sft_distributed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache runs
