@@ -7,7 +7,11 @@ pending turns of many episodes into one such call.
 
 A completion is a :class:`Completion`: a ``str`` (so ``list[list[str]]`` holds)
 that also carries its token counts, why generation stopped and, for envs with
-tools, the tool calls the model made.
+tools, the tool calls the model made. A backend asked to record tokens (online RL:
+:class:`~palaestra.agents.transformers_policy.TransformersPolicy` with
+``record_tokens=True``) also attaches :class:`TurnTokens`: the exact prompt ids the
+model read, the ids it generated and their log-probabilities, so a trainer learns
+from those very tokens and never from a re-tokenization of the text.
 
 Tool calling: ``generate(..., tools=...)`` takes, per conversation, the tool
 definitions (OpenAI's shape, ``{"type": "function", "function": {...}}``) or
@@ -21,9 +25,10 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Completion", "Message", "Policy", "Tools", "truncate_at_stop"]
+__all__ = ["Completion", "Message", "Policy", "Tools", "TurnTokens", "truncate_at_stop"]
 
 Message = dict[str, Any]
 """A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str}``,
@@ -38,6 +43,42 @@ ToolCallDict = dict[str, Any]
 with ``arguments`` a JSON text."""
 
 
+@dataclass(frozen=True)
+class TurnTokens:
+    """The tokens of one reply, exactly as the model read and wrote them.
+
+    Attributes:
+        prompt_ids: The prompt's token ids (the chat template's rendering, generation
+            prompt included), as fed to the model.
+        completion_ids: The generated ids, in order, up to and including the token
+            that ended the reply (end of turn, or the last token of a stop string);
+            tokens past the end are not included.
+        logprobs: Per generated id, its log-probability under the distribution it was
+            sampled from (temperature applied; greedy replies: ``temperature=1``).
+    """
+
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+
+    def to_json(self) -> dict[str, list[Any]]:
+        """Lists of ids and log-probabilities (a JSON object)."""
+        return {
+            "prompt_ids": list(self.prompt_ids),
+            "completion_ids": list(self.completion_ids),
+            "logprobs": list(self.logprobs),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Sequence[Any]]) -> TurnTokens:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            tuple(int(i) for i in data["prompt_ids"]),
+            tuple(int(i) for i in data["completion_ids"]),
+            tuple(float(x) for x in data["logprobs"]),
+        )
+
+
 class Completion(str):
     """A generated reply: the text itself, plus token counts and the finish reason.
 
@@ -49,12 +90,15 @@ class Completion(str):
         tool_calls: The tool calls of the reply (OpenAI's shape, ``arguments`` a JSON
             text), or ``None`` when it made none; the text is then what the model
             wrote besides the calls (often empty).
+        tokens: The reply's exact tokens (:class:`TurnTokens`) when the backend was
+            asked to record them, else ``None``.
     """
 
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
     tool_calls: tuple[ToolCallDict, ...] | None
+    tokens: TurnTokens | None
 
     def __new__(
         cls,
@@ -63,6 +107,7 @@ class Completion(str):
         completion_tokens: int = 0,
         finish_reason: str = "stop",
         tool_calls: Sequence[ToolCallDict] | None = None,
+        tokens: TurnTokens | None = None,
     ) -> Completion:
         """Make a completion of ``text``."""
         self = super().__new__(cls, text)
@@ -70,6 +115,7 @@ class Completion(str):
         self.completion_tokens = completion_tokens
         self.finish_reason = finish_reason
         self.tool_calls = tuple(tool_calls) if tool_calls else None
+        self.tokens = tokens
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -81,6 +127,7 @@ class Completion(str):
                 self.completion_tokens,
                 self.finish_reason,
                 self.tool_calls,
+                self.tokens,
             ),
         )
 

@@ -208,21 +208,30 @@ def derive_seed(*parts: int | str) -> int:
 
 @dataclass
 class _Pending:
-    """A prompt waiting in the batcher for ``n`` replies."""
+    """A prompt waiting in the batcher for ``n`` replies (``order``: its episode's index)."""
 
     prompt: list[Message]
     n: int
     future: asyncio.Future[list[Completion]]
     tools: Tools | None = None
+    order: int = 0
 
 
 class _Batcher:
     """Collects prompts from concurrent episodes into batched ``generate`` calls."""
 
     def __init__(
-        self, policy: Policy, config: RolloutConfig, stop: Sequence[str], stats: RolloutStats
+        self,
+        policy: Policy,
+        config: RolloutConfig,
+        stop: Sequence[str],
+        stats: RolloutStats,
+        *,
+        lockstep: bool = False,
     ) -> None:
         self.policy, self.config, self.stop, self.stats = policy, config, tuple(stop), stats
+        # Lockstep: every call waits for all running episodes and orders them by index.
+        self.lockstep = lockstep
         # Only a tools format passes ``tools``: policies written before tool calling
         # (and text formats) keep the call they always had.
         self.uses_tools = get_format(config.format).uses_tools
@@ -231,21 +240,24 @@ class _Batcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
-    async def submit(self, prompt: list[Message], tools: Tools | None = None) -> Completion:
-        [reply] = await self.submit_n(prompt, 1, tools)
+    async def submit(
+        self, prompt: list[Message], tools: Tools | None = None, order: int = 0
+    ) -> Completion:
+        [reply] = await self.submit_n(prompt, 1, tools, order)
         return reply
 
     async def submit_n(
-        self, prompt: list[Message], n: int, tools: Tools | None = None
+        self, prompt: list[Message], n: int, tools: Tools | None = None, order: int = 0
     ) -> list[Completion]:
         """``n`` replies to ``prompt`` (tree search asks several); batched with the others.
 
         ``tools``: the tool definitions this conversation may call (tools format only).
+        ``order``: the episode's index (lockstep calls list their prompts in this order).
         """
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._serve())
         future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(prompt, n, future, tools))
+        self._pending.append(_Pending(prompt, n, future, tools, order))
         self._wake.set()
         return await future
 
@@ -253,6 +265,11 @@ class _Batcher:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
+            if self.lockstep:
+                if len(self._pending) < self.active:
+                    self._wake.clear()
+                    continue
+                self._pending.sort(key=lambda p: p.order)
             deadline = loop.time() + self.config.batch_wait_s
             while len(self._pending) < self.active and loop.time() < deadline:
                 self._wake.clear()
@@ -322,6 +339,11 @@ class RolloutEngine:
             after its server died under it (a :class:`~palaestra.errors.ReplicaLostError`
             from the env pool, e.g. ``RemoteEnvs`` over Ray replicas); beyond that
             it is lost like any failed episode.
+        lockstep: Every policy call waits for all running episodes and lists their
+            prompts in the order of the specs, so a seeded sampled run plays the same
+            episodes however fast the envs answer (in-process or on a server). It
+            needs ``concurrency`` at least the number of episodes of a ``run``.
+            Online RL plays its groups this way.
 
     An episode is replayed from its start, never resumed: the dead server took its
     state along, and a replay with the same task, env seed and policy seeds (env
@@ -342,12 +364,14 @@ class RolloutEngine:
         *,
         concurrency: int = 8,
         max_restarts: int = 3,
+        lockstep: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {concurrency}")
         if max_restarts < 0:
             raise ValueError(f"max_restarts must be >= 0, not {max_restarts}")
         self.max_restarts = max_restarts
+        self.lockstep = lockstep
         self.policy = policy
         self.envs = envs
         self.config = config or RolloutConfig()
@@ -372,42 +396,58 @@ class RolloutEngine:
                 policy failure); the run goes on with the others.
         """
         gate = asyncio.Semaphore(self.concurrency)
+        if self.lockstep and len(specs) > self.concurrency:
+            raise ValueError(
+                f"lockstep plays every episode at once: {len(specs)} episodes need "
+                f"concurrency >= {len(specs)}, not {self.concurrency}"
+            )
         batcher = (
-            _Batcher(self.policy, self.config, self.format.stop, self.stats)
+            _Batcher(self.policy, self.config, self.format.stop, self.stats, lockstep=self.lockstep)
             if isinstance(self.policy, Policy)
             else None
         )
+        if batcher is not None and self.lockstep:
+            # Every episode counts from the start (even while it opens its env), so no
+            # call goes out before each running episode has asked for its reply.
+            batcher.active = len(specs)
         results: dict[int, Trajectory] = {}
         started = time.perf_counter()
 
         async def one(index: int, spec: EpisodeSpec) -> None:
             async with gate:
-                restarts = 0
-                while True:
-                    try:
-                        trajectory = await self._episode(spec, index, batcher)
-                        break
-                    except ReplicaLostError as error:
-                        if restarts >= self.max_restarts:
-                            failure: Exception = error
-                        else:
-                            # From the start, on another server (the pool moved off it).
-                            restarts += 1
-                            self.stats.restarted += 1
-                            continue
-                    except Exception as error:
-                        failure = error
-                    self.stats.errors += 1
-                    message = f"{type(failure).__name__}: {failure}"
-                    self.stats.error_messages.append(f"{spec.key}: {message}")
-                    if on_error is not None:
-                        on_error(spec, message)
-                    return
-                results[index] = trajectory
-                self.stats.episodes += 1
-                self.stats.steps += trajectory.turns
-                if on_trajectory is not None:
-                    on_trajectory(trajectory)
+                try:
+                    await play(index, spec)
+                finally:
+                    if batcher is not None and self.lockstep:
+                        batcher.finished()  # counted from the start (see above)
+
+        async def play(index: int, spec: EpisodeSpec) -> None:
+            restarts = 0
+            while True:
+                try:
+                    trajectory = await self._episode(spec, index, batcher)
+                    break
+                except ReplicaLostError as error:
+                    if restarts >= self.max_restarts:
+                        failure: Exception = error
+                    else:
+                        # From the start, on another server (the pool moved off it).
+                        restarts += 1
+                        self.stats.restarted += 1
+                        continue
+                except Exception as error:
+                    failure = error
+                self.stats.errors += 1
+                message = f"{type(failure).__name__}: {failure}"
+                self.stats.error_messages.append(f"{spec.key}: {message}")
+                if on_error is not None:
+                    on_error(spec, message)
+                return
+            results[index] = trajectory
+            self.stats.episodes += 1
+            self.stats.steps += trajectory.turns
+            if on_trajectory is not None:
+                on_trajectory(trajectory)
 
         try:
             await asyncio.gather(*(one(i, spec) for i, spec in enumerate(specs)))
@@ -446,7 +486,7 @@ class RolloutEngine:
         clock = time.perf_counter()
         env = await self.envs.open(spec.env_id, spec.task_id, spec.seed, index)
         env_s += time.perf_counter() - clock
-        if batcher is not None:
+        if batcher is not None and not self.lockstep:
             batcher.active += 1
         try:
             t.messages.append(
@@ -470,7 +510,10 @@ class RolloutEngine:
                     if prompt is None:
                         t.end = "context"
                         break
-                    reply = await batcher.submit(prompt, tools)
+                    reply = await batcher.submit(prompt, tools, index)
+                    tokens = getattr(reply, "tokens", None)
+                    if tokens is not None:
+                        t.tokens = [*(t.tokens or []), tokens.to_json()]
                     t.prompt_tokens += getattr(reply, "prompt_tokens", 0)
                     t.completion_tokens += getattr(reply, "completion_tokens", 0)
                 policy_s += time.perf_counter() - clock
@@ -493,7 +536,7 @@ class RolloutEngine:
                     break
                 t.messages += fmt.observation_messages(step.observation, parsed, turn)
         finally:
-            if batcher is not None:
+            if batcher is not None and not self.lockstep:
                 batcher.finished()
             await env.close()
         t.timings = {

@@ -65,6 +65,10 @@ class Trajectory:
         tools: The tool definitions the policy was given (tools format), so training
             renders the prompts the model saw; ``None`` otherwise and in files from
             before this field.
+        tokens: Per reply, its exact tokens (``{"prompt_ids", "completion_ids",
+            "logprobs"}``, see :class:`~palaestra.agents.policy.TurnTokens`) when the
+            policy recorded them (online RL); ``None`` otherwise. Like ``tools``, left
+            out of the JSON when ``None``.
     """
 
     env_id: str
@@ -89,6 +93,7 @@ class Trajectory:
     env_version: str = ""
     spliced: bool = False
     tools: list[dict[str, Any]] | None = None
+    tokens: list[dict[str, list[Any]]] | None = None
 
     @property
     def key(self) -> str:
@@ -96,15 +101,16 @@ class Trajectory:
         return episode_key(self.env_id, self.split, self.task_id, self.sample)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (``tools`` only when set).
+        """A JSON-serialisable dict (``tools`` and ``tokens`` only when set).
 
         Without tools the dict, and so a JSONL line, is what it was before trajectories
         had ``tools``: digests of training data (which decide whether a run resumes)
         do not change for text episodes.
         """
         data = asdict(self)
-        if data["tools"] is None:
-            del data["tools"]
+        for optional in ("tools", "tokens"):
+            if data[optional] is None:
+                del data[optional]
         return data
 
     @classmethod

@@ -11,6 +11,11 @@ tools=...)`` (each call's ``arguments`` handed to the template as a dict), and i
 replies are read by the tool parser of the template's family
 (:mod:`palaestra.agents.tool_parsers`): the calls go to ``Completion.tool_calls``,
 the text around them stays the completion's text.
+
+Tokens: with ``record_tokens=True`` every completion carries its
+:class:`~palaestra.agents.policy.TurnTokens` (the prompt ids fed to the model, the
+ids generated up to the one that ended the reply, and their log-probabilities
+under the sampling distribution), which online RL trains on as they are.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from palaestra.agents.policy import Completion, Message, Policy, Tools, truncate_at_stop
+from palaestra.agents.policy import (
+    Completion,
+    Message,
+    Policy,
+    Tools,
+    TurnTokens,
+    truncate_at_stop,
+)
 from palaestra.agents.tool_parsers import (
     ToolParser,
     get_tool_parser,
@@ -58,6 +70,10 @@ class TransformersPolicy(Policy):
         tool_parser: How replies to conversations with tools are read (``"hermes"``,
             ``"llama3_json"``); by default the convention the chat template shows
             (``<tool_call>`` -> hermes), else hermes.
+        record_tokens: Attach each reply's exact tokens and log-probabilities
+            (:attr:`Completion.tokens`), for online RL.
+        train_mode: A loaded model being trained (online RL): it is not moved or put
+            in eval mode here; each ``generate`` puts it in eval mode and back.
 
     Example::
 
@@ -76,6 +92,8 @@ class TransformersPolicy(Policy):
         name: str | None = None,
         threads: int | None = None,
         tool_parser: str | None = None,
+        record_tokens: bool = False,
+        train_mode: bool = False,
     ) -> None:
         try:
             import torch
@@ -98,8 +116,9 @@ class TransformersPolicy(Policy):
             if tokenizer is None:
                 raise ValueError("a loaded model needs its tokenizer")
             self.name = name or str(getattr(model.config, "_name_or_path", "") or "model")
-            model = model.to(device)
-            model.eval()
+            if not train_mode:
+                model = model.to(device)
+                model.eval()
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
@@ -109,6 +128,8 @@ class TransformersPolicy(Policy):
         self.tokenizer = tokenizer
         self.device = device
         self.max_batch_size = max_batch_size
+        self.record_tokens = record_tokens
+        self.train_mode = train_mode
         limit = int(getattr(model.config, "max_position_embeddings", 0) or 0)
         declared = int(getattr(tokenizer, "model_max_length", 0) or 0)
         if 0 < declared < 10**8:
@@ -243,6 +264,9 @@ class TransformersPolicy(Policy):
             for ids in [self._prompt_ids(conv, conv_tools)] * n
         ]
         texts: list[Completion] = []
+        training = self.train_mode and self.model.training
+        if training:
+            self.model.eval()
         with self._lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
@@ -258,6 +282,8 @@ class TransformersPolicy(Policy):
                     stop,
                     should_stop,
                 )
+        if training:
+            self.model.train()
         out = [texts[i * n : (i + 1) * n] for i in range(len(conversations))]
         return [
             [self._read_calls(c) for c in replies] if conv_tools else replies
@@ -275,6 +301,7 @@ class TransformersPolicy(Policy):
             completion.completion_tokens,
             "tool_calls",
             parsed.tool_calls,
+            completion.tokens,
         )
 
     def _generate_batch(
@@ -286,7 +313,7 @@ class TransformersPolicy(Policy):
         should_stop: Callable[[], bool] | None = None,
     ) -> list[Completion]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
         tok = self.tokenizer
         width = max(len(r) for r in rows)
@@ -300,7 +327,14 @@ class TransformersPolicy(Policy):
             if temperature > 0
             else {"do_sample": False}
         )
-        if stop:
+        criteria: list[Any] = []
+        ends: _RowEnds | None = None
+        if self.record_tokens:
+            # The stop strings are checked here, so the step where each row ended is
+            # known: the tokens HF writes after that are padding, not the model's.
+            ends = _RowEnds(StopStringCriteria(tok, list(stop)) if stop else None, len(rows), width)
+            criteria.append(ends)
+        elif stop:
             sampling["stop_strings"] = list(stop)
             sampling["tokenizer"] = tok
         if should_stop is not None:
@@ -314,7 +348,12 @@ class TransformersPolicy(Policy):
                         device=input_ids.device,
                     )
 
-            sampling["stopping_criteria"] = StoppingCriteriaList([_Asked()])
+            criteria.append(_Asked())
+        if criteria:
+            sampling["stopping_criteria"] = StoppingCriteriaList(criteria)
+        if self.record_tokens:
+            sampling["return_dict_in_generate"] = True
+            sampling["output_scores"] = True
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=mask,
@@ -323,17 +362,64 @@ class TransformersPolicy(Policy):
             eos_token_id=tok.eos_token_id,
             **sampling,
         )
+        sequences = output.sequences if self.record_tokens else output
         completions = []
         eos_ids = {tok.eos_token_id, pad} - {None}
-        for row, prompt in zip(output[:, width:].tolist(), rows, strict=True):
+        generated = sequences[:, width:].tolist()
+        for index, (row, prompt) in enumerate(zip(generated, rows, strict=True)):
             used = len(row)
-            for i, token in enumerate(row):
-                if token in eos_ids:
-                    used = i + 1
-                    break
+            tokens = None
+            if ends is not None:
+                # The reply ends at its first end-of-turn token or where a stop string
+                # ended it; what follows is padding (a pad id the model itself chose
+                # before that stays: it is one of its tokens).
+                if tok.eos_token_id in row:
+                    used = row.index(tok.eos_token_id) + 1
+                if ends.at[index] is not None:
+                    used = min(used, ends.at[index] + 1)
+                tokens = TurnTokens(
+                    tuple(prompt),
+                    tuple(row[:used]),
+                    tuple(
+                        float(torch.log_softmax(output.scores[step][index].float(), -1)[token])
+                        for step, token in enumerate(row[:used])
+                    ),
+                )
+            else:
+                for i, token in enumerate(row):
+                    if token in eos_ids:
+                        used = i + 1
+                        break
             ended = used < len(row) or (row and row[used - 1] in eos_ids)
             text = tok.decode(row[:used], skip_special_tokens=True)
             text, stopped = truncate_at_stop(text, stop)
             reason = "stop" if ended or stopped or used < max_tokens else "length"
-            completions.append(Completion(text, len(prompt), used, reason))
+            completions.append(Completion(text, len(prompt), used, reason, tokens=tokens))
         return completions
+
+
+class _RowEnds:
+    """A stopping criterion that notes the step at which each row ended.
+
+    It ends a row on a stop string (through ``StopStringCriteria``) or on the end
+    of turn token (``model.generate`` ends those itself; noted here too), and keeps
+    in ``at[row]`` the index, among the generated tokens, of the row's last token.
+    """
+
+    def __init__(self, stop_strings: Any, rows: int, prompt_width: int) -> None:
+        self.stop_strings = stop_strings
+        self.at: list[int | None] = [None] * rows
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        step = input_ids.shape[1] - self.prompt_width - 1
+        if self.stop_strings is None:
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        else:
+            done = self.stop_strings(input_ids, scores, **kwargs)
+        for row in torch.nonzero(done).flatten().tolist():
+            if self.at[row] is None:
+                self.at[row] = step
+        return done
