@@ -366,6 +366,12 @@ class TransformersPolicy(Policy):
         completions = []
         eos_ids = {tok.eos_token_id, pad} - {None}
         generated = sequences[:, width:].tolist()
+        chosen_logprobs: list[list[float]] = []
+        if self.record_tokens and output.scores:
+            # One log-softmax for the whole batch: per row and step, the chosen id's.
+            steps = torch.stack(output.scores, dim=1).float().log_softmax(-1)
+            ids = sequences[:, width : width + steps.shape[1]]
+            chosen_logprobs = steps.gather(-1, ids.unsqueeze(-1)).squeeze(-1).tolist()
         for index, (row, prompt) in enumerate(zip(generated, rows, strict=True)):
             used = len(row)
             tokens = None
@@ -378,12 +384,7 @@ class TransformersPolicy(Policy):
                 if ends.at[index] is not None:
                     used = min(used, ends.at[index] + 1)
                 tokens = TurnTokens(
-                    tuple(prompt),
-                    tuple(row[:used]),
-                    tuple(
-                        float(torch.log_softmax(output.scores[step][index].float(), -1)[token])
-                        for step, token in enumerate(row[:used])
-                    ),
+                    tuple(prompt), tuple(row[:used]), tuple(chosen_logprobs[index][:used])
                 )
             else:
                 for i, token in enumerate(row):

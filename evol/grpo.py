@@ -15,7 +15,7 @@ The run folder, as the other runs' (stages on :class:`~palaestra.evol.stages.Sta
 
 - ``run.json``: settings, task plan, seeds, each finished stage's record;
 - ``eval-0/``: the start model on the test tasks (greedy, and each
-  ``eval_temperatures``), the row ``start`` of the table;
+  ``eval_temperatures``), the row ``start`` of the table (unless ``eval_start`` is off);
 - ``grpo/``: training: ``checkpoints/`` (TRL's, for resuming), ``train_log.jsonl``
   (TRL's logs per step: loss, reward, KL, episode success...), ``episodes.jsonl``
   (every episode played, tokens left out), ``curve.jsonl`` (success on the test
@@ -52,6 +52,9 @@ from palaestra.settings import NOT_IDENTITY
 
 __all__ = ["GRPOConfig", "GRPOResult", "run_grpo"]
 
+LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+"""TRL 1.x's loss normalisations (``trl.GRPOConfig.loss_type``)."""
+
 DEFAULT_ROLLOUT = RolloutConfig(temperature=1.0, max_tokens=16, max_turns=60, history=0)
 """GRPO's default rollouts: sampled at temperature 1, short replies, 60 turns, the latest
 observation (AgentEvol's defaults, sampled)."""
@@ -82,12 +85,15 @@ class GRPOConfig:
         turn_penalty: Subtracted from the reward per turn (a shaped return).
         rollout: How episodes are played (its ``temperature`` is the sampling one,
             ``seed`` unused: the run seed derives every seed).
-        eval_every: Evaluate on the test tasks (greedy) every this many steps (0: never).
+        eval_every: Evaluate on the test tasks (greedy) every this many steps and at the
+            last one (0: only the start, step 0, read back from ``eval-0``).
         eval_tasks: Test tasks per env (spread over the test pool).
         eval_temperatures: Temperatures of the start and final evaluations; greedy
             (0) is always one, as the curve is greedy.
         max_seconds: Stop training once its wall time (evaluations excluded) passes
             this (for comparisons at equal wall time); ``None``: run every step.
+        eval_start: Evaluate the start model (``eval-0``, the table's ``start`` rows);
+            off when the caller has those rows already (the demo's BC).
         lora: Train LoRA adapters (merged into the saved model).
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling.
@@ -95,8 +101,12 @@ class GRPOConfig:
         save_steps: Checkpoint every this many steps.
         threads: torch CPU threads.
         concurrency: Episodes at once in the evaluations.
-        urls: palaestra servers to play on (empty: envs in this process).
-        token: Their bearer token.
+        urls: palaestra servers to play on (empty: envs in this process); their
+            bearer token is read from ``$PALAESTRA_TOKEN`` (never written to ``run.json``).
+        drop_flat_groups: Leave out of the step the replies of groups whose episodes all
+            got the same reward (DAPO's dynamic sampling): their advantage is 0, so they
+            carry no policy gradient, and the step's cost is mostly their backward pass.
+            Kept when ``beta`` > 0 (they carry the KL term).
     """
 
     envs: tuple[str, ...] = ("palaestra/Maze-v0",)
@@ -119,6 +129,7 @@ class GRPOConfig:
     eval_tasks: int = 50
     eval_temperatures: tuple[float, ...] = (0.0,)
     max_seconds: float | None = None
+    eval_start: bool = True
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
@@ -127,7 +138,7 @@ class GRPOConfig:
     threads: int | None = field(default=None, metadata=NOT_IDENTITY)
     concurrency: int = field(default=32, metadata=NOT_IDENTITY)
     urls: tuple[str, ...] = field(default=(), metadata=NOT_IDENTITY)
-    token: str | None = field(default=None, metadata=NOT_IDENTITY)
+    drop_flat_groups: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.rollout, dict):  # read back from a run.json
@@ -158,6 +169,20 @@ class GRPOConfig:
             raise ValueError(
                 "GRPO plays text formats (react, json); --format tools is not supported yet"
             )
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(
+                f"loss_type must be one of {', '.join(LOSS_TYPES)}, not {self.loss_type!r}"
+            )
+        if self.reward not in ("score", "success", "return"):
+            raise ValueError(f"reward must be score, success or return, not {self.reward!r}")
+        if self.learning_rate <= 0 or self.beta < 0 or self.epsilon <= 0:
+            raise ValueError("learning_rate and epsilon must be > 0, beta >= 0")
+        if self.eval_every < 0 or self.eval_tasks < 1:
+            raise ValueError("eval_every must be >= 0 and eval_tasks >= 1")
+        if self.train_tasks is not None and self.train_tasks < 1:
+            raise ValueError(f"train_tasks must be >= 1, not {self.train_tasks}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0, not {self.max_seconds}")
         if self.scale_rewards not in ("group", "batch", "none"):
             raise ValueError(
                 f"scale_rewards must be group, batch or none, not {self.scale_rewards!r}"
@@ -228,9 +253,11 @@ def run_grpo(
     )  # fmt: skip
     run = _Run(config, stages)
     rows: list[dict[str, Any]] = []
+    model_dir = out / "grpo" / "model"
     with stages:
         start = seeded_model(config.model, config.seed)
-        rows += stages.run("eval-0", partial(run.evaluate, "start", start, "eval-0"))["rows"]
+        if config.eval_start:
+            rows += stages.run("eval-0", partial(run.evaluate, "start", start, "eval-0"))["rows"]
         record = stages.run("grpo", partial(run.train, start))
         model_dir = out / record["model"]
         rows += stages.run("eval-1", partial(run.evaluate, "GRPO", str(model_dir), "eval-1"))[
@@ -281,6 +308,12 @@ def plot_curve(curve: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class _Run:
     """The stages of a GRPO run: each takes its progress line last and returns its record."""
 
@@ -308,7 +341,7 @@ class _Run:
         if owned:
             from palaestra.agents.transformers_policy import TransformersPolicy
 
-            policy = TransformersPolicy(model, threads=config.threads)
+            policy = TransformersPolicy(model, device=_device(), threads=config.threads)
         try:
             what = "episodes" + (" (greedy)" if temperature == 0 else f" (t={temperature:g})")
             return run_eval(
@@ -343,9 +376,9 @@ class _Run:
         """Success on the test tasks (greedy) at ``step``: a point of the curve.
 
         Step 0 is the start model: ``eval-0``'s greedy run, read back (same tasks,
-        same seeds), not played again.
+        same seeds), not played again (played here when there is no ``eval-0``).
         """
-        if step == 0:
+        if step == 0 and self.config.eval_start:
             result = self._test(self.start, self.out / "eval-0" / "t0", 0.0, None, policy=policy)
         else:
             folder = self.out / "grpo" / "curve" / f"step-{step}"

@@ -96,6 +96,57 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
 
+def make_trainer(
+    config: GRPOConfig,
+    start: str,
+    tasks: dict[str, dict[str, list[TaskId]]],
+    output_dir: Path,
+    *,
+    seed: int,
+    on_episodes: Callable[[list[Trajectory]], None] | None = None,
+    trainer_class: type | None = None,
+) -> Any:
+    """The :class:`~palaestra.evol.grpo_trainer.EpisodeGRPOTrainer` of a run, ready to train.
+
+    Loads ``start`` (float32, left padding), builds the task dataset, TRL's config
+    (checkpoints in ``output_dir``), the env pool (``config.urls`` or this process)
+    and the reward function. ``trainer_class``: a subclass to build instead.
+    """
+    from transformers import set_seed
+
+    from palaestra.agents.env_pool import LocalEnvs, RemoteEnvs
+    from palaestra.agents.models import load_model, resolve_model
+    from palaestra.evol.grpo_trainer import EpisodeGRPOTrainer, episode_reward
+
+    set_seed(seed)
+    model, tokenizer = load_model(resolve_model(start), dtype="float32")
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha,
+            target_modules="all-linear",
+        )  # fmt: skip
+    envs = RemoteEnvs(config.urls) if config.urls else LocalEnvs()  # token: $PALAESTRA_TOKEN
+    return (trainer_class or EpisodeGRPOTrainer)(
+        model=model,
+        reward_funcs=[episode_reward(config.reward, config.turn_penalty)],
+        args=trl_config(config, output_dir, seed),
+        train_dataset=task_dataset(tasks),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        envs=envs,
+        rollout=config.rollout,
+        seed=seed,
+        on_episodes=on_episodes,
+        drop_flat_groups=config.drop_flat_groups,
+    )
+
+
 def train_grpo(
     config: GRPOConfig,
     start: str,
@@ -121,30 +172,13 @@ def train_grpo(
         The stage's record: steps, episodes, replies trained on, tokens, times.
     """
     import torch
-    from transformers import TrainerCallback, set_seed
+    from transformers import TrainerCallback
 
-    from palaestra.agents.env_pool import LocalEnvs, RemoteEnvs
-    from palaestra.agents.models import load_model, resolve_model
-    from palaestra.evol.grpo_trainer import EpisodeGRPOTrainer, episode_reward
     from palaestra.evol.sft import _own_callbacks
 
     folder.mkdir(parents=True, exist_ok=True)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    set_seed(seed)
-    model, tokenizer = load_model(resolve_model(start), dtype="float32")
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    peft_config = None
-    if config.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha,
-            target_modules="all-linear",
-        )  # fmt: skip
-    envs = RemoteEnvs(config.urls, token=config.token) if config.urls else LocalEnvs()
     episodes_path = folder / "episodes.jsonl"
     curve_path = folder / "curve.jsonl"
     clock_path = folder / "clock.json"
@@ -157,20 +191,12 @@ def train_grpo(
                 counts["episodes"] += 1
                 counts["replies"] += t.turns
                 counts["generated_tokens"] += sum(len(x["completion_ids"]) for x in t.tokens or [])
-                writer.write({**t.to_json(), "tokens": None, "step": trainer.state.global_step})
+                record = {k: v for k, v in t.to_json().items() if k != "tokens"}
+                writer.write({**record, "step": trainer.state.global_step})
 
-    trainer = EpisodeGRPOTrainer(
-        model=model,
-        reward_funcs=[episode_reward(config.reward, config.turn_penalty)],
-        args=trl_config(config, folder / "checkpoints", seed),
-        train_dataset=task_dataset(tasks),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        envs=envs,
-        rollout=config.rollout,
-        seed=seed,
-        on_episodes=on_episodes,
-    )
+    trainer = make_trainer(config, start, tasks, folder / "checkpoints", seed=seed,
+                           on_episodes=on_episodes)  # fmt: skip
+    tokenizer = trainer.processing_class
     done_points = (
         {json.loads(x)["step"] for x in curve_path.read_text().splitlines() if x.strip()}
         if curve_path.exists()

@@ -118,6 +118,10 @@ class EpisodeGRPOTrainer(GRPOTrainer):
             ``derive_seed(seed, "grpo", s, group)`` and the policy samples from
             ``derive_seed(seed, "grpo-sampling", s)``.
         on_episodes: Called after each step's episodes with them (a run writes them).
+        drop_flat_groups: Leave out the replies of groups whose rewards are all equal
+            (zero advantage, zero policy gradient; DAPO's dynamic sampling), unless
+            ``beta`` > 0. A step whose groups are all flat trains on one zero-advantage
+            row (a step of no effect, so TRL's schedule and checkpoints go on).
         **kwargs: ``GRPOTrainer``'s (``model``, ``args``, ``train_dataset``,
             ``processing_class``, ``reward_funcs``, ``peft_config``...).
     """
@@ -129,6 +133,7 @@ class EpisodeGRPOTrainer(GRPOTrainer):
         rollout: RolloutConfig,
         seed: int = 0,
         on_episodes: Callable[[list[Trajectory]], None] | None = None,
+        drop_flat_groups: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -148,6 +153,7 @@ class EpisodeGRPOTrainer(GRPOTrainer):
         self.rollout = rollout
         self.run_seed = seed
         self.on_episodes = on_episodes
+        self.drop_flat_groups = drop_flat_groups
         self.last_episodes: list[Trajectory] = []
         self.last_batch: dict[str, Any] = {}
         self._loop = _LoopThread()
@@ -239,15 +245,24 @@ class EpisodeGRPOTrainer(GRPOTrainer):
             (self.accelerator.process_index + 1) * len(inputs),
         )
         episode_advantages = advantages[local].tolist()
+        flat = (grouped.std(dim=1) < 1e-6).repeat_interleave(group)[local].tolist()
+        dropping = self.drop_flat_groups and self.beta == 0.0
 
         # One row per reply: its prompt ids and generated ids as recorded.
         rows = [
             (tokens, advantage)
-            for t, advantage in zip(episodes, episode_advantages, strict=True)
+            for t, advantage, is_flat in zip(episodes, episode_advantages, flat, strict=True)
+            if not (dropping and is_flat)
             for tokens in turn_rows(t)
         ]
+        self._metrics[mode]["rows_dropped_flat"].append(
+            float(sum(t.turns for t, f in zip(episodes, flat, strict=True) if dropping and f))
+        )
         if not rows:
-            raise RuntimeError("no episode of this step made a reply (check max_turns)")
+            first = next((t for t in episodes if t.turns), None)
+            if first is None:
+                raise RuntimeError("no episode of this step made a reply (check max_turns)")
+            rows = [(turn_rows(first)[0], 0.0)]
         pad_id = self._tokenizer.pad_token_id
         prompt_ids = pad([torch.tensor(r.prompt_ids) for r, _ in rows], pad_id, "left").to(device)
         prompt_mask = pad(
@@ -279,7 +294,8 @@ class EpisodeGRPOTrainer(GRPOTrainer):
             if self.beta != 0.0:
                 ref_logps = self._reference_logps(input_ids, attention_mask, keep, batch)
 
-        self._log_step(mode, rewards_per_func, rewards, episodes, grouped, completion_mask)
+        self._log_step(mode, rewards_per_func, rewards, episodes, grouped, prompt_mask,
+                       completion_mask)  # fmt: skip
         output: dict[str, Any] = {
             "prompt_ids": prompt_ids,
             "prompt_mask": prompt_mask,
@@ -322,13 +338,14 @@ class EpisodeGRPOTrainer(GRPOTrainer):
         rewards: torch.Tensor,
         episodes: list[Trajectory],
         grouped: torch.Tensor,
+        prompt_mask: torch.Tensor,
         completion_mask: torch.Tensor,
     ) -> None:
         """What TRL logs for a generation, and the episodes' own figures."""
         metrics = self._metrics[mode]
-        generated = completion_mask.sum()
+        tokens = prompt_mask.sum() + completion_mask.sum()  # as TRL counts: prompt + completion
         if mode == "train":
-            self.state.num_input_tokens_seen += int(self.accelerator.gather(generated).sum().item())
+            self.state.num_input_tokens_seen += int(self.accelerator.gather(tokens).sum().item())
         metrics["num_tokens"] = [self.state.num_input_tokens_seen]
         metrics["reward"].append(rewards.mean().item())
         metrics["reward_std"].append(rewards.std().item() if rewards.numel() > 1 else 0.0)

@@ -612,9 +612,10 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="tiny", help="base model (default: the tiny model)")
     p.add_argument(
         "--preset",
-        choices=("full", "quick"),
+        choices=("full", "quick", "rl"),
         default="full",
-        help="full (~14 min on 2 cores) or quick (a 3-minute smoke run)",
+        help="full (~14 min on 2 cores), quick (a 3-minute smoke run) or rl (full, then "
+        "GRPO from the BC model for as long as AgentEvol's round took: ~25 min)",
     )
     p.add_argument(
         "--envs",

@@ -28,6 +28,7 @@ from palaestra.envs import env_class
 from palaestra.envs.maze import MazeEnv
 from palaestra.evol.agent_r import AgentRConfig, run_agent_r
 from palaestra.evol.agentevol import AgentEvolConfig, render_evolution_table, run_agentevol
+from palaestra.evol.grpo import GRPOConfig, run_grpo
 from palaestra.evol.mcts import MCTSConfig
 from palaestra.evol.sft import SFTConfig
 from palaestra.files import atomic_path, write_json, write_text
@@ -37,6 +38,7 @@ __all__ = [
     "DemoPreset",
     "agent_r_config",
     "demo_config",
+    "grpo_config",
     "plot_results",
     "run_demo",
 ]
@@ -73,6 +75,12 @@ class DemoPreset:
     revise_from: str = "error"
     base_ratio: float = 1.0
     prompt_loss: bool = True
+    grpo: bool = False
+    grpo_steps: int = 200
+    grpo_group: int = 8
+    grpo_tasks_per_step: int = 1
+    grpo_lr: float = 2e-4
+    grpo_eval_every: int = 0
 
 
 DEMO_PRESETS: dict[str, DemoPreset] = {
@@ -106,8 +114,15 @@ DEMO_PRESETS: dict[str, DemoPreset] = {
         retrain="base",
         search_tasks=4,
         simulations=2,
+        grpo=True,
+        grpo_steps=2,
+        grpo_group=2,
     ),
 }
+
+
+DEMO_PRESETS["rl"] = replace(DEMO_PRESETS["full"], grpo=True)
+"""The full demo, then GRPO from the same BC model for as long as AgentEvol's round took."""
 
 
 def demo_config(
@@ -190,6 +205,36 @@ def agent_r_config(preset: DemoPreset, evol: AgentEvolConfig, start_from: Path) 
         tasks=evol.tasks,
         concurrency=evol.concurrency,
         threads=evol.threads,
+    )
+
+
+def grpo_config(
+    preset: DemoPreset, evol: AgentEvolConfig, start_from: Path, budget_s: float
+) -> GRPOConfig:
+    """The GRPO run of the demo: from AgentEvol's BC model, for ``budget_s`` of training.
+
+    The budget is AgentEvol's round (its explore and train stages) as this run
+    measured it, so the table compares them at equal wall time; GRPO samples at
+    temperature 1 with the demo's prompts (the same window, reply length and turns)
+    and evaluates on the same test tasks with the same seeds.
+    """
+    return GRPOConfig(
+        envs=evol.envs,
+        model=str(start_from),
+        tasks=evol.tasks,
+        group_size=preset.grpo_group,
+        tasks_per_step=preset.grpo_tasks_per_step,
+        steps=preset.grpo_steps,
+        learning_rate=preset.grpo_lr,
+        rollout=replace(evol.rollout, temperature=1.0),
+        eval_every=preset.grpo_eval_every,
+        eval_tasks=evol.eval_tasks,
+        eval_temperatures=evol.eval_temperatures,
+        max_seconds=budget_s,
+        eval_start=False,
+        seed=evol.seed,
+        threads=evol.threads,
+        concurrency=evol.concurrency,
     )
 
 
@@ -276,6 +321,20 @@ def run_demo(
         r_config = agent_r_config(preset, config, out)
         agent_r = run_agent_r(r_config, agent_r_out, resume=resume, progress=progress)
         rows += agent_r.rows
+    grpo_lines: list[str] = []
+    if preset.grpo:
+        evol_stages = json.loads((out / "run.json").read_text())["stages"]
+        budget = sum(evol_stages[name]["seconds"] for name in ("explore-1", "train-1"))
+        bc_model = out / evol_stages["bc"]["model"]
+        grpo = run_grpo(grpo_config(preset, config, bc_model, budget), out / "grpo",
+                        resume=resume, progress=progress)  # fmt: skip
+        rows += grpo.rows
+        record = json.loads((out / "grpo" / "run.json").read_text())["stages"]["grpo"]
+        grpo_lines = [
+            f"- grpo: {record['steps']} steps of {preset.grpo_group} x "
+            f"{preset.grpo_tasks_per_step} episodes in {record['train_seconds']:.0f} s of "
+            f"training (AgentEvol's round 1: {budget:.0f} s); curve in grpo/curve.jsonl"
+        ]
     table = render_evolution_table(rows)
     write_text(out / "results.md", table + "\n")
     write_json(out / "results.json", rows)
@@ -337,6 +396,11 @@ def run_demo(
         "Revision data (Agent-R):",
         *([line for line in revised if line] or ["- (none)"]),
         "",
+        *(
+            ["Online RL (GRPO, from the BC model, at AgentEvol's wall time):", *grpo_lines, ""]
+            if grpo_lines
+            else []
+        ),
         "Settings: " + json.dumps(asdict(preset)),
         "",
         "![success per policy](plot.png)",

@@ -107,7 +107,7 @@ def test_demo_quick_preset_writes_the_report(tmp_path):
     for name in ("results.md", "results.json", "run.json", "report.md", "plot.png"):
         assert (out / name).exists(), name
     table = (out / "results.md").read_text()
-    for label in ("uniform", "random", "heuristic", "BC", "AgentEvol 1", "AgentEvol 2"):
+    for label in ("uniform", "random", "heuristic", "BC", "AgentEvol 1", "AgentEvol 2", "GRPO"):
         assert f"| {label}" in table
     assert "Maze-v0 greedy" in table and "Wordle-v0 t=1" in table
     again = run_cli("demo", "--preset", "quick", "--out", str(out), "--quiet")
@@ -127,6 +127,10 @@ def test_demo_quick_preset_runs_on_its_defaults_one_line_per_stage(tmp_path):
     agent_r = list(json.loads((out / "agent-r" / "run.json").read_text())["stages"])
     assert "search-1" in agent_r and "revise-1" in agent_r
     stages += agent_r
+    # then GRPO from the same BC model, for as long as AgentEvol's first round took
+    grpo = json.loads((out / "grpo" / "run.json").read_text())["stages"]
+    assert list(grpo) == ["grpo", "eval-1"] and grpo["grpo"]["steps"] >= 1
+    stages += list(grpo)
     lines = result.stdout.strip().splitlines()
     # One line per stage (and a stage's notice, such as an empty Agent-R round), then
     # the table and the closing line: no log dicts, no inner bars.
@@ -135,7 +139,7 @@ def test_demo_quick_preset_runs_on_its_defaults_one_line_per_stage(tmp_path):
     done = [line.split()[0] for line in before if "done in" in line]
     assert done == [f"[{s}]" for s in stages]
     table = lines[len(before) :]
-    assert table[1].startswith("| policy") and "| BC" in result.stdout
+    assert table[1].startswith("| policy") and "| BC" in result.stdout and "| GRPO" in result.stdout
     assert table[-1].startswith("demo finished in")
     assert "{'loss'" not in result.stdout and "Loading weights" not in result.stdout
     assert (out / "run.log").exists()
