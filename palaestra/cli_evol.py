@@ -561,7 +561,9 @@ def _add_train_grpo(train_sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     g.add_argument(
         "--epsilon", type=_bounded(float, 0, above=True), default=d.epsilon,
-        help=f"PPO clip range of the probability ratio (default {d.epsilon:g})",
+        help="PPO clip range of the probability ratio; with one update per generation (as "
+        "here) the ratio is 1 and the clip does not bind (TRL's setting, kept for parity; "
+        f"default {d.epsilon:g})",
     )  # fmt: skip
     g.add_argument(
         "--loss-type", choices=GRPO_LOSS_TYPES, default=d.loss_type,
