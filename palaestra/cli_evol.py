@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add_evol_commands"]
+
+GRPO_LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+"""The ``loss_type`` values of TRL 1.16's ``GRPOConfig`` (TRL checks them only at the first
+step, after the start model's evaluation; the command refuses others at once)."""
 
 
 def _fail(message: str) -> int:
@@ -163,6 +170,113 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
     )
     print(f"model: {result.model_dir}  (try: palaestra eval --policy {result.model_dir} ...)")
     return 0
+
+
+def _check_envs(env_ids: list[str]) -> None:
+    """Refuse an env that is not registered here, or cannot run here, before any work.
+
+    GRPO reads each env's task pools from its class in this process (even with
+    ``--url``), so the env must be installed here either way.
+
+    Raises:
+        KeyError: An unknown env id (its message lists the installed ones).
+        ValueError: An env that is registered but unavailable here (and why).
+    """
+    from palaestra.envs import list_envs
+
+    infos = {info.id: info for info in list_envs()}
+    for env_id in env_ids:
+        if env_id not in infos:
+            available = sorted(i for i, info in infos.items() if info.unavailable is None)
+            raise KeyError(f"unknown env {env_id!r}; installed: {available}")
+        if infos[env_id].unavailable is not None:
+            raise ValueError(f"{env_id} is unavailable: {infos[env_id].unavailable}")
+
+
+def cmd_train_grpo(args: argparse.Namespace) -> int:
+    """Run (or resume) online multi-turn GRPO; print the table, the curve and where it all is."""
+    from palaestra.agents.models import resolve_model
+    from palaestra.cli_agents import check_format_envs, rollout_from_args
+    from palaestra.evol.agentevol import seeded_model
+    from palaestra.evol.grpo import GRPOConfig, run_grpo
+    from palaestra.servers.protocol import TOKEN_ENV
+
+    if args.token:
+        # Every env client of the run (training and evaluation alike) reads the token
+        # from the environment; GRPOConfig.token is left empty, as run.json records the
+        # config in full and a secret has no place there.
+        os.environ[TOKEN_ENV] = args.token
+    try:
+        config = GRPOConfig(
+            envs=tuple(args.envs),
+            model=args.model,
+            train_tasks=args.train_tasks,
+            group_size=args.group_size,
+            tasks_per_step=args.tasks_per_step,
+            steps=args.steps,
+            learning_rate=args.lr,
+            warmup_steps=args.warmup_steps,
+            beta=args.beta,
+            epsilon=args.epsilon,
+            loss_type=args.loss_type,
+            scale_rewards=args.scale_rewards,
+            reward=args.reward,
+            turn_penalty=args.turn_penalty,
+            rollout=rollout_from_args(args, temperature=args.temperature),
+            eval_every=args.eval_every,
+            eval_tasks=args.eval_tasks,
+            eval_temperatures=tuple(args.eval_temperatures),
+            max_seconds=args.max_seconds,
+            lora=args.lora,
+            lora_r=args.lora_r,
+            lora_alpha=args.lora_alpha,
+            seed=args.seed,
+            save_steps=args.save_steps,
+            threads=args.threads,
+            concurrency=args.concurrency,
+            urls=tuple(args.url or ()),
+        )
+        # Everything that can be refused is refused here, before a model loads or a
+        # run folder is written: the settings, the envs, the format, the model name.
+        config.check()
+        _check_envs(list(config.envs))
+        check_format_envs(config.rollout.format, config.envs)
+        # A missing folder, an uncached hub id, a malformed tiny:SEED (the tiny model is
+        # built here if the cache lacks it: the run needs it next anyway).
+        resolve_model(seeded_model(config.model, config.seed))
+        result = run_grpo(config, args.out, resume=args.resume, progress=not args.quiet)
+    except KeyError as error:  # str() of a KeyError would quote its message
+        return _fail(str(error.args[0]) if error.args else "unknown key")
+    except (FileExistsError, FileNotFoundError, ValueError, ImportError) as error:
+        return _fail(str(error))
+    record = json.loads((result.out / "run.json").read_text())["stages"]["grpo"]
+    print()
+    print(result.table)
+    print()
+    stopped = " (stopped by --max-seconds)" if record["steps"] < config.steps else ""
+    print(
+        f"trained {record['steps']} GRPO step{'s' * (record['steps'] != 1)} in "
+        f"{record['train_seconds']:.0f}s of training "
+        f"(evaluations excluded){stopped}"
+    )
+    if result.curve:
+        print(_curve_line(result.curve))
+    print(f"run folder: {result.out}  (results.md, results.json, run.json, plot.png)")
+    print(f"curve: {result.out / 'grpo' / 'curve.jsonl'}")
+    print(f"model: {result.model_dir}  (try: palaestra eval --policy {result.model_dir} ...)")
+    return 0
+
+
+def _curve_line(curve: list[dict[str, Any]]) -> str:
+    """The learning curve in one line: every point, or the first and last three of a long one."""
+
+    def point(p: dict[str, Any]) -> str:
+        return f"step {p['step']} {p['success']:.1%}"
+
+    shown = ", ".join(map(point, curve))
+    if len(curve) > 6:
+        shown = ", ".join(map(point, curve[:3])) + ", ..., " + ", ".join(map(point, curve[-3:]))
+    return f"learning curve (greedy success on {curve[-1]['episodes']} test episodes): {shown}"
 
 
 def add_ray_train_flags(p: argparse.ArgumentParser) -> None:
@@ -348,6 +462,191 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return _fail(str(error))
 
 
+GRPO_DESCRIPTION = """\
+Online multi-turn GRPO (TRL's GRPOTrainer) over palaestra envs. Each step plays
+--group-size episodes on each of --tasks-per-step train tasks with palaestra's
+rollout engine (sampled at --temperature, with the format and history window eval
+uses, in this process or on --url servers), rewards each episode (its score by
+default), and takes one optimizer step on every reply of those episodes with its
+episode's group-relative advantage. The tokens trained on are the ones the model
+generated (no re-tokenization of the text); observations are never trained on.
+The start model and the trained one are evaluated on the test tasks (greedy, and
+each --eval-temperatures) and the learning curve (greedy success on the test tasks)
+is taken every --eval-every steps. See docs/online-rl.md.
+"""
+
+GRPO_EPILOG = """\
+examples:
+  palaestra train grpo --out runs/grpo-maze --threads 2
+  palaestra train grpo --model runs/demo/iter-0/sft/model --max-tokens 12 --history 1 \\
+      --no-system-prompt --steps 200 --max-seconds 600 --out runs/grpo-from-bc
+  palaestra train grpo --envs palaestra/Wordle-v0 --model runs/x/model --lora \\
+      --url http://127.0.0.1:8000 --out runs/grpo-wordle
+
+The run folder (--out) gets run.json (settings, task plan, seeds, finished stages),
+eval-0/ (the start model on the test tasks), grpo/ (checkpoints/, train_log.jsonl:
+TRL's log per step; episodes.jsonl: every episode played; curve.jsonl: the learning
+curve; model/: the trained model, LoRA merged), eval-1/ (the trained model on the
+test tasks), results.md and results.json (start vs GRPO, as palaestra eval's table),
+plot.png (the curve) and run.log (what the libraries logged). --resume continues a
+stopped run from its last finished stage and newest checkpoint; a finished run
+trains nothing again and prints its table.
+"""
+
+
+def _bounded(kind: type, low: float, *, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` (int or float) at least ``low`` (above it with ``above``)."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {low}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value"
+    return parse
+
+
+def _add_train_grpo(train_sub: argparse._SubParsersAction) -> None:
+    """``palaestra train grpo``: every default is GRPOConfig's (and DEFAULT_ROLLOUT's)."""
+    from palaestra.cli_agents import add_rollout_flags
+    from palaestra.evol.grpo import DEFAULT_ROLLOUT, GRPOConfig
+    from palaestra.servers.protocol import TOKEN_ENV
+
+    d = GRPOConfig()
+    positive, at_least_0 = _bounded(int, 1), _bounded(int, 0)
+    p = train_sub.add_parser(
+        "grpo",
+        help="online RL: multi-turn GRPO (TRL) on episodes played in the envs, token-exact",
+        description=GRPO_DESCRIPTION,
+        epilog=GRPO_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--envs", nargs="+", default=list(d.envs), metavar="ENV_ID",
+        help=f"envs to train on (default {' '.join(d.envs)}); each must be installed here, "
+        "even with --url (the task pools are read from it)",
+    )  # fmt: skip
+    p.add_argument(
+        "--model", default=d.model,
+        help="start model: tiny (default; tiny:SEED with --seed SEED), a model folder (e.g. "
+        "the BC model of a `palaestra evolve` run, RUN/iter-0/sft/model), smollm2, a cached hub id",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g = p.add_argument_group("GRPO")
+    g.add_argument(
+        "--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})"
+    )
+    g.add_argument(
+        "--group-size", type=int, default=d.group_size,
+        help=f"episodes per task per step, GRPO's G (>= 2; default {d.group_size})",
+    )  # fmt: skip
+    g.add_argument(
+        "--tasks-per-step", type=int, default=d.tasks_per_step,
+        help=f"train tasks per step, each played --group-size times; the batch of one "
+        f"generate call per turn (default {d.tasks_per_step})",
+    )  # fmt: skip
+    g.add_argument(
+        "--lr", type=_bounded(float, 0, above=True), default=d.learning_rate,
+        help=f"AdamW learning rate, constant after warm-up (default {d.learning_rate:g})",
+    )  # fmt: skip
+    g.add_argument(
+        "--warmup-steps", type=at_least_0, default=d.warmup_steps,
+        help=f"linear warm-up steps (default {d.warmup_steps})",
+    )  # fmt: skip
+    g.add_argument(
+        "--beta", type=_bounded(float, 0), default=d.beta,
+        help=f"KL coefficient to the start model; 0 loads no reference model (default {d.beta:g})",
+    )  # fmt: skip
+    g.add_argument(
+        "--epsilon", type=_bounded(float, 0, above=True), default=d.epsilon,
+        help="PPO clip range of the probability ratio; with one update per generation (as "
+        "here) the ratio is 1 and the clip does not bind (TRL's setting, kept for parity; "
+        f"default {d.epsilon:g})",
+    )  # fmt: skip
+    g.add_argument(
+        "--loss-type", choices=GRPO_LOSS_TYPES, default=d.loss_type,
+        help=f"TRL's loss normalisation (default {d.loss_type}: over the step's generated tokens)",
+    )  # fmt: skip
+    g.add_argument(
+        "--scale-rewards", choices=("group", "batch", "none"), default=d.scale_rewards,
+        help="divide advantages by the group's reward std, the batch's, or not at all "
+        f"(default {d.scale_rewards})",
+    )  # fmt: skip
+    g.add_argument(
+        "--reward", choices=("score", "success", "return"), default=d.reward,
+        help="an episode's reward: the env's 0..1 score, success (1/0), or the sum of step "
+        f"rewards (default {d.reward})",
+    )  # fmt: skip
+    g.add_argument(
+        "--turn-penalty", type=_bounded(float, 0), default=d.turn_penalty,
+        help=f"subtracted from the reward per turn, to prefer short episodes (default "
+        f"{d.turn_penalty:g})",
+    )  # fmt: skip
+    g.add_argument(
+        "--train-tasks", type=positive, default=d.train_tasks,
+        help="train tasks per env, spread over its train split (default: all)",
+    )  # fmt: skip
+    g.add_argument(
+        "--max-seconds", type=_bounded(float, 0, above=True), default=d.max_seconds,
+        help="stop training after this much training time, evaluations excluded (for "
+        "comparisons at equal wall time; default: run every step)",
+    )  # fmt: skip
+    g.add_argument("--lora", action="store_true", help="train LoRA adapters (peft), merged after")
+    g.add_argument(
+        "--lora-r", type=positive, default=d.lora_r, help=f"LoRA rank (default {d.lora_r})"
+    )
+    g.add_argument(
+        "--lora-alpha", type=positive, default=d.lora_alpha,
+        help=f"LoRA scaling (default {d.lora_alpha})",
+    )  # fmt: skip
+    g.add_argument(
+        "--save-steps", type=positive, default=d.save_steps,
+        help=f"checkpoint every N steps, for --resume (default {d.save_steps})",
+    )  # fmt: skip
+    g = p.add_argument_group("episodes")
+    g.add_argument(
+        "--temperature", type=float, default=DEFAULT_ROLLOUT.temperature,
+        help="sampling temperature of the training episodes (> 0: GRPO learns from samples; "
+        f"default {DEFAULT_ROLLOUT.temperature:g})",
+    )  # fmt: skip
+    add_rollout_flags(g, DEFAULT_ROLLOUT)
+    g.add_argument(
+        "--url", action="append",
+        help="play on this palaestra server (repeatable: episodes are spread over them); "
+        "training and evaluation episodes both",
+    )  # fmt: skip
+    g.add_argument("--token", default=None, help=f"bearer token for --url (default ${TOKEN_ENV})")
+    g = p.add_argument_group("evaluation")
+    g.add_argument(
+        "--eval-every", type=at_least_0, default=d.eval_every,
+        help="a point of the learning curve (greedy, on the test tasks) every N steps and at "
+        f"the last; 0: only the start (default {d.eval_every})",
+    )  # fmt: skip
+    g.add_argument(
+        "--eval-tasks", type=positive, default=d.eval_tasks,
+        help=f"test tasks per env, spread over its test split (default {d.eval_tasks})",
+    )  # fmt: skip
+    g.add_argument(
+        "--eval-temperatures", type=_bounded(float, 0), nargs="*", metavar="T",
+        default=list(d.eval_temperatures),
+        help="temperatures of the start and final evaluations; greedy (0) is always one "
+        "(default: 0 only)",
+    )  # fmt: skip
+    g.add_argument(
+        "--concurrency", type=positive, default=d.concurrency,
+        help=f"evaluation episodes at once (default {d.concurrency})",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed", type=int, default=d.seed,
+        help="run seed: derives the tiny model's init, TRL's seed, sampling and env seeds",
+    )  # fmt: skip
+    p.add_argument("--threads", type=positive, default=d.threads, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_train_grpo)
+
+
 # -- parser ---------------------------------------------------------------------------
 
 DEMO_DESCRIPTION = """\
@@ -447,6 +746,7 @@ def add_evol_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_train_flags(p)
     p.set_defaults(func=cmd_train_sft)
+    _add_train_grpo(train_sub)
 
     # evolve
     evolve = sub.add_parser("evolve", help="self-training: AgentEvol, Agent-R")
