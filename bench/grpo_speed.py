@@ -277,13 +277,15 @@ def table(multi: dict[str, Any], single: dict[str, Any]) -> str:
 
 
 def lengths(steps: list[Step]) -> str:
-    """Prompt tokens per row: mean, median, max; and padding's share of the batch."""
+    """Prompt tokens per row (mean, median, max), padding's share, and each step's times."""
     values = [n for s in steps for n in s.prompt_lengths]
     real = sum(s.tokens for s in steps)
     padded = sum(s.padded_tokens for s in steps)
+    per_step = ", ".join(f"{s.gen_seconds:.1f}+{s.train_seconds:.1f}" for s in steps)
     return (
         f"prompt tokens/row mean {_mean(values):.0f}, median {statistics.median(values):.0f}, "
-        f"max {max(values)}; padding {100 * (1 - real / padded):.0f}% of the batch"
+        f"max {max(values)}; padding {100 * (1 - real / padded):.0f}% of the batch; "
+        f"gen+train s per step {per_step}"
     )
 
 
@@ -327,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=args.seed,
     )
     config.check()
+    load_before = os.getloadavg()[0]
     print(
         f"model {model}; {total} steps each ({args.warmup} warm-up); "
         f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
@@ -363,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         measured_single = single.steps[args.warmup :]
 
+    load_after = os.getloadavg()[0]
     print()
     print(
         table(
@@ -379,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{DEMO_ROLLOUT.max_tokens}, history {DEMO_ROLLOUT.history}, no system prompt, "
         f"temperature {DEMO_ROLLOUT.temperature:g}, lr {args.lr:g}, beta {config.beta:g}, "
         f"loss {config.loss_type}; {os.cpu_count()} cores, torch threads "
-        f"{torch.get_num_threads()}"
+        f"{torch.get_num_threads()}; 1-minute load average {load_before:.1f} at the start, "
+        f"{load_after:.1f} at the end (a shared machine's times vary with it)"
     )
 
 
