@@ -50,6 +50,7 @@ bench: install  ## the benchmark tables: server and client throughput, sessions,
 	$(BIN)/python bench/ray_scale.py
 	$(BIN)/python bench/ray_eval.py
 	$(BIN)/python bench/sft_distributed.py
+	$(BIN)/python bench/grpo_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache runs
