@@ -13,8 +13,8 @@ from typing import Any
 __all__ = ["add_evol_commands"]
 
 GRPO_LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
-"""The ``loss_type`` values of TRL 1.16's ``GRPOConfig`` (TRL checks them only at the first
-step, after the start model's evaluation; the command refuses others at once)."""
+"""``palaestra.evol.grpo.LOSS_TYPES``, restated so that building the parser imports no
+training code (a test keeps the two equal)."""
 
 
 def _fail(message: str) -> int:
@@ -227,6 +227,8 @@ def cmd_train_grpo(args: argparse.Namespace) -> int:
             eval_tasks=args.eval_tasks,
             eval_temperatures=tuple(args.eval_temperatures),
             max_seconds=args.max_seconds,
+            eval_start=args.eval_start,
+            drop_flat_groups=args.drop_flat_groups,
             lora=args.lora,
             lora_r=args.lora_r,
             lora_alpha=args.lora_alpha,
@@ -592,6 +594,16 @@ def _add_train_grpo(train_sub: argparse._SubParsersAction) -> None:
         "--max-seconds", type=_bounded(float, 0, above=True), default=d.max_seconds,
         help="stop training after this much training time, evaluations excluded (for "
         "comparisons at equal wall time; default: run every step)",
+    )  # fmt: skip
+    g.add_argument(
+        "--keep-flat-groups", dest="drop_flat_groups", action="store_false",
+        help="train on the replies of groups whose episodes all got the same reward too "
+        "(their advantage is 0; by default they are left out, as DAPO's dynamic sampling "
+        "does, unless --beta > 0)",
+    )  # fmt: skip
+    g.add_argument(
+        "--no-eval-start", dest="eval_start", action="store_false",
+        help="do not evaluate the start model (eval-0); the curve's step 0 is then played",
     )  # fmt: skip
     g.add_argument("--lora", action="store_true", help="train LoRA adapters (peft), merged after")
     g.add_argument(

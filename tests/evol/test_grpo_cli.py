@@ -57,6 +57,10 @@ def test_the_flags_defaults_are_grpo_configs():
     assert args.history == DEFAULT_ROLLOUT.history
     assert args.format == DEFAULT_ROLLOUT.format
     assert args.no_system_prompt is (not DEFAULT_ROLLOUT.system_prompt)
+    from palaestra.cli_evol import GRPO_LOSS_TYPES
+    from palaestra.evol.grpo import LOSS_TYPES
+
+    assert GRPO_LOSS_TYPES == LOSS_TYPES
 
 
 @pytest.mark.parametrize(
