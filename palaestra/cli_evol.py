@@ -676,6 +676,9 @@ env, greedy and sampled, with 95% intervals, then mean turns and loop rates. It
 prints one progress line per stage, then the table. The report folder (--out) gets
 results.md, results.json, run.json (every stage, resumable), report.md, plot.png,
 run.log (what the libraries logged) and agent-r/ (Agent-R's run and its trees).
+--preset rl then trains the BC model online with GRPO (palaestra train grpo) for as
+long as the AgentEvol round took, and adds its row (grpo/: its run and learning
+curve); --preset quick runs every stage, GRPO included, on tiny budgets.
 """
 
 

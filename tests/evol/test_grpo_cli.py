@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from cli_runner import run_cli
@@ -153,3 +154,18 @@ def test_a_run_on_a_server_with_a_token(serve, tmp_path):
     assert len((out / "grpo" / "episodes.jsonl").read_text().splitlines()) == 2
     run = (out / "run.json").read_text()
     assert url in run and "s3cret" not in run  # the token is never written down
+
+
+def test_the_readme_commands_of_online_rl_parse():
+    # The README's GRPO commands are real: each parses with the CLI's own parser.
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Online RL (GRPO)")[1].split("\n## ")[0]
+    block = section.split("```bash\n")[1].split("```")[0].replace("\\\n", " ")
+    commands = [line.split("#")[0].split() for line in block.splitlines() if line.strip()]
+    assert [c[:3] for c in commands] == [
+        ["palaestra", "train", "grpo"],
+        ["palaestra", "demo", "--preset"],
+    ]
+    for command in commands:
+        args = build_parser().parse_args(command[1:])
+        assert callable(args.func)
