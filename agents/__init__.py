@@ -24,7 +24,7 @@ from palaestra.agents.openai_policy import (
     PolicyRequestError,
     PolicyTimeoutError,
 )
-from palaestra.agents.policy import Completion, Message, Policy
+from palaestra.agents.policy import Completion, Message, Policy, TurnTokens
 from palaestra.agents.policy_server import create_policy_app, run_policy_server
 from palaestra.agents.policy_spec import make_policy
 from palaestra.agents.rollout import (
@@ -72,6 +72,7 @@ __all__ = [
     "Trajectory",
     "TrajectoryWriter",
     "TransformersPolicy",
+    "TurnTokens",
     "UniformPolicy",
     "VLLMPolicy",
     "build_tiny_model",

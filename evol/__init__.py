@@ -1,4 +1,4 @@
-"""palaestra.evol: trajectory data, supervised fine-tuning, AgentEvol and Agent-R self-training.
+"""palaestra.evol: trajectory data, supervised fine-tuning, AgentEvol, Agent-R and GRPO.
 
 Heavy libraries (torch, transformers, datasets, peft) load only when used.
 """
@@ -25,6 +25,7 @@ from palaestra.evol.data import (
     write_parquet,
 )
 from palaestra.evol.examples import IGNORE_INDEX, tokenize_example, turn_examples
+from palaestra.evol.grpo import GRPOConfig, GRPOResult, run_grpo
 from palaestra.evol.mcts import MCTS, MCTSConfig, Tree, load_trees, save_trees
 from palaestra.evol.sft import SFTCollator, SFTConfig, SFTResult, build_examples, train_sft
 
@@ -34,6 +35,8 @@ __all__ = [
     "AgentEvolConfig",
     "AgentEvolResult",
     "AgentRConfig",
+    "GRPOConfig",
+    "GRPOResult",
     "MCTSConfig",
     "SFTCollator",
     "SFTConfig",
@@ -52,6 +55,7 @@ __all__ = [
     "render_evolution_table",
     "run_agent_r",
     "run_agentevol",
+    "run_grpo",
     "save_trajectories",
     "save_trees",
     "to_dataset",
