@@ -28,6 +28,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -189,11 +190,8 @@ class EpisodeGRPOTrainer(GRPOTrainer):
             )
             for i, row in enumerate(inputs)
         ]
-        config = RolloutConfig(
-            **{
-                **self.rollout.__dict__,
-                "seed": derive_seed(self.run_seed, "grpo-sampling", step, first),
-            }
+        config = replace(
+            self.rollout, seed=derive_seed(self.run_seed, "grpo-sampling", step, first)
         )
         engine = RolloutEngine(
             self._policy, self.envs, config, concurrency=max(1, len(specs)), lockstep=True
