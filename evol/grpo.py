@@ -107,6 +107,13 @@ class GRPOConfig:
             got the same reward (DAPO's dynamic sampling): their advantage is 0, so they
             carry no policy gradient, and the step's cost is mostly their backward pass.
             Kept when ``beta`` > 0 (they carry the KL term).
+        weigh_episodes: Give every episode of a step the same weight, whatever its
+            length: each reply's advantage is scaled by (mean turns / its episode's
+            turns). Without it every reply weighs the same, so a failed episode that
+            loops for 60 turns pushes its tokens down three times as hard as a
+            20-turn success pushes its own up, and the step lowers the probability of
+            what the policy does overall (on Maze the greedy success fell from 55% to
+            40% and from 41% to 15% in 10 steps at lr 2e-4 without it).
     """
 
     envs: tuple[str, ...] = ("palaestra/Maze-v0",)
@@ -139,6 +146,7 @@ class GRPOConfig:
     concurrency: int = field(default=32, metadata=NOT_IDENTITY)
     urls: tuple[str, ...] = field(default=(), metadata=NOT_IDENTITY)
     drop_flat_groups: bool = True
+    weigh_episodes: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.rollout, dict):  # read back from a run.json

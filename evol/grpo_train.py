@@ -144,6 +144,7 @@ def make_trainer(
         seed=seed,
         on_episodes=on_episodes,
         drop_flat_groups=config.drop_flat_groups,
+        weigh_episodes=config.weigh_episodes,
     )
 
 

@@ -123,6 +123,9 @@ class EpisodeGRPOTrainer(GRPOTrainer):
             (zero advantage, zero policy gradient; DAPO's dynamic sampling), unless
             ``beta`` > 0. A step whose groups are all flat trains on one zero-advantage
             row (a step of no effect, so TRL's schedule and checkpoints go on).
+        weigh_episodes: Scale each reply's advantage by (mean turns of the step's
+            episodes / its episode's turns), so that every episode weighs the same
+            in the loss whatever its length (else long failures dominate the step).
         **kwargs: ``GRPOTrainer``'s (``model``, ``args``, ``train_dataset``,
             ``processing_class``, ``reward_funcs``, ``peft_config``...).
     """
@@ -135,6 +138,7 @@ class EpisodeGRPOTrainer(GRPOTrainer):
         seed: int = 0,
         on_episodes: Callable[[list[Trajectory]], None] | None = None,
         drop_flat_groups: bool = False,
+        weigh_episodes: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -155,6 +159,7 @@ class EpisodeGRPOTrainer(GRPOTrainer):
         self.run_seed = seed
         self.on_episodes = on_episodes
         self.drop_flat_groups = drop_flat_groups
+        self.weigh_episodes = weigh_episodes
         self.last_episodes: list[Trajectory] = []
         self.last_batch: dict[str, Any] = {}
         self._loop = _LoopThread()
@@ -245,6 +250,12 @@ class EpisodeGRPOTrainer(GRPOTrainer):
         episode_advantages = advantages[local].tolist()
         flat = (grouped.std(dim=1) < 1e-6).repeat_interleave(group)[local].tolist()
         dropping = self.drop_flat_groups and self.beta == 0.0
+        if self.weigh_episodes:
+            mean_turns = sum(t.turns for t in episodes) / max(1, len(episodes))
+            episode_advantages = [
+                a * mean_turns / t.turns if t.turns else a
+                for a, t in zip(episode_advantages, episodes, strict=True)
+            ]
 
         # One row per reply: its prompt ids and generated ids as recorded.
         rows = [

@@ -229,6 +229,7 @@ def cmd_train_grpo(args: argparse.Namespace) -> int:
             max_seconds=args.max_seconds,
             eval_start=args.eval_start,
             drop_flat_groups=args.drop_flat_groups,
+            weigh_episodes=args.weigh_episodes,
             lora=args.lora,
             lora_r=args.lora_r,
             lora_alpha=args.lora_alpha,
@@ -600,6 +601,11 @@ def _add_train_grpo(train_sub: argparse._SubParsersAction) -> None:
         help="train on the replies of groups whose episodes all got the same reward too "
         "(their advantage is 0; by default they are left out, as DAPO's dynamic sampling "
         "does, unless --beta > 0)",
+    )  # fmt: skip
+    g.add_argument(
+        "--weigh-replies", dest="weigh_episodes", action="store_false",
+        help="every reply weighs the same in the loss (by default every episode does: a "
+        "reply's advantage is scaled by the mean episode length over its episode's)",
     )  # fmt: skip
     g.add_argument(
         "--no-eval-start", dest="eval_start", action="store_false",

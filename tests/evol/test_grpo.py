@@ -93,7 +93,8 @@ def unpadded(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
 
 
 def test_the_rows_trained_on_are_the_tokens_generated_turn_by_turn(tmp_path):
-    trainer = make_trainer(config(drop_flat_groups=False), "tiny", TASKS, tmp_path / "ckpt", seed=3,
+    settings = config(drop_flat_groups=False, weigh_episodes=False)
+    trainer = make_trainer(settings, "tiny", TASKS, tmp_path / "ckpt", seed=3,
                            trainer_class=_Recording)  # fmt: skip
     try:
         trainer.train()
@@ -147,6 +148,8 @@ def test_the_rows_trained_on_are_the_tokens_generated_turn_by_turn(tmp_path):
 def test_a_remote_server_gives_the_first_step_rewards_of_the_in_process_run(
     tmp_path, serve, bc_model
 ):
+    batches: list[dict[str, Any]] = []
+
     def first_step(**changes: Any) -> list[tuple[Any, ...]]:
         played: list[Any] = []
         trainer = make_trainer(config(**changes), bc_model, TASKS, tmp_path / "ckpt", seed=5,
@@ -155,14 +158,24 @@ def test_a_remote_server_gives_the_first_step_rewards_of_the_in_process_run(
             trainer.train()
         finally:
             trainer.close()
+        batches.append(trainer.last_batch)
         return [(t.task_id, t.sample, t.actions, t.rewards, t.score, t.success, t.tokens)
                 for t in played]  # fmt: skip
 
-    long = {"rollout": replace(ROLLOUT, max_turns=30), "group_size": 4}
+    long = {"rollout": replace(ROLLOUT, max_turns=30), "group_size": 4, "drop_flat_groups": False}
     local = first_step(**long)
     with serve([MAZE]) as url:
         remote = first_step(urls=(url,), **long)
     assert remote == local
+    assert torch.equal(batches[0]["advantages"], batches[1]["advantages"])
+    # Each episode weighs the same: its replies' advantage is scaled by mean turns / turns.
+    scores = torch.tensor([score for *_, score, _, _ in local]).view(-1, 4)
+    advantages = (scores - scores.mean(1, keepdim=True)) / (scores.std(1, keepdim=True) + 1e-4)
+    turns = [len(actions) for _, _, actions, *_ in local]
+    mean_turns = sum(turns) / len(turns)
+    flat = advantages.flatten().tolist()
+    expected = [a * mean_turns / n for a, n in zip(flat, turns, strict=True) for _ in range(n)]
+    assert batches[0]["advantages"].tolist() == pytest.approx(expected, abs=1e-5)
     print("first-step rewards:", [score for *_, score, _, _ in local])
     assert len({tuple(actions) for _, _, actions, *_ in local}) > 1  # sampled, not one path
 
