@@ -595,8 +595,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Every expected failure (see :func:`exit_status`) ends as one ``error:`` line on
     stderr and exit status 1 or 2; ``PALAESTRA_DEBUG=1`` lets it raise with its traceback.
+    A command may set ``$PALAESTRA_TOKEN`` for its env clients (``eval --token``);
+    it is put back as it was on return, so a caller in the same process (a test, a
+    script calling ``main``) and the processes it starts later do not inherit it.
     """
     args = build_parser().parse_args(argv)
+    token = os.environ.get(TOKEN_ENV)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -607,6 +611,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(error_line(error), file=sys.stderr)
         return status
+    finally:
+        if token is None:
+            os.environ.pop(TOKEN_ENV, None)
+        else:
+            os.environ[TOKEN_ENV] = token
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The command line, run as a user runs it (a subprocess per command)."""
 
 import json
+import os
 
 import pytest
 from cli_runner import run_cli
@@ -164,6 +165,21 @@ def test_eval_url_without_the_token_is_one_error_line(token_url, envs, tmp_path)
                  token_url, "--out", str(tmp_path / "run"))  # fmt: skip
     line = _one_error_line(result, 1)
     assert "bearer token" in line and "--token" in line and "PALAESTRA_TOKEN" in line
+
+
+def test_eval_token_does_not_outlive_the_command(token_url, tmp_path, monkeypatch):
+    # eval --token hands the token to its env clients through $PALAESTRA_TOKEN; once
+    # main returns, a later server or client started by the same process must not
+    # inherit it (a serve-policy started by a later test required it and never
+    # answered that test's probe).
+    from palaestra.cli import main
+
+    monkeypatch.delenv("PALAESTRA_TOKEN", raising=False)
+    args = ["eval", "--policy", "random", "--envs", "palaestra/Maze-v0", "--limit", "1",
+            "--url", token_url, "--token", "sekrit", "--out", str(tmp_path / "run")]  # fmt: skip
+    status = main(args)
+    assert status == 0
+    assert "PALAESTRA_TOKEN" not in os.environ
 
 
 @pytest.mark.parametrize("envs", ["palaestra/Maze-v0", "all"])

@@ -72,7 +72,7 @@ def served(tally_model) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             try:
                 if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
@@ -80,7 +80,9 @@ def served(tally_model) -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve-policy did not come up: {process.stderr.read()}")
+                process.kill()  # reading stderr of a live process would wait for it forever
+                _, stderr = process.communicate(timeout=30)
+                raise RuntimeError(f"serve-policy did not come up: {stderr}")
             time.sleep(0.5)
         yield url
     finally:

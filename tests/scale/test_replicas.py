@@ -22,10 +22,10 @@ import time
 
 import httpx
 import pytest
+from ray_cluster import simulated_cluster
 
 ray = pytest.importorskip("ray")
 
-from ray.cluster_utils import Cluster  # noqa: E402
 
 from palaestra.agents.env_pool import LocalEnvs  # noqa: E402
 from palaestra.agents.policy_spec import make_policy  # noqa: E402
@@ -41,20 +41,12 @@ from palaestra.scale import (  # noqa: E402
 pytestmark = pytest.mark.slow  # a Ray cluster and its replicas: ~1-2 min for the module
 
 MAZE = "palaestra/Maze-v0"
-NODE = {"num_cpus": 1, "object_store_memory": 100 * 2**20}
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
-    try:
-        for _ in range(2):
-            cluster.add_node(**NODE)
-        ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
+    with simulated_cluster(3, namespace=NAMESPACE) as cluster:
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 @pytest.fixture(scope="module")

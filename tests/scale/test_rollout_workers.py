@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from ray_cluster import NODE
 
 ray = pytest.importorskip("ray")
 
@@ -30,24 +31,6 @@ from palaestra.scale.rollout_workers import RayEpisodes  # noqa: E402
 pytestmark = pytest.mark.slow  # a 3-node cluster takes 10-30 s to start on a shared 2-core box
 
 MAZE = "palaestra/Maze-v0"
-MB = 2**20
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    from ray.cluster_utils import Cluster
-
-    node = {"num_cpus": 1, "object_store_memory": 100 * MB}
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-    try:
-        for _ in range(2):
-            cluster.add_node(**node)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 def records(trajectories):
@@ -259,7 +242,7 @@ def test_a_node_removed_midway_loses_no_finished_episode(cluster, tmp_path):
     try:
         with_ray = run_eval(config, out, progress=False, runner=runner, on_progress=remove_midway)
     finally:
-        cluster.add_node(num_cpus=1, object_store_memory=100 * MB)
+        cluster.add_node(**NODE)
     assert removed
     keys = [t.key for t in read_trajectories(out / "trajectories.jsonl")]
     assert len(keys) == len(set(keys)) == 300 and not with_ray.lost

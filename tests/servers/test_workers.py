@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,15 +15,21 @@ import httpx
 
 
 def _two_free_ports() -> int:
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
+    """A port P with P and P + 1 free, below the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` (32768 and up) may be handed to
+    another process between this check and the server's own bind (a Ray replica
+    of an earlier test restarting did so once, and this test then talked to it).
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
         return port
     raise RuntimeError("no two consecutive free ports")
 
@@ -67,6 +74,7 @@ def test_each_worker_has_its_port_and_its_own_sessions_and_sigterm_stops_all():
         workers = _workers(server.pid)
         assert len(workers) == 2
         created = httpx.post(f"{urls[0]}/v1/sessions", json={"env": "palaestra/Maze-v0"})
+        assert created.status_code == 201, created.text
         session_id = created.json()["session_id"]
         assert httpx.get(f"{urls[0]}/v1/sessions/{session_id}").status_code == 200
         assert httpx.get(f"{urls[1]}/v1/sessions/{session_id}").status_code == 404
