@@ -36,7 +36,7 @@ lint: install  ## ruff lint and format check
 	$(BIN)/ruff format --check .
 
 test: lint  ## lint, then every test (slow ones included)
-	PALAESTRA_REQUIRE_BROWSER=1 $(BIN)/pytest -m "" -q
+	PALAESTRA_REQUIRE_BROWSER=1 $(BIN)/pytest -m "" -q --durations=25
 
 bench: install  ## the benchmark tables: server and client throughput, sessions, per-env speed and cost, fork vs replay, tools, Ray, distributed SFT
 	$(BIN)/python bench/server_throughput.py

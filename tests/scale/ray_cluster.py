@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,11 @@ def simulated_cluster(nodes: int = 3, **init: Any) -> Iterator[Any]:
     from ray.cluster_utils import Cluster
 
     before = {p.pid for p in psutil.Process().children(recursive=True)}
+    # Ray starts its workers at niceness 15: on a machine busy with anything else they
+    # got no CPU, and a test waiting 20 s for a worker to come up failed. The raylets
+    # read this variable when they start.
+    niceness = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"
     cluster = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
     try:
         for _ in range(nodes - 1):
@@ -40,3 +46,7 @@ def simulated_cluster(nodes: int = 3, **init: Any) -> Iterator[Any]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
         psutil.wait_procs(alive, timeout=10)
+        if niceness is None:
+            os.environ.pop("RAY_worker_niceness", None)
+        else:
+            os.environ["RAY_worker_niceness"] = niceness
