@@ -207,18 +207,20 @@ def plan_tasks(config: AgentEvolConfig) -> dict[str, dict[str, list[TaskId]]]:
         rest = train[config.base_tasks :] if config.explore_from == "rest" else train
         plan[env_id] = {
             "base": base,
-            "explore": _spread(rest, config.explore_tasks),
-            "test": _spread(test, config.eval_tasks),
+            "explore": spread_tasks(rest, config.explore_tasks),
+            "test": spread_tasks(test, config.eval_tasks),
         }
     return plan
 
 
-def _spread(ids: Sequence[TaskId], count: int) -> list[TaskId]:
+def spread_tasks(ids: Sequence[TaskId], count: int) -> list[TaskId]:
+    """``count`` of ``ids`` spread evenly over them (all of them when there are fewer)."""
     count = min(count, len(ids))
     return [ids[(i * len(ids)) // count] for i in range(count)] if count else []
 
 
-def _rows(label: str, temperature: float, result: EvalResult) -> list[dict[str, Any]]:
+def result_rows(label: str, temperature: float, result: EvalResult) -> list[dict[str, Any]]:
+    """The table rows of one evaluation of ``label`` at ``temperature``, one per env."""
     rows = []
     for row in result.rows:
         if row["env"] == "macro average":
@@ -358,7 +360,7 @@ class _Run:
             finally:
                 if policy is not None:
                     asyncio.run(policy.aclose())
-            rows += _rows(label, temperature, result)
+            rows += result_rows(label, temperature, result)
         return {"rows": rows, "seed": seed}
 
     def baseline(self, name: str, line: StageLine) -> dict[str, Any]:

@@ -44,7 +44,12 @@ from typing import Any
 from palaestra.agents.evaluate import EvalConfig, env_packages, run_eval, wilson_interval
 from palaestra.agents.rollout import RolloutConfig
 from palaestra.envs import TaskId
-from palaestra.evol.agentevol import _rows, _spread, render_evolution_table, seeded_model
+from palaestra.evol.agentevol import (
+    render_evolution_table,
+    result_rows,
+    seeded_model,
+    spread_tasks,
+)
 from palaestra.evol.progress import StageLine
 from palaestra.evol.stages import Stages
 from palaestra.files import write_json, write_text
@@ -225,8 +230,11 @@ def plan_tasks(config: GRPOConfig) -> dict[str, dict[str, list[TaskId]]]:
                 env.close()
         train = list(pools["train"])
         if config.train_tasks is not None:
-            train = _spread(train, config.train_tasks)
-        plan[env_id] = {"train": train, "test": _spread(list(pools["test"]), config.eval_tasks)}
+            train = spread_tasks(train, config.train_tasks)
+        plan[env_id] = {
+            "train": train,
+            "test": spread_tasks(list(pools["test"]), config.eval_tasks),
+        }
     return plan
 
 
@@ -365,7 +373,7 @@ class _Run:
         rows: list[dict[str, Any]] = []
         for temperature in self.config.eval_temperatures:
             result = self._test(model, self.out / name / f"t{temperature:g}", temperature, line)
-            rows += _rows(label, temperature, result)
+            rows += result_rows(label, temperature, result)
         return {"rows": rows}
 
     def train(self, start: str, line: StageLine) -> dict[str, Any]:

@@ -91,11 +91,6 @@ def trl_config(config: GRPOConfig, output_dir: Path, seed: int) -> Any:
     )
 
 
-def _latest_checkpoint(folder: Path) -> Path | None:
-    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
-
-
 def make_trainer(
     config: GRPOConfig,
     start: str,
@@ -175,7 +170,7 @@ def train_grpo(
     import torch
     from transformers import TrainerCallback
 
-    from palaestra.evol.sft import _own_callbacks
+    from palaestra.evol.sft import _own_callbacks, latest_checkpoint
 
     folder.mkdir(parents=True, exist_ok=True)
     if config.threads is not None:
@@ -240,7 +235,7 @@ def train_grpo(
     trainer.add_callback(_Clock())
     if line is not None:
         trainer.add_callback(line.trainer_callback())
-    resume = _latest_checkpoint(folder / "checkpoints")
+    resume = latest_checkpoint(folder / "checkpoints")
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finally:

@@ -207,7 +207,8 @@ class SFTCollator:
         }
 
 
-def _latest_checkpoint(folder: Path) -> Path | None:
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder of a Trainer's output folder, if any."""
     found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
@@ -364,7 +365,7 @@ def train_sft(
     if main:
         write_json(out / IDENTITY_FILE, wanted, indent=2)
     started = time.perf_counter()
-    resume = _latest_checkpoint(checkpoints)
+    resume = latest_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
     losses = [
@@ -546,7 +547,7 @@ def _check_unfinished(out: Path, wanted: dict[str, Any]) -> None:
                 f"{out} holds an unfinished training run of other settings "
                 f"({'; '.join(differ)}); choose another --out, or delete {out} to train again"
             )
-    elif _latest_checkpoint(out / "checkpoints") is not None:
+    elif latest_checkpoint(out / "checkpoints") is not None:
         raise FileExistsError(
             f"{out} holds checkpoints of an unknown training run (no {IDENTITY_FILE}); "
             f"choose another --out, or delete {out} to train again"
